@@ -1,0 +1,63 @@
+"""The fake codex inside the caller's event loop, behind a subprocess-shaped handle."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from harness.cassette import Cassette, open_cassette
+from harness.channel import memory_pair
+from harness.replay import DIVERGED_EXIT, ReplayEngine, ReplayOptions, ReplayReport
+
+
+class InProcessCodex:
+    """What `launch_subprocess` would hand a driver: ``stdin`` (write, drain,
+    close), ``stdout`` (async iterator of lines), ``wait()`` and ``returncode``.
+
+    Construct it inside a running event loop; the engine starts at once.
+    """
+
+    def __init__(self, cassette: Cassette | str | Path, options: ReplayOptions | None = None,
+                 report_path: str | Path | None = None) -> None:
+        if not isinstance(cassette, Cassette):
+            cassette = open_cassette(cassette)
+        self.options = options or ReplayOptions()
+        channel, self.stdin, self.stdout = memory_pair()
+        self.stderr = None
+        self.pid = None
+        self.engine = ReplayEngine(cassette, channel, self.options)
+        self._report_path = Path(report_path) if report_path else None
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> ReplayReport:
+        report = await self.engine.run()
+        if self._report_path is not None:
+            report.write(self._report_path)
+        return report
+
+    @property
+    def report(self) -> ReplayReport:
+        return self.engine.report
+
+    @property
+    def returncode(self) -> int | None:
+        if not self._task.done():
+            return None
+        if self.report.status == "diverged":
+            return DIVERGED_EXIT
+        return self.report.exit_code or 0
+
+    async def wait(self, timeout: float | None = None) -> int:
+        await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        return self.returncode or 0
+
+    def done(self) -> bool:
+        return self._task.done()
+
+    def kill(self) -> None:
+        """End the fake at once, as SIGKILL would a process."""
+        if not self._task.done():
+            self._task.cancel()
+        self.stdout._pipe.close()
+
+    terminate = kill

@@ -1,0 +1,35 @@
+"""Serving a cassette on this process's stdio, as `codex app-server` would."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from harness.cassette import open_cassette
+from harness.channel import StdioChannel
+from harness.replay import DIVERGED_EXIT, ReplayEngine, ReplayOptions, ReplayReport
+
+
+async def _serve(cassette_path: Path, options: ReplayOptions, report_path: Path | None) -> ReplayReport:
+    cassette = open_cassette(cassette_path)
+    channel = await StdioChannel().open()
+    engine = ReplayEngine(cassette, channel, options)
+    report = await engine.run()
+    if report_path is not None:
+        report.write(report_path)
+    return report
+
+
+def serve_stdio(cassette_path: str | Path, options: ReplayOptions | None = None,
+                report_path: str | Path | None = None) -> int:
+    """Play the server role on stdin/stdout; the exit code is the recorded one,
+    or DIVERGED_EXIT after a divergence (the report says what happened)."""
+    options = options or ReplayOptions()
+    report = asyncio.run(_serve(Path(cassette_path), options,
+                                Path(report_path) if report_path else None))
+    if report.failed(options.strict):
+        print(report.summary(), file=sys.stderr, flush=True)
+    if report.status == "diverged":
+        return DIVERGED_EXIT
+    return report.exit_code or 0

@@ -1,0 +1,219 @@
+"""How the replay engine talks to its live peer: a line-oriented duplex channel.
+
+Two kinds: stdio of the current process (the fake server as a subprocess) and an
+in-memory pipe pair (the fake server inside the test's event loop, behind a
+handle shaped like a subprocess's, which optio's driver and others accept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections import deque
+from typing import Any, AsyncIterator, Protocol
+
+from harness.wire import CHUNK, Line, LineSplitter
+
+
+class Channel(Protocol):
+    async def read_line(self) -> Line | None:
+        """The next line from the peer; None once it closed its stream."""
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes for the peer (see drain)."""
+
+    async def drain(self) -> None:
+        """Wait until written bytes were taken (bounded by the caller)."""
+
+    async def close(self) -> None:
+        """Close our sending side: the peer sees end of stream."""
+
+
+class _Lines:
+    """Turns a chunk source into lines, keeping the last partial one."""
+
+    def __init__(self) -> None:
+        self.splitter = LineSplitter()
+        self.ready: deque[Line] = deque()
+        self.eof = False
+
+    def feed(self, chunk: bytes) -> None:
+        if chunk:
+            self.ready.extend(Line(d) for d in self.splitter.feed(chunk))
+        else:
+            rest = self.splitter.rest()
+            if rest:
+                self.ready.append(Line(rest, newline=False))
+            self.eof = True
+
+
+class StdioChannel:
+    """The current process's stdin/stdout, asynchronously."""
+
+    def __init__(self, stdin: Any = None, stdout: Any = None) -> None:
+        self._stdin = stdin or sys.stdin.buffer
+        self._stdout = stdout or sys.stdout.buffer
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._lines = _Lines()
+
+    async def open(self) -> "StdioChannel":
+        loop = asyncio.get_running_loop()
+        self._reader = asyncio.StreamReader(limit=CHUNK)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(self._reader), self._stdin)
+        transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, self._stdout)
+        self._writer = asyncio.StreamWriter(transport, protocol, None, loop)
+        return self
+
+    async def read_line(self) -> Line | None:
+        assert self._reader is not None
+        while not self._lines.ready:
+            if self._lines.eof:
+                return None
+            self._lines.feed(await self._reader.read(CHUNK))
+        return self._lines.ready.popleft()
+
+    def write(self, data: bytes) -> None:
+        assert self._writer is not None
+        if not self._writer.is_closing():
+            self._writer.write(data)
+
+    async def drain(self) -> None:
+        assert self._writer is not None
+        try:
+            await self._writer.drain()
+        except (ConnectionError, BrokenPipeError):
+            pass
+
+    async def close(self) -> None:
+        if self._writer is not None and not self._writer.is_closing():
+            try:
+                await self._writer.drain()
+            except (ConnectionError, BrokenPipeError):
+                pass
+            # Closing the pipe transport closes fd 1: that is the peer's end of stream.
+            self._writer.close()
+            await asyncio.sleep(0)  # connection_lost runs on the next loop turn and closes the fd
+
+
+class _Pipe:
+    """One direction of an in-memory pipe: chunks in, end-of-stream as None."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.closed = False
+
+    def put(self, data: bytes) -> None:
+        if self.closed:
+            raise BrokenPipeError("the other side closed this pipe")
+        if data:
+            self.queue.put_nowait(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.queue.put_nowait(None)
+
+
+class MemoryChannel:
+    """The engine's end of an in-memory pipe pair."""
+
+    def __init__(self, inbound: _Pipe, outbound: _Pipe) -> None:
+        self._in = inbound
+        self._out = outbound
+        self._lines = _Lines()
+
+    async def read_line(self) -> Line | None:
+        while not self._lines.ready:
+            if self._lines.eof:
+                return None
+            chunk = await self._in.queue.get()
+            self._lines.feed(chunk or b"")
+        return self._lines.ready.popleft()
+
+    def write(self, data: bytes) -> None:
+        if not self._out.closed:
+            self._out.put(data)
+
+    async def drain(self) -> None:
+        # Let the reader run now and then, as a pipe's buffer would force.
+        if self._out.queue.qsize() > 256:
+            await asyncio.sleep(0)
+
+    async def close(self) -> None:
+        self._out.close()
+
+
+class HandleStdin:
+    """What a driver writes to: write() plus an awaitable drain(), like a StreamWriter."""
+
+    def __init__(self, pipe: _Pipe) -> None:
+        self._pipe = pipe
+
+    def write(self, data: bytes | str) -> None:
+        self._pipe.put(data.encode("utf-8") if isinstance(data, str) else data)
+
+    async def drain(self) -> None:
+        if self._pipe.closed:
+            raise BrokenPipeError("the fake codex has ended")
+
+    def close(self) -> None:
+        self._pipe.close()
+
+    def is_closing(self) -> bool:
+        return self._pipe.closed
+
+
+class HandleStdout:
+    """What a driver reads: an async iterator of lines (bytes, newline kept), and read(n)."""
+
+    def __init__(self, pipe: _Pipe) -> None:
+        self._pipe = pipe
+        self._buf = b""
+        self._eof = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl >= 0:
+                line, self._buf = self._buf[: nl + 1], self._buf[nl + 1:]
+                return line
+            if self._eof:
+                if self._buf:
+                    line, self._buf = self._buf, b""
+                    return line
+                raise StopAsyncIteration
+            chunk = await self._pipe.queue.get()
+            if chunk is None:
+                self._eof = True
+            elif not self._buf and chunk.endswith(b"\n") and chunk.count(b"\n") == 1:
+                return chunk  # the common case: one whole message per write
+            else:
+                self._buf += chunk
+
+    async def readline(self) -> bytes:
+        try:
+            return await self.__anext__()
+        except StopAsyncIteration:
+            return b""
+
+    async def read(self, n: int = -1) -> bytes:
+        if not self._buf and not self._eof:
+            chunk = await self._pipe.queue.get()
+            if chunk is None:
+                self._eof = True
+            else:
+                self._buf = chunk
+        if n < 0:
+            n = len(self._buf)
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+
+def memory_pair() -> tuple[MemoryChannel, HandleStdin, HandleStdout]:
+    """An engine channel and the two ends a driver holds."""
+    to_engine, to_driver = _Pipe(), _Pipe()
+    return MemoryChannel(to_engine, to_driver), HandleStdin(to_engine), HandleStdout(to_driver)

@@ -1,0 +1,249 @@
+"""Comparing a live message with a recorded one.
+
+Like VCR.py's matchers: a small registry of named checks, run in order; the
+first that fails names the reason. Equality is checked on plain Python values
+(fast path for the replay loop); deepdiff is only asked for the human diff
+once something already failed.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from deepdiff import DeepDiff
+
+from harness.cassette import Event
+from harness.placeholders import Placeholders
+from harness.wire import Kind, classify
+
+Scrub = Callable[[Any], Any]
+
+# Keys a live message may carry that say nothing about its meaning.
+TRANSPORT_KEYS = ("jsonrpc",)
+
+
+def body_key(msg: dict[str, Any]) -> str:
+    if "method" in msg:
+        return "params"
+    return "error" if "error" in msg else "result"
+
+
+@dataclass
+class MatchContext:
+    """What a comparison needs beyond the two messages."""
+
+    placeholders: Placeholders = field(default_factory=Placeholders)
+    scrub: Scrub | None = None
+    ignore: list[str] = field(default_factory=list)  # dotted paths, '*' for any key
+    learned: dict[str, Any] = field(default_factory=dict)  # recorded -> live (values the live peer chose)
+    learn: list[str] = field(default_factory=list)   # paths whose live value is learned, not compared
+
+
+@dataclass
+class Mismatch:
+    matcher: str
+    reason: str
+
+
+# -- paths -----------------------------------------------------------------
+
+def split_path(path: str) -> list[str]:
+    return [p for p in re.split(r"\.|\[(\d+|\*)\]", path) if p]
+
+
+def path_walk(obj: Any, parts: list[str], trail: tuple = ()):
+    """Yield (container, key, trail) for every place a dotted path reaches."""
+    if not parts:
+        return
+    head, rest = parts[0], parts[1:]
+    if head == "**":
+        yield from path_walk(obj, rest, trail)
+        children = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+        for k, v in children:
+            yield from path_walk(v, parts, trail + (k,))
+        return
+    if isinstance(obj, dict):
+        keys = list(obj) if head == "*" else [head] if head in obj else []
+    elif isinstance(obj, list):
+        keys = list(range(len(obj))) if head == "*" else [int(head)] if head.isdigit() and int(head) < len(obj) else []
+    else:
+        return
+    for k in keys:
+        if rest:
+            yield from path_walk(obj[k], rest, trail + (k,))
+        else:
+            yield obj, k, trail + (k,)
+
+
+def drop_paths(obj: Any, paths: list[str]) -> Any:
+    if not paths:
+        return obj
+    obj = copy.deepcopy(obj)
+    for path in paths:
+        for container, key, _ in list(path_walk(obj, split_path(path))):
+            if isinstance(container, dict):
+                container.pop(key, None)
+            else:
+                container[key] = None
+    return obj
+
+
+def get_path(obj: Any, trail: tuple) -> Any:
+    for k in trail:
+        obj = obj[k]
+    return obj
+
+
+def prune_to(live: Any, pattern: Any) -> Any:
+    """The part of ``live`` that ``pattern`` speaks about (subset matching)."""
+    if isinstance(pattern, dict) and isinstance(live, dict):
+        return {k: prune_to(live[k], v) for k, v in pattern.items() if k in live}
+    if isinstance(pattern, list) and isinstance(live, list) and len(pattern) == len(live):
+        return [prune_to(a, b) for a, b in zip(live, pattern)]
+    return live
+
+
+def substitute_learned(obj: Any, learned: dict[Any, Any]) -> Any:
+    """Replace whole values the live peer chose differently (ids) by the live ones."""
+    if not learned:
+        return obj
+    if isinstance(obj, dict):
+        return {k: substitute_learned(v, learned) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [substitute_learned(v, learned) for v in obj]
+    if isinstance(obj, (str, int)) and not isinstance(obj, bool):
+        return learned.get(obj, obj)
+    return obj
+
+
+# -- the matchers ----------------------------------------------------------
+
+def match_kind(rec: dict, live: dict, ctx: MatchContext) -> str | None:
+    a, b = classify(rec), classify(live)
+    if a != b:
+        return f"expected a {a.value}, got a {b.value}"
+    return None
+
+
+def match_method(rec: dict, live: dict, ctx: MatchContext) -> str | None:
+    if rec.get("method") != live.get("method"):
+        return f"expected method {rec.get('method')!r}, got {live.get('method')!r}"
+    return None
+
+
+def match_id(rec: dict, live: dict, ctx: MatchContext) -> str | None:
+    # A request's id is the sender's choice and gets mapped; a response must
+    # carry the id of the request it answers, which the played side sent verbatim.
+    if classify(rec) is Kind.RESPONSE:
+        want = ctx.learned.get(rec["id"], rec["id"])
+        if want != live.get("id"):
+            return f"expected a response to id {want!r}, got one to id {live.get('id')!r}"
+    return None
+
+
+def normalised_pair(rec: dict, live: dict, ctx: MatchContext, event: Event | None) -> tuple[Any, Any]:
+    key = body_key(rec)
+    want = rec.get(key)
+    got = live.get(key)
+    if ctx.scrub is not None:
+        got = ctx.scrub(got)
+    opts = (event.match or {}) if event else {}
+    ignore = list(ctx.ignore) + list(opts.get("ignore", ()))
+    ctx.placeholders.bind_walk(want, got)
+    want = ctx.placeholders.substitute(want)
+    want = substitute_learned(want, ctx.learned)
+    if ctx.learn:
+        for path in ctx.learn:
+            ignore.append(path)
+    if ignore:
+        want, got = drop_paths(want, ignore), drop_paths(got, ignore)
+    if opts.get("mode") == "subset" and want is not None:
+        got = prune_to(got, want)
+    return want, got
+
+
+def match_body(rec: dict, live: dict, ctx: MatchContext, event: Event | None = None) -> str | None:
+    if event is not None and event.match and event.match.get("mode") == "method":
+        return None
+    want, got = normalised_pair(rec, live, ctx, event)
+    if want == got:
+        return None
+    return f"{body_key(rec)} differ"
+
+
+MATCHERS: dict[str, Callable[..., str | None]] = {
+    "kind": match_kind,
+    "method": match_method,
+    "id": match_id,
+    "body": match_body,
+}
+DEFAULT_ORDER = ("kind", "method", "id", "body")
+
+
+def compare(event: Event, live: Any, ctx: MatchContext, order: tuple[str, ...] = DEFAULT_ORDER) -> Mismatch | None:
+    """None when the live message matches the recorded event, else which matcher failed."""
+    rec = event.msg
+    if not isinstance(live, dict):
+        return Mismatch("kind", "expected a JSON-RPC object")
+    for name in order:
+        fn = MATCHERS[name]
+        reason = fn(rec, live, ctx, event) if name == "body" else fn(rec, live, ctx)
+        if reason:
+            return Mismatch(name, reason)
+    return None
+
+
+def learn_values(event: Event, live: dict, ctx: MatchContext) -> None:
+    """After a match: remember what the live peer chose where the recording had other values."""
+    if not ctx.learn:
+        return
+    key = body_key(event.msg)
+    rec_body, live_body = event.msg.get(key), live.get(key)
+    for path in ctx.learn:
+        for _, _, trail in path_walk(rec_body, split_path(path)):
+            try:
+                value = get_path(live_body, trail)
+            except (KeyError, IndexError, TypeError):
+                continue
+            old = get_path(rec_body, trail)
+            if old != value and isinstance(old, (str, int)) and not isinstance(old, bool):
+                ctx.learned[old] = value
+
+
+def strip_transport(live: dict) -> dict:
+    if any(k in live for k in TRANSPORT_KEYS):
+        return {k: v for k, v in live.items() if k not in TRANSPORT_KEYS}
+    return live
+
+
+def diff_text(event: Event, live: Any, ctx: MatchContext) -> str:
+    """A readable structural diff of recorded vs live (deepdiff), for reports."""
+    if not isinstance(live, dict) or not isinstance(event.msg, dict):
+        return ""
+    probe = MatchContext(placeholders=Placeholders(dict(ctx.placeholders.values)), scrub=ctx.scrub,
+                         ignore=ctx.ignore, learned=ctx.learned, learn=ctx.learn)
+    want, got = normalised_pair(event.msg, live, probe, event)
+    if event.msg.get("method") != live.get("method"):
+        want, got = {"method": event.msg.get("method"), "body": want}, {"method": live.get("method"), "body": got}
+    diff = DeepDiff(want, got, verbose_level=2)
+    if not diff:
+        return ""
+    return diff.pretty().replace("root", body_key(event.msg), -1) if hasattr(diff, "pretty") else str(diff)
+
+
+def distance(event: Event, live: Any, ctx: MatchContext) -> float:
+    """How far a live message is from a recorded one (0 equal .. 1 unrelated)."""
+    if not isinstance(live, dict) or event.msg is None:
+        return 1.0
+    base = 0.0 if event.msg.get("method") == live.get("method") else 0.5
+    try:
+        probe = MatchContext(placeholders=Placeholders(dict(ctx.placeholders.values)), scrub=ctx.scrub,
+                             ignore=ctx.ignore, learned=ctx.learned, learn=ctx.learn)
+        want, got = normalised_pair(event.msg, live, probe, event)
+        d = DeepDiff(want, got, get_deep_distance=True).get("deep_distance", 0.0)
+    except Exception:  # deepdiff refuses some exotic shapes; distance is only a hint
+        d = 1.0
+    return base + 0.5 * float(d)

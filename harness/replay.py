@@ -1,0 +1,409 @@
+"""The replay engine: play one side of a cassette against a live peer.
+
+Role-agnostic. Playing the server impersonates codex for a client under test;
+playing the client re-drives a live codex to see whether it still answers as
+recorded. The rules (DESIGN.md, "Replay semantics"):
+
+1. Causal order: a played message goes out once every peer message recorded
+   before it has come in and matched.
+2. Consecutive peer messages match as a set, in any order; a peer message that
+   belongs to a later set is accepted early (a pipelining client is not wrong).
+3. Request ids the peer picks are mapped onto the recorded ones; the played
+   side's own ids go out verbatim.
+4./5. Matching and placeholders: harness.matching.
+6. The first divergence stops the play, answers an offending request with an
+   error that says what was expected, and ends the session. Every wait is bounded.
+7. Events left unplayed are reported.
+8. Pace: instant, or the recorded gaps scaled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.cassette import Cassette, Event
+from harness.channel import Channel
+from harness.matching import (MatchContext, compare, diff_text, distance, learn_values, strip_transport,
+                               substitute_learned)
+from harness.placeholders import Placeholders
+from harness.wire import Kind, Line, classify, encode
+
+DIVERGENCE_CODE = -32099  # in JSON-RPC's server-error range, unused by codex
+DIVERGED_EXIT = 3         # the fake server's exit code after a divergence
+
+# What the live server chooses afresh each run; learned, not compared, when
+# the engine plays the client against a real codex.
+SERVER_CHOSEN = ["**.threadId", "**.thread.id", "**.turnId", "**.turn.id", "**.conversationId"]
+
+
+@dataclass
+class ReplayOptions:
+    role: str = "server"
+    timeout: float = 10.0        # longest wait for one expected peer message
+    linger: float = 60.0         # after the last event: how long to wait for the peer to hang up
+    pace: str = "instant"        # or "recorded"
+    pace_scale: float = 1.0
+    strict: bool = True          # unplayed events fail the replay
+    bindings: dict[str, str] = field(default_factory=dict)
+    ignore: list[str] = field(default_factory=list)
+    learn: list[str] = field(default_factory=list)
+    scrub: Callable[[Any], Any] | None = None
+
+    @property
+    def peer(self) -> str:
+        return "client" if self.role == "server" else "server"
+
+
+@dataclass
+class Divergence:
+    kind: str                    # mismatch | unexpected | timeout | closed
+    message: str                 # one readable paragraph
+    expected: Any = None
+    expected_at: str | None = None
+    received: Any = None
+    matcher: str | None = None
+    diff: str = ""
+
+
+@dataclass
+class ReplayReport:
+    cassette: str
+    role: str
+    status: str = "running"      # running | ok | diverged | incomplete
+    total: int = 0
+    played: int = 0
+    matched: int = 0
+    divergence: Divergence | None = None
+    unplayed: list[dict[str, Any]] = field(default_factory=list)
+    bindings: dict[str, str] = field(default_factory=dict)
+    exit_code: int | None = None
+    started: float = field(default_factory=time.time)
+    seconds: float = 0.0
+
+    def failed(self, strict: bool = True) -> bool:
+        if self.status == "diverged":
+            return True
+        return strict and (self.status in ("incomplete", "running") or bool(self.unplayed))
+
+    def summary(self) -> str:
+        head = f"replay of {self.cassette} as {self.role}: {self.status}"
+        lines = [head, f"  {self.matched} peer messages matched, {self.played} events played of {self.total}"]
+        if self.divergence:
+            lines.append("  " + self.divergence.message.replace("\n", "\n  "))
+            if self.divergence.diff:
+                lines.append("  diff (recorded -> live):")
+                lines.extend("    " + d for d in self.divergence.diff.splitlines())
+        if self.unplayed:
+            lines.append(f"  {len(self.unplayed)} event(s) never played, first:")
+            lines.extend(f"    {u['at']}: {u['event']}" for u in self.unplayed[:5])
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def write(self, path: str | Path) -> None:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2, default=str) + "\n")
+        tmp.replace(path)
+
+    @classmethod
+    def read(cls, path: str | Path) -> "ReplayReport":
+        data = json.loads(Path(path).read_text())
+        div = data.pop("divergence", None)
+        report = cls(**data)
+        report.divergence = Divergence(**div) if div else None
+        return report
+
+
+class _Stop(Exception):
+    """Ends the play (divergence, peer gone, or a scripted exit)."""
+
+
+def _id_key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+class ReplayEngine:
+    def __init__(self, cassette: Cassette, channel: Channel, options: ReplayOptions | None = None) -> None:
+        self.cassette = cassette
+        self.channel = channel
+        self.options = options or ReplayOptions()
+        self.role = self.options.role
+        if self.role not in ("server", "client"):
+            raise ValueError(f"role must be 'server' or 'client', not {self.role!r}")
+        self.ctx = MatchContext(placeholders=Placeholders(dict(self.options.bindings)),
+                                scrub=self.options.scrub, ignore=list(self.options.ignore),
+                                learn=list(self.options.learn))
+        self.report = ReplayReport(cassette=str(cassette.path or "<memory>"), role=self.role,
+                                   total=len(cassette.events))
+        self._id_map: dict[str, Any] = {}   # recorded peer request id -> live id
+        self._early: set[int] = set()       # positions of peer events matched ahead of their set
+        self._last_t = 0.0
+        self._write_closed = False
+        self._peer_closed = False
+
+    # -- public ------------------------------------------------------------
+
+    async def run(self) -> ReplayReport:
+        t0 = time.monotonic()
+        events = self.cassette.events
+        pos = 0
+        try:
+            while pos < len(events):
+                if events[pos].side == self.role:
+                    await self._play(events[pos])
+                    pos += 1
+                else:
+                    end = pos
+                    while end < len(events) and events[end].side != self.role:
+                        end += 1
+                    await self._expect(pos, end)
+                    pos = end
+            await self._linger()
+            self.report.status = "ok"
+        except _Stop:
+            pass
+        finally:
+            self.report.bindings = dict(self.ctx.placeholders.values)
+            self.report.seconds = round(time.monotonic() - t0, 6)
+            await self._close_write()
+        return self.report
+
+    # -- playing our side ----------------------------------------------------
+
+    async def _pace(self, event: Event) -> None:
+        if self.options.pace == "recorded":
+            gap = (event.t - self._last_t) * self.options.pace_scale
+            if gap > 0:
+                await self.channel.drain()
+                await asyncio.sleep(min(gap, self.options.timeout))
+        self._last_t = event.t
+
+    async def _play(self, event: Event) -> None:
+        await self._pace(event)
+        if event.msg is not None:
+            self._send(encode(self._outgoing(event.msg)))
+        elif event.raw is not None:
+            self._send(event.raw + (b"\n" if event.newline else b""))
+        elif event.eof:
+            await self._close_write()
+        elif event.exit is not None:
+            self.report.played += 1
+            self.report.exit_code = event.exit if isinstance(event.exit, int) else 1
+            self._finish_unplayed(event)
+            self.report.status = "ok"
+            raise _Stop
+        elif event.fault is not None:
+            await self._fault(event)
+        self.report.played += 1
+        await self.channel.drain()
+
+    def _send(self, data: bytes) -> None:
+        if not self._write_closed:
+            self.channel.write(data)
+
+    def _outgoing(self, msg: dict[str, Any]) -> dict[str, Any]:
+        out = self.ctx.placeholders.substitute(msg)
+        if self.ctx.learned:
+            out = substitute_learned(out, self.ctx.learned)
+        if classify(msg) is Kind.RESPONSE:
+            key = _id_key(msg["id"])
+            if key in self._id_map:
+                out = dict(out)
+                out["id"] = self._id_map[key]
+        return out
+
+    async def _fault(self, event: Event) -> None:
+        (kind, arg), = event.fault.items()
+        if kind == "delay":
+            await self.channel.drain()
+            await asyncio.sleep(float(arg))
+        elif kind == "garbage":
+            self._send(str(arg).encode("utf-8") + b"\n")
+        elif kind == "partial":
+            self._send(str(arg).encode("utf-8"))
+        elif kind == "close_stdout":
+            await self._close_write()
+        elif kind == "stall":
+            # Say nothing for a while, but notice if the peer hangs up meanwhile.
+            await self.channel.drain()
+            try:
+                line = await asyncio.wait_for(self._next_line(), float(arg))
+            except asyncio.TimeoutError:
+                return
+            if line is None:
+                self._peer_closed = True
+                self._finish_unplayed(event, include=False)
+                self.report.status = "incomplete"
+                raise _Stop
+            await self._diverge_on(line, [], event, "unexpected", unplayed_after=event)
+        elif kind == "exit":
+            self.report.exit_code = int(arg)
+            self.report.played += 1
+            self._finish_unplayed(event)
+            self.report.status = "ok"
+            raise _Stop
+
+    async def _close_write(self) -> None:
+        if not self._write_closed:
+            self._write_closed = True
+            try:
+                await self.channel.close()
+            except (ConnectionError, BrokenPipeError):
+                pass
+
+    # -- expecting the peer's side ---------------------------------------------
+
+    async def _next_line(self) -> Line | None:
+        if self._peer_closed:
+            return None
+        line = await self.channel.read_line()
+        if line is None:
+            self._peer_closed = True
+        return line
+
+    async def _expect(self, start: int, end: int) -> None:
+        events = self.cassette.events
+        waiting = [p for p in range(start, end) if p not in self._early]
+        while waiting:
+            first = events[waiting[0]]
+            try:
+                line = await asyncio.wait_for(self._next_line(), self.options.timeout)
+            except asyncio.TimeoutError:
+                self._diverge_timeout(waiting)
+            if line is None:
+                closes = [p for p in waiting if events[p].eof or events[p].exit is not None]
+                if closes and len(closes) == len(waiting):
+                    self.report.matched += len(waiting)
+                    self.report.played += len(waiting)
+                    return
+                self._finish_unplayed(events[waiting[0]], include=True)
+                self.report.status = "incomplete"
+                raise _Stop
+            hit = self._match_line(line, waiting)
+            if hit is None:
+                hit = self._match_line(line, self._ahead(end))
+                if hit is not None:
+                    self._early.add(hit)
+                    continue
+                await self._diverge_on(line, waiting, first, "mismatch")
+            waiting.remove(hit)
+
+    def _ahead(self, end: int) -> list[int]:
+        """Peer events of later sets, to accept a message a pipelining peer sent early."""
+        events = self.cassette.events
+        return [p for p in range(end, len(events)) if events[p].side != self.role
+                and p not in self._early and events[p].msg is not None]
+
+    def _match_line(self, line: Line, candidates: list[int]) -> int | None:
+        events = self.cassette.events
+        live, is_json = line.parse()
+        for p in candidates:
+            ev = events[p]
+            if ev.msg is not None and is_json and isinstance(live, dict):
+                live = strip_transport(live)
+                if compare(ev, live, self.ctx) is None:
+                    self._accept(ev, live)
+                    return p
+            elif ev.raw is not None and not is_json and ev.raw == line.data:
+                self.report.matched += 1
+                self.report.played += 1
+                return p
+        return None
+
+    def _accept(self, event: Event, live: dict[str, Any]) -> None:
+        if classify(live) is Kind.REQUEST:
+            self._id_map[_id_key(event.msg["id"])] = live["id"]
+        learn_values(event, live, self.ctx)
+        self.report.matched += 1
+        self.report.played += 1
+
+    # -- divergence ------------------------------------------------------------
+
+    def _finish_unplayed(self, event: Event, include: bool = False) -> None:
+        events = self.cassette.events
+        found = next((n for n, e in enumerate(events) if e is event), len(events))
+        start = found + (0 if include else 1)
+        self.report.unplayed = [
+            {"at": self.cassette.where(e), "event": e.describe()}
+            for n, e in enumerate(events[start:], start) if n not in self._early
+        ]
+
+    def _diverge_timeout(self, waiting: list[int]) -> None:
+        events = self.cassette.events
+        first = events[waiting[0]]
+        names = ", ".join(events[p].describe() for p in waiting[:3])
+        msg = (f"codex-cassette: expected {names} at {self.cassette.where(first)}, "
+               f"but nothing came in {self.options.timeout:g} s")
+        self.report.divergence = Divergence(kind="timeout", message=msg, expected=first.msg,
+                                            expected_at=self.cassette.where(first))
+        self.report.status = "diverged"
+        self._finish_unplayed(first, include=True)
+        raise _Stop
+
+    async def _diverge_on(self, line: Line, waiting: list[int], first: Event, kind: str,
+                          unplayed_after: Event | None = None) -> None:
+        events = self.cassette.events
+        live, is_json = line.parse()
+        received: Any = live if is_json else line.data.decode("utf-8", "replace")
+        pool = [events[p] for p in waiting if events[p].msg is not None] or [first]
+        nearest = min(pool, key=lambda e: distance(e, live, self.ctx)) if is_json else first
+        if kind == "unexpected" or nearest.msg is None:
+            matcher, why, diff = None, "the cassette expected nothing from the peer here", ""
+        else:
+            mismatch = compare(nearest, strip_transport(live), self.ctx) if isinstance(live, dict) else None
+            matcher = mismatch.matcher if mismatch else "kind"
+            why = mismatch.reason if mismatch else "not a JSON-RPC message"
+            diff = diff_text(nearest, live, self.ctx)
+        got = _short(received)
+        expected = nearest.describe() if nearest.msg is not None or nearest.raw is not None else "nothing"
+        message = (f"codex-cassette: divergence at {self.cassette.where(nearest)}: expected {expected}, "
+                   f"got {got}. The '{matcher}' matcher failed: {why}." if matcher else
+                   f"codex-cassette: unexpected message from the {self.options.peer}: {got} "
+                   f"({why}; last position {self.cassette.where(nearest)}).")
+        if diff:
+            message += f" Differences: {_flatten(diff)}"
+        self.report.divergence = Divergence(kind=kind, message=message, expected=nearest.msg,
+                                            expected_at=self.cassette.where(nearest), received=received,
+                                            matcher=matcher, diff=diff)
+        self.report.status = "diverged"
+        if unplayed_after is not None:
+            self._finish_unplayed(unplayed_after)
+        else:
+            self._finish_unplayed(first, include=True)
+        if isinstance(live, dict) and classify(live) is Kind.REQUEST:
+            self._send(encode({"id": live["id"], "error": {
+                "code": DIVERGENCE_CODE, "message": message,
+                "data": {"expected": nearest.msg, "expectedAt": self.cassette.where(nearest)}}}))
+            await self.channel.drain()
+        raise _Stop
+
+    async def _linger(self) -> None:
+        """The script is done; wait (bounded) for the peer to hang up, refusing anything else."""
+        if self._peer_closed:
+            return
+        if self._write_closed and self.role == "server":
+            return
+        try:
+            line = await asyncio.wait_for(self._next_line(), self.options.linger)
+        except asyncio.TimeoutError:
+            return
+        if line is None:
+            return
+        last = self.cassette.events[-1] if self.cassette.events else Event(side=self.role)
+        await self._diverge_on(line, [], last, "unexpected", unplayed_after=last)
+
+
+def _short(value: Any, limit: int = 300) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _flatten(diff: str) -> str:
+    return "; ".join(line.strip() for line in diff.splitlines() if line.strip())

@@ -1,0 +1,101 @@
+"""JSONL framing of the app-server wire.
+
+codex speaks JSON-RPC 2.0 without the ``"jsonrpc"`` field, one object per line.
+Lines can be huge (a command's whole output, a file's diff), so nothing here uses
+``StreamReader.readline`` and its 64 KiB limit: lines are split out of raw chunks.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Protocol
+
+CHUNK = 1 << 16
+
+
+class Kind(str, enum.Enum):
+    REQUEST = "request"            # id + method: the sender waits for a response
+    NOTIFICATION = "notification"  # method, no id
+    RESPONSE = "response"          # id + result or error
+    INVALID = "invalid"            # JSON, but not a JSON-RPC message
+
+
+def classify(msg: Any) -> Kind:
+    if not isinstance(msg, dict):
+        return Kind.INVALID
+    has_id = "id" in msg and msg["id"] is not None
+    if "method" in msg:
+        return Kind.REQUEST if has_id else Kind.NOTIFICATION
+    if has_id and ("result" in msg or "error" in msg):
+        return Kind.RESPONSE
+    return Kind.INVALID
+
+
+def encode(msg: Any) -> bytes:
+    """One message as codex writes it: compact JSON, one line."""
+    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+@dataclass
+class Line:
+    """One line off the wire: the bytes without the newline, and whether it had one."""
+
+    data: bytes
+    newline: bool = True
+
+    def parse(self) -> tuple[Any, bool]:
+        """(message, True) for a JSON line, (None, False) otherwise."""
+        try:
+            return json.loads(self.data), True
+        except ValueError:
+            return None, False
+
+
+class ByteSource(Protocol):
+    async def read(self, n: int = -1) -> bytes: ...
+
+
+class LineSplitter:
+    """Feeds raw chunks in, gets complete lines out. Keeps the partial tail."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        if b"\n" not in chunk:
+            self._parts.append(chunk)
+            return []
+        pieces = chunk.split(b"\n")
+        if self._parts:
+            self._parts.append(pieces[0])
+            pieces[0] = b"".join(self._parts)
+            self._parts = []
+        tail = pieces.pop()
+        if tail:
+            self._parts.append(tail)
+        return pieces
+
+    def rest(self) -> bytes:
+        rest = b"".join(self._parts)
+        self._parts = []
+        return rest
+
+
+async def iter_lines(source: ByteSource) -> AsyncIterator[Line]:
+    """Lines of any length from a byte stream; a last line without newline is kept."""
+    splitter = LineSplitter()
+    while True:
+        chunk = await source.read(CHUNK)
+        if not chunk:
+            break
+        for data in splitter.feed(chunk):
+            yield Line(data)
+    rest = splitter.rest()
+    if rest:
+        yield Line(rest, newline=False)
+
+
+def strip_cr(data: bytes) -> bytes:
+    return data[:-1] if data.endswith(b"\r") else data
