@@ -61,3 +61,11 @@ class InProcessCodex:
         self.stdout._pipe.close()
 
     terminate = kill
+
+    def kill_if_running(self) -> None:
+        """Called at fixture teardown: stop an engine still waiting for its peer."""
+        if not self._task.done():
+            try:
+                self.kill()
+            except RuntimeError:  # its event loop is already closed
+                pass

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -15,7 +17,15 @@ async def _serve(cassette_path: Path, options: ReplayOptions, report_path: Path 
     cassette = open_cassette(cassette_path)
     channel = await StdioChannel().open()
     engine = ReplayEngine(cassette, channel, options)
-    report = await engine.run()
+    task = asyncio.ensure_future(engine.run())
+    loop = asyncio.get_running_loop()
+    # Killed politely (a test's teardown, a client's close): still leave a report.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        report = await task
+    except asyncio.CancelledError:
+        report = engine.report
     if report_path is not None:
         report.write(report_path)
     return report
@@ -26,8 +36,10 @@ def serve_stdio(cassette_path: str | Path, options: ReplayOptions | None = None,
     """Play the server role on stdin/stdout; the exit code is the recorded one,
     or DIVERGED_EXIT after a divergence (the report says what happened)."""
     options = options or ReplayOptions()
-    report = asyncio.run(_serve(Path(cassette_path), options,
-                                Path(report_path) if report_path else None))
+    if report_path is not None:
+        # One report per process, so several launches in one test keep theirs.
+        report_path = Path(str(report_path).replace("{pid}", str(os.getpid())))
+    report = asyncio.run(_serve(Path(cassette_path), options, report_path))
     if report.failed(options.strict):
         print(report.summary(), file=sys.stderr, flush=True)
     if report.status == "diverged":

@@ -88,7 +88,12 @@ class ReplayReport:
     def failed(self, strict: bool = True) -> bool:
         if self.status == "diverged":
             return True
-        return strict and (self.status in ("incomplete", "running") or bool(self.unplayed))
+        if not strict:
+            return False
+        if self.status == "running":
+            # Still waiting for the peer to hang up is fine once everything was played.
+            return self.played < self.total
+        return self.status == "incomplete" or bool(self.unplayed)
 
     def summary(self) -> str:
         head = f"replay of {self.cassette} as {self.role}: {self.status}"
@@ -98,6 +103,8 @@ class ReplayReport:
             if self.divergence.diff:
                 lines.append("  diff (recorded -> live):")
                 lines.extend("    " + d for d in self.divergence.diff.splitlines())
+        if self.status == "running" and self.played < self.total:
+            lines.append(f"  the session was still running: {self.total - self.played} event(s) not reached")
         if self.unplayed:
             lines.append(f"  {len(self.unplayed)} event(s) never played, first:")
             lines.extend(f"    {u['at']}: {u['event']}" for u in self.unplayed[:5])
