@@ -42,6 +42,6 @@ def serve_stdio(cassette_path: str | Path, options: ReplayOptions | None = None,
     report = asyncio.run(_serve(Path(cassette_path), options, report_path))
     if report.failed(options.strict):
         print(report.summary(), file=sys.stderr, flush=True)
-    if report.status == "diverged":
+    if report.failed(options.strict):
         return DIVERGED_EXIT
     return report.exit_code or 0

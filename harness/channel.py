@@ -8,6 +8,8 @@ handle shaped like a subprocess's, which optio's driver and others accept).
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 import sys
 from collections import deque
 from typing import Any, AsyncIterator, Protocol
@@ -47,39 +49,68 @@ class _Lines:
             self.eof = True
 
 
+def _pollable(stream: Any) -> bool:
+    """Pipes and sockets work with the event loop; files, ttys and /dev/null do not (reliably)."""
+    try:
+        mode = os.fstat(stream.fileno()).st_mode
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
 class StdioChannel:
-    """The current process's stdin/stdout, asynchronously."""
+    """The current process's stdin/stdout, asynchronously.
+
+    Pipes and sockets go through the event loop. A regular file or /dev/null,
+    which epoll refuses, is read in the default executor and written directly
+    (neither ever blocks for long).
+    """
 
     def __init__(self, stdin: Any = None, stdout: Any = None) -> None:
         self._stdin = stdin or sys.stdin.buffer
         self._stdout = stdout or sys.stdout.buffer
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._out_fd: int | None = None
         self._lines = _Lines()
 
     async def open(self) -> "StdioChannel":
         loop = asyncio.get_running_loop()
-        self._reader = asyncio.StreamReader(limit=CHUNK)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(self._reader), self._stdin)
-        transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, self._stdout)
-        self._writer = asyncio.StreamWriter(transport, protocol, None, loop)
+        if _pollable(self._stdin):
+            reader = asyncio.StreamReader(limit=CHUNK)
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), self._stdin)
+            self._reader = reader
+        if _pollable(self._stdout):
+            transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, self._stdout)
+            self._writer = asyncio.StreamWriter(transport, protocol, None, loop)
+        else:
+            self._out_fd = self._stdout.fileno()
         return self
 
+    async def _read_chunk(self) -> bytes:
+        if self._reader is not None:
+            return await self._reader.read(CHUNK)
+        return await asyncio.get_running_loop().run_in_executor(None, os.read, self._stdin.fileno(), CHUNK)
+
     async def read_line(self) -> Line | None:
-        assert self._reader is not None
         while not self._lines.ready:
             if self._lines.eof:
                 return None
-            self._lines.feed(await self._reader.read(CHUNK))
+            self._lines.feed(await self._read_chunk())
         return self._lines.ready.popleft()
 
     def write(self, data: bytes) -> None:
-        assert self._writer is not None
-        if not self._writer.is_closing():
-            self._writer.write(data)
+        if self._writer is not None:
+            if not self._writer.is_closing():
+                self._writer.write(data)
+        elif self._out_fd is not None:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._out_fd, view):]
 
     async def drain(self) -> None:
-        assert self._writer is not None
+        if self._writer is None:
+            return
         try:
             await self._writer.drain()
         except (ConnectionError, BrokenPipeError):
@@ -93,7 +124,13 @@ class StdioChannel:
                 pass
             # Closing the pipe transport closes fd 1: that is the peer's end of stream.
             self._writer.close()
-            await asyncio.sleep(0)  # connection_lost runs on the next loop turn and closes the fd
+            await asyncio.sleep(0)
+        elif self._out_fd is not None:
+            try:
+                os.close(self._out_fd)
+            except OSError:
+                pass
+            self._out_fd = None
 
 
 class _Pipe:

@@ -38,6 +38,17 @@ def has_marker(obj: Any) -> bool:
     return False
 
 
+def unbound_markers(obj: Any) -> list[str]:
+    """Names of the markers still standing in a JSON value (redaction markers excluded)."""
+    found: list[str] = []
+
+    def visit(s: str) -> str:
+        found.extend(m.group(1) for m in MARKER.finditer(s))
+        return s
+    map_strings(obj, visit)
+    return found
+
+
 @dataclass
 class Placeholders:
     """Name -> value; the same table templatizes at record and binds at replay."""

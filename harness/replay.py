@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from harness.cassette import Cassette, Event
 from harness.channel import Channel
 from harness.matching import (MatchContext, compare, diff_text, distance, learn_values, strip_transport,
                                substitute_learned)
-from harness.placeholders import Placeholders
+from harness.placeholders import Placeholders, has_marker, unbound_markers
 from harness.wire import Kind, Line, classify, encode
 
 DIVERGENCE_CODE = -32099  # in JSON-RPC's server-error range, unused by codex
@@ -53,10 +54,19 @@ class ReplayOptions:
     ignore: list[str] = field(default_factory=list)
     learn: list[str] = field(default_factory=list)
     scrub: Callable[[Any], Any] | None = None
+    # Values for markers the played side must say before the peer revealed them
+    # (codexHome in the initialize answer): this machine's, as codex would say.
+    fallbacks: dict[str, str] = field(default_factory=lambda: environment_fallbacks())
 
     @property
     def peer(self) -> str:
         return "client" if self.role == "server" else "server"
+
+
+def environment_fallbacks() -> dict[str, str]:
+    home = os.environ.get("HOME", str(Path.home()))
+    return {"cwd": os.getcwd(), "home": home,
+            "codex_home": os.environ.get("CODEX_HOME", os.path.join(home, ".codex"))}
 
 
 @dataclass
@@ -217,6 +227,9 @@ class ReplayEngine:
 
     def _outgoing(self, msg: dict[str, Any]) -> dict[str, Any]:
         out = self.ctx.placeholders.substitute(msg)
+        if has_marker(out):
+            self._bind_fallbacks(out)
+            out = self.ctx.placeholders.substitute(msg)
         if self.ctx.learned:
             out = substitute_learned(out, self.ctx.learned)
         if classify(msg) is Kind.RESPONSE:
@@ -225,6 +238,12 @@ class ReplayEngine:
                 out = dict(out)
                 out["id"] = self._id_map[key]
         return out
+
+    def _bind_fallbacks(self, obj: Any) -> None:
+        values = self.ctx.placeholders.values
+        for name in unbound_markers(obj):
+            if name not in values and name in self.options.fallbacks:
+                values[name] = self.options.fallbacks[name]
 
     async def _fault(self, event: Event) -> None:
         (kind, arg), = event.fault.items()
