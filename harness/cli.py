@@ -15,7 +15,9 @@ from harness.errors import HarnessError
 
 COMMAND_MODULES: list[str] = [
     "harness.replay_cli",
+    "harness.show",
     "harness.drift",
+    "harness.record",
 ]
 
 

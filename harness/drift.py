@@ -1,0 +1,92 @@
+"""Protocol drift checks: the `drift` and `validate` commands.
+
+The work lives beside each concept: schema_snapshot (generate + normalise),
+schema_diff (classify changes for a client), validate (cassette messages
+against a snapshot) and schema_coverage (which methods cassettes exercise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from harness import schema_coverage, schema_diff
+from harness.schema_snapshot import GENERATE_TIMEOUT_S, load_snapshot, snapshot
+from harness.validate import validate_paths
+
+
+def _default_codex_bin() -> str:
+    try:
+        import codex_cli_bin  # the pinned PyPI binary, when installed
+        return str(codex_cli_bin.bundled_codex_path())
+    except Exception:  # not installed, or no binary for this platform
+        return "codex"
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    res = snapshot(args.codex_bin or _default_codex_bin(), args.output,
+                   experimental=args.experimental, timeout=args.timeout)
+    counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in res.methods.items())
+    print(f"codex {res.version}: {res.files} files, {res.bytes / 1e6:.1f} MB -> {res.out_dir} "
+          f"({counts})")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    diff = schema_diff.diff_snapshots(load_snapshot(args.old), load_snapshot(args.new))
+    sys.stdout.write(schema_diff.render(diff, args.format))
+    failing = diff.count("breaking") + (diff.count("risky") if args.fail_on == "risky" else 0)
+    return 1 if failing else 0
+
+
+def cmd_coverage(args: argparse.Namespace) -> int:
+    cov = schema_coverage.coverage(args.paths, load_snapshot(args.schema))
+    sys.stdout.write(schema_coverage.render(cov, args.format))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    snap = load_snapshot(args.schema)
+    problems = validate_paths(args.paths, snap)
+    for p in problems:
+        print(p)
+    if problems:
+        print(f"{len(problems)} problem(s) against schema {snap.version}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cli_register(subparsers: Any) -> None:
+    drift = subparsers.add_parser("drift", help="protocol drift: schema snapshots, diffs, coverage")
+    dsub = drift.add_subparsers(dest="drift_command", metavar="CHECK")
+    dsub.required = True
+
+    p = dsub.add_parser("schema-snapshot", help="normalised JSON Schema of a codex binary")
+    p.add_argument("--codex-bin", help="codex binary (default: the one openai-codex-cli-bin ships)")
+    p.add_argument("-o", "--output", help="directory (default: cassettes/schema/<version>)")
+    p.add_argument("--experimental", action="store_true",
+                   help="also write the experimental surface under DIR/experimental/")
+    p.add_argument("--timeout", type=float, default=GENERATE_TIMEOUT_S,
+                   help="seconds the generator may take (default %(default)s)")
+    p.set_defaults(func=cmd_snapshot)
+
+    p = dsub.add_parser("schema", help="compare two snapshots; exit 1 on a breaking change")
+    p.add_argument("old")
+    p.add_argument("new")
+    p.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    p.add_argument("--fail-on", choices=("breaking", "risky"), default="breaking",
+                   help="lowest severity that makes the exit code 1")
+    p.set_defaults(func=cmd_schema)
+
+    p = dsub.add_parser("coverage", help="which methods of a schema the cassettes exercise")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="cassettes or directories of them")
+    p.add_argument("--schema", required=True, help="snapshot directory")
+    p.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    p.set_defaults(func=cmd_coverage)
+
+    v = subparsers.add_parser("validate", help="validate cassette messages against a schema snapshot")
+    v.add_argument("paths", nargs="+", metavar="PATH", help="cassettes or directories of them")
+    v.add_argument("--schema", required=True, help="snapshot directory (cassettes/schema/<version>)")
+    v.set_defaults(func=cmd_validate)
+

@@ -1,0 +1,207 @@
+"""Validating every message of a cassette against a schema snapshot.
+
+Each message is checked against the schema of its kind: a request's or a
+notification's ``params`` against its method's params schema, a response's
+``result`` against the result schema of the request it answers. A response has
+no method of its own: it is paired with the request of the same id that the
+OTHER side sent earlier (ids of the two directions are separate spaces).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from jsonschema import Draft7Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+from harness.cassette import Cassette, Event, load_cassette
+from harness.schema_snapshot import Snapshot
+
+# (side that sends it, has an id) -> index key
+_KIND = {
+    ("client", True): "client_requests",
+    ("client", False): "client_notifications",
+    ("server", True): "server_requests",
+    ("server", False): "server_notifications",
+}
+# Top-level keys of a message that are not envelope data to validate.
+_ENVELOPE = {"id", "method", "params", "result", "error", "jsonrpc"}
+_MAX_MESSAGE = 240
+
+
+@dataclass
+class Problem:
+    cassette: str
+    line: int
+    path: str       # JSON path inside the message: $.params.input[0].type
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.cassette}:{self.line}: {self.path}: {self.message}"
+
+
+def _json_path(prefix: str, parts: Iterable[Any]) -> str:
+    out = prefix
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else f".{p}"
+    return out
+
+
+class SchemaValidator:
+    """Validators per subschema, all resolving $refs inside the snapshot's bundle."""
+
+    def __init__(self, snap: Snapshot):
+        self.snap = snap
+        self._defs = snap.bundle.get("definitions", {})
+        self._cache: dict[str, Draft7Validator] = {}
+
+    def validator(self, subschema: dict[str, Any]) -> Draft7Validator:
+        key = repr(sorted(subschema.items())) if isinstance(subschema, dict) else repr(subschema)
+        v = self._cache.get(key)
+        if v is None:
+            # The subschema becomes a root that carries the bundle's definitions,
+            # so its '#/definitions/...' pointers resolve as they do in the bundle.
+            root = {**copy.copy(subschema), "definitions": self._defs}
+            v = self._cache[key] = Draft7Validator(root)
+        return v
+
+    def errors(self, subschema: dict[str, Any] | None, instance: Any,
+               prefix: str) -> list[tuple[str, str]]:
+        if subschema is None:
+            return []
+        out = []
+        for err in sorted(self.validator(subschema).iter_errors(instance),
+                          key=lambda e: list(map(str, e.absolute_path))):
+            deepest, msg = _explain(err)
+            if len(msg) > _MAX_MESSAGE:
+                msg = msg[:_MAX_MESSAGE] + "..."
+            out.append((_json_path(prefix, deepest.absolute_path), msg))
+        return out
+
+
+def _explain(err: ValidationError) -> tuple[ValidationError, str]:
+    """The error a person wants from a failed oneOf/anyOf: that of the alternative
+    the instance meant (its type and tag matched), or the values allowed there."""
+    if err.validator not in ("oneOf", "anyOf") or not err.context:
+        return err, err.message
+    by_alt: dict[Any, list[ValidationError]] = {}
+    for sub in err.context:
+        by_alt.setdefault(sub.relative_schema_path[0], []).append(sub)
+    here = tuple(err.absolute_path)
+
+    def wrong_type(errs: list[ValidationError]) -> bool:
+        return any(e.validator == "type" and tuple(e.absolute_path) == here for e in errs)
+
+    def tag_mismatch(e: ValidationError) -> bool:
+        return (e.validator == "enum" and len(e.validator_value) == 1) or e.validator == "const"
+
+    alts = [errs for errs in by_alt.values() if not wrong_type(errs)]
+    if not alts:
+        return err, f"{err.instance!r} is not of a type allowed here"[:_MAX_MESSAGE]
+    # Every alternative rejects the same value (a plain enum, or the tag of a
+    # tagged union): say which values would do.
+    firsts = [next((e for e in errs if e.validator in ("enum", "const")), None) for errs in alts]
+    if all(f is not None for f in firsts) and len({tuple(f.absolute_path) for f in firsts}) == 1 \
+            and (all(len(errs) == 1 for errs in alts) or all(tag_mismatch(f) for f in firsts)):
+        allowed: list[Any] = []
+        for f in firsts:
+            vals = f.validator_value if f.validator == "enum" else [f.validator_value]
+            allowed += [v for v in vals if v not in allowed]
+        return firsts[0], f"{firsts[0].instance!r} is not one of {allowed!r}"
+
+    def score(errs: list[ValidationError]) -> tuple[bool, int, int]:
+        return (any(tag_mismatch(e) for e in errs),
+                -min(len(e.absolute_path) for e in errs), len(errs))
+
+    chosen = best_match(min(alts, key=score))
+    return _explain(chosen) if chosen.validator in ("oneOf", "anyOf") else (chosen, chosen.message)
+
+
+def _extra_envelope(snap: Snapshot, kind: str) -> dict[str, Any]:
+    """Top-level properties a method union declares besides method/params (emittedAtMs)."""
+    union = {"client_requests": "ClientRequest", "client_notifications": "ClientNotification",
+             "server_requests": "ServerRequest",
+             "server_notifications": "ServerNotification"}[kind]
+    props = snap.bundle.get("definitions", {}).get(union, {}).get("properties", {})
+    return {k: v for k, v in props.items() if k not in _ENVELOPE}
+
+
+def validate_cassette(cassette: Cassette, snap: Snapshot,
+                      checker: SchemaValidator | None = None) -> list[Problem]:
+    checker = checker or SchemaValidator(snap)
+    name = str(cassette.path)
+    problems: list[Problem] = []
+    # ids each side is waiting on: pending[side][id] = (method, request line)
+    pending: dict[str, dict[Any, str]] = {"client": {}, "server": {}}
+    methods = {k: snap.methods(k) for k in _KIND.values()}
+
+    def report(event: Event, path: str, message: str) -> None:
+        problems.append(Problem(name, event.line, path, message))
+
+    for event in cassette.messages():
+        msg = event.msg
+        if not isinstance(msg, dict):
+            report(event, "$", "a JSON-RPC message must be an object")
+            continue
+        side = event.side
+        if "method" in msg:
+            kind = _KIND[(side, "id" in msg)]
+            method = msg["method"]
+            entry = methods[kind].get(method)
+            if entry is None:
+                report(event, "$.method", f"{method!r} is not a {kind[:-1].replace('_', ' ')} "
+                       f"of schema {snap.version}")
+                continue
+            if "id" in msg:
+                pending[side][_id_key(msg["id"])] = method
+            if "params" in msg or entry.get("params_required"):
+                for path, text in checker.errors(entry.get("params"), msg.get("params"), "$.params"):
+                    report(event, path, text)
+            for key, schema in _extra_envelope(snap, kind).items():
+                if key in msg:
+                    for path, text in checker.errors(schema, msg[key], f"$.{key}"):
+                        report(event, path, text)
+        elif "id" in msg and ("result" in msg or "error" in msg):
+            peer = "server" if side == "client" else "client"
+            method = pending[peer].pop(_id_key(msg["id"]), None)
+            if method is None:
+                report(event, "$.id", f"a response to id {msg['id']!r}, which the {peer} "
+                       "never sent as a request (or was answered already)")
+                continue
+            if "error" in msg:
+                schema = {"$ref": "#/definitions/JSONRPCErrorError"} \
+                    if "JSONRPCErrorError" in snap.bundle.get("definitions", {}) else None
+                for path, text in checker.errors(schema, msg["error"], "$.error"):
+                    report(event, path, text)
+                continue
+            kind = "client_requests" if peer == "client" else "server_requests"
+            entry = methods[kind].get(method, {})
+            for path, text in checker.errors(entry.get("response"), msg["result"], "$.result"):
+                report(event, path, f"{text} (result of {method})")
+        else:
+            report(event, "$", "neither a request, a notification nor a response")
+    return problems
+
+
+def _id_key(value: Any) -> str:
+    # 1 and "1" are different ids in JSON-RPC; keep them apart.
+    return f"{type(value).__name__}:{value!r}"
+
+
+def validate_paths(paths: Iterable[str | Path], snap: Snapshot) -> list[Problem]:
+    checker = SchemaValidator(snap)
+    problems: list[Problem] = []
+    for p in expand_paths(paths):
+        problems.extend(validate_cassette(load_cassette(p), snap, checker))
+    return problems
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given; directories searched for *.jsonl cassettes."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        out.extend(sorted(p.rglob("*.jsonl")) if p.is_dir() else [p])
+    return out
