@@ -1,0 +1,216 @@
+"""A throwaway HOME and CODEX_HOME that make the real codex talk only to the
+loopback mock model.
+
+The config's keys come from docs/live.md and reference/codex-app-server.md.
+Codex falls back silently to the real OpenAI provider on a config it cannot
+use, so `check_mock_provider` must be applied to every thread/start result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from harness.errors import HarnessError
+
+DEFAULT_MODEL = "gpt-5.5"  # in codex's bundled catalogue: no "unknown model" warning per turn
+MOCK_PROVIDER = "mock"
+
+# Variables that could point codex at a real account or a real endpoint.
+_SCRUBBED_ENV = (
+    "OPENAI_API_KEY",
+    "CODEX_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_ORGANIZATION",
+    "OPENAI_PROJECT",
+    "AZURE_OPENAI_API_KEY",
+    "CODEX_HOME",
+    "CODEX_SANDBOX",
+    "CODEX_SANDBOX_NETWORK_DISABLED",
+    "RUST_LOG",
+)
+
+
+# What codex 0.163.0 accepts in config.toml. "untrusted" is in its schema but
+# the binary refuses to start with it ("no longer supported"), and an unknown
+# value makes it drop the whole config -- mock provider included.
+APPROVAL_POLICIES = ("on-request", "on-failure", "never")
+SANDBOX_MODES = ("read-only", "workspace-write", "danger-full-access")
+
+
+class CodexHomeError(HarnessError):
+    """A CODEX_HOME that codex would not use as asked."""
+
+
+class ProviderCheckError(HarnessError):
+    """codex did not pick the mock model provider, so it would try the real OpenAI API."""
+
+
+@dataclass
+class CodexHome:
+    """A prepared home: `env` is the environment to launch codex with."""
+
+    root: Path
+    home: Path
+    codex_home: Path
+    config_path: Path
+    env: dict[str, str]
+    _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+
+    def cleanup(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> "CodexHome":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+
+def _toml_str(value: str) -> str:
+    # JSON string escapes are valid TOML basic-string escapes for what we write.
+    return json.dumps(value)
+
+
+def render_config(
+    base_url: str,
+    *,
+    model: str = DEFAULT_MODEL,
+    approval_policy: str = "on-request",
+    sandbox_mode: str = "read-only",
+    stream_idle_timeout_ms: int = 60_000,
+    extra_toml: str = "",
+) -> str:
+    """The config.toml text for an offline codex using the mock at `base_url`."""
+    if approval_policy not in APPROVAL_POLICIES:
+        raise CodexHomeError(
+            f"approval_policy {approval_policy!r} is not one codex 0.163.0 runs with; use one of "
+            f"{', '.join(APPROVAL_POLICIES)} (\"untrusted\" makes codex exit at startup, and an unknown "
+            "value makes it ignore the whole config.toml, mock provider included)."
+        )
+    if sandbox_mode not in SANDBOX_MODES:
+        raise CodexHomeError(
+            f"sandbox_mode {sandbox_mode!r} is not one of {', '.join(SANDBOX_MODES)}; codex would ignore "
+            "the whole config.toml, mock provider included."
+        )
+    if not base_url.startswith(("http://127.", "http://localhost", "http://[::1]")):
+        raise CodexHomeError(
+            f"The mock model URL {base_url!r} is not on loopback; the live kit only points codex at 127.0.0.1."
+        )
+    return f"""\
+# Written by codex-cassette: codex talks only to the loopback mock model.
+model = {_toml_str(model)}
+model_provider = "{MOCK_PROVIDER}"
+approval_policy = {_toml_str(approval_policy)}
+sandbox_mode = {_toml_str(sandbox_mode)}
+
+[model_providers.{MOCK_PROVIDER}]
+name = "Local mock"
+base_url = {_toml_str(base_url)}
+wire_api = "responses"
+requires_openai_auth = false
+supports_websockets = false
+request_max_retries = 0
+stream_max_retries = 0
+stream_idle_timeout_ms = {int(stream_idle_timeout_ms)}
+
+[analytics]
+enabled = false
+
+[features]
+# Without these codex fetches plugins from GitHub, and sources the user's shell rc files.
+plugins = false
+remote_plugin = false
+apps = false
+shell_snapshot = false
+{extra_toml}"""
+
+
+def make_codex_home(
+    base_url: str,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    model: str = DEFAULT_MODEL,
+    approval_policy: str = "on-request",
+    sandbox_mode: str = "read-only",
+    stream_idle_timeout_ms: int = 60_000,
+    extra_toml: str = "",
+    base_env: Mapping[str, str] | None = None,
+) -> CodexHome:
+    """Create `root/home` and `root/codex_home` with the offline config.
+
+    `root` defaults to a new temporary directory (removed by `cleanup()`)
+    under ~/.cache/codex-cassette, not /tmp: codex refuses to create its
+    helper binaries (PATH aliases) under the temp dir and warns on stderr. The returned env keeps PATH and locale from `base_env`
+    (default: os.environ) and drops every API key and endpoint override.
+    """
+    tmp: tempfile.TemporaryDirectory[str] | None = None
+    if root is None:
+        tmp = tempfile.TemporaryDirectory(prefix="home-", dir=_default_parent())
+        root_path = Path(tmp.name)
+    else:
+        root_path = Path(root)
+        root_path.mkdir(parents=True, exist_ok=True)
+    root_path = root_path.resolve()
+    home = root_path / "home"
+    codex_home = root_path / "codex_home"
+    home.mkdir(exist_ok=True)
+    codex_home.mkdir(exist_ok=True)
+    config_path = codex_home / "config.toml"
+    config_path.write_text(
+        render_config(
+            base_url,
+            model=model,
+            approval_policy=approval_policy,
+            sandbox_mode=sandbox_mode,
+            stream_idle_timeout_ms=stream_idle_timeout_ms,
+            extra_toml=extra_toml,
+        ),
+        encoding="utf-8",
+    )
+    source = dict(os.environ if base_env is None else base_env)
+    env = {k: v for k, v in source.items() if k not in _SCRUBBED_ENV}
+    env.update(
+        {
+            "HOME": str(home),
+            "CODEX_HOME": str(codex_home),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "XDG_CACHE_HOME": str(home / ".cache"),
+            "XDG_DATA_HOME": str(home / ".local" / "share"),
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+        }
+    )
+    # A proxy in the environment would take loopback traffic elsewhere or fail it.
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        env.pop(name, None)
+    return CodexHome(root_path, home, codex_home, config_path, env, tmp)
+
+
+def _default_parent() -> str | None:
+    """~/.cache/codex-cassette when it can be created, else the system temp dir."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    parent = Path(cache) / "codex-cassette"
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return str(parent) if os.access(parent, os.W_OK) else None
+
+
+def check_mock_provider(thread_start_result: Mapping[str, Any]) -> None:
+    """Raise unless codex's thread/start result says it uses the mock provider."""
+    provider = thread_start_result.get("modelProvider") if isinstance(thread_start_result, Mapping) else None
+    if provider != MOCK_PROVIDER:
+        raise ProviderCheckError(
+            f"codex started the thread with model provider {provider!r}, not {MOCK_PROVIDER!r}: it did not "
+            "accept the generated config.toml and fell back to a real provider, which would try to reach "
+            "the internet. Stop this codex, check CODEX_HOME/config.toml against docs/live.md and the "
+            "codex version (config keys drift between versions), and do not send it a turn."
+        )
