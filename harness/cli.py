@@ -16,6 +16,7 @@ from harness.errors import HarnessError
 COMMAND_MODULES: list[str] = [
     "harness.replay_cli",
     "harness.show",
+    "harness.live.record_live",
     "harness.drift",
     "harness.record",
 ]
