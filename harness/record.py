@@ -1,0 +1,629 @@
+"""Recording: the transparent proxy (`codex-cassette record`) and in-process tee.
+
+The proxy sits where a client would start ``codex app-server``. It forwards
+raw chunks both ways the moment they arrive and hands a copy to a recorder
+task, which alone splits lines, parses, redacts and writes: recording never
+delays the wire. ``RecordingHandle`` does the same for a process handle a
+driver launched itself (optio's host layer), without a wrapper binary.
+
+A cassette is marked ``complete: true`` only when the session ended the clean
+way: the client closed its stdin, the server closed its stdout and exited with
+code 0, the client was still there to read everything, and no signal was
+forwarded. Anything else (a killed client, a killed or crashing server, a
+signalled proxy) still leaves a loadable cassette, with ``complete: false``
+and the reason in ``meta.end``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import select
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Mapping, Sequence
+
+from harness.cassette import CassetteWriter, Event
+from harness.errors import HarnessError, UsageError
+from harness.placeholders import NAME, Placeholders
+from harness.redact import Redactor, Rule, parse_rule_arg
+from harness.transport import PeerProcess, exit_status, open_local_process, signal_number
+from harness.wire import Line, LineSplitter
+
+CHUNK = 1 << 18
+FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+DRAIN_AFTER_EXIT = 5.0     # a grandchild may hold the child's pipes open
+CLIENT_GONE_GRACE = 10.0   # the client vanished: give the server this long to notice
+_VERSION_RE = re.compile(r"/(\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?)")
+
+
+def default_placeholders(extra: Mapping[str, str] | None = None,
+                         env: Mapping[str, str] | None = None) -> Placeholders:
+    """cwd, home and codex_home (when set), plus the user's; trivial values are skipped
+    because templatizing "/" would rewrite every path."""
+    env = os.environ if env is None else env
+    values: dict[str, str] = {}
+    for name, value in (("cwd", os.getcwd()), ("home", env.get("HOME", "")),
+                        ("codex_home", env.get("CODEX_HOME", ""))):
+        if value and len(value.rstrip("/")) > 1:
+            values[name] = value.rstrip("/")
+    values.update(extra or {})
+    return Placeholders(values)
+
+
+def _templatize_bytes(placeholders: Placeholders, data: bytes) -> bytes:
+    pairs = sorted(((v.encode(), n) for n, v in placeholders.values.items() if v), key=lambda p: -len(p[0]))
+    for value, name in pairs:
+        if value in data:
+            data = data.replace(value, b"{{" + name.encode() + b"}}")
+    return data
+
+
+class Tee:
+    """Turns wire bytes into cassette events: split, parse, redact, templatize.
+
+    Also notes what the header wants to know (client info, codex version).
+    """
+
+    def __init__(self, writer: CassetteWriter, placeholders: Placeholders, redactor: Redactor) -> None:
+        self.writer = writer
+        self.placeholders = placeholders
+        self.redactor = redactor
+        self._splitters = {"client": LineSplitter(), "server": LineSplitter()}
+        self.eofs: set[str] = set()
+        self.client_info: dict[str, Any] | None = None
+        self.codex_version: str | None = None
+        self._init_id: Any = None
+
+    def chunk(self, side: str, data: bytes, t: float) -> None:
+        for line in self._splitters[side].feed(data):
+            self.line(side, Line(line), t)
+
+    def items(self, side: str, item: bytes | str, t: float) -> None:
+        """One item of a line iterator (with or without its newline)."""
+        data = item.encode("utf-8", "surrogateescape") if isinstance(item, str) else bytes(item)
+        parts = data.split(b"\n")
+        if parts[-1] == b"" and len(parts) > 1:
+            parts.pop()
+        for part in parts:
+            self.line(side, Line(part), t)
+
+    def eof(self, side: str, t: float) -> None:
+        if side in self.eofs:
+            return
+        rest = self._splitters[side].rest()
+        if rest:
+            self.line(side, Line(rest, newline=False), t)
+        self.eofs.add(side)
+        self.writer.write(Event(side=side, t=t, eof=True))
+
+    def exit(self, status: int | str, t: float) -> None:
+        self.writer.write(Event(side="server", t=t, exit=status))
+
+    def line(self, side: str, line: Line, t: float) -> None:
+        msg, ok = line.parse()
+        if ok and isinstance(msg, dict):
+            source = line.data.decode("utf-8", "replace")
+            msg = self.redactor.scrub(msg, source)
+            self._notice(side, msg)
+            if "\\u" in source or any(v and v in source for v in self.placeholders.values.values()):
+                msg = self.placeholders.templatize(msg)
+            self.writer.write(Event(side=side, t=t, msg=msg, newline=line.newline))
+            return
+        raw = self.redactor.scrub_bytes(line.data)
+        try:
+            raw = self.placeholders.templatize(raw.decode("utf-8")).encode("utf-8")
+        except UnicodeDecodeError:
+            raw = _templatize_bytes(self.placeholders, raw)
+        self.writer.write(Event(side=side, t=t, raw=raw, newline=line.newline))
+
+    def _notice(self, side: str, msg: dict[str, Any]) -> None:
+        if side == "client" and msg.get("method") == "initialize" and self.client_info is None:
+            params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
+            info = params.get("clientInfo") if isinstance(params.get("clientInfo"), dict) else {}
+            self.client_info = {k: info[k] for k in ("name", "version") if k in info}
+            self._init_id = msg.get("id")
+        elif side == "server" and self._init_id is not None and msg.get("id") == self._init_id:
+            result = msg.get("result") if isinstance(msg.get("result"), dict) else {}
+            found = _VERSION_RE.search(str(result.get("userAgent", "")))
+            if found:
+                self.codex_version = found.group(1)
+
+    def final_meta(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"redactions": sorted(self.redactor.applied)}
+        if self.client_info:
+            meta["client"] = self.client_info
+        if self.codex_version:
+            meta["codex_version"] = self.codex_version
+        return meta
+
+
+def header_meta(argv: Sequence[str], placeholders: Placeholders, redactor: Redactor,
+                recorder: str) -> dict[str, Any]:
+    return {
+        "recorder": recorder,
+        "command": placeholders.templatize(redactor.scrub(list(argv))),
+        "placeholders": sorted(placeholders.values),
+        "redactions": [],
+    }
+
+
+# -- the proxy's own stdio -------------------------------------------------------
+
+
+class _ClientOut(asyncio.streams.FlowControlMixin):
+    """Write side of our stdout/stderr; notices when the reader goes away."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost = asyncio.Event()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.lost.set()
+
+
+class _FdSink:
+    """Our stdout or stderr as an async sink. Pipes get a non-blocking transport
+    (with hang-up detection); files and others fall back to plain writes."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.broken = False
+        self.closed_by_us = False
+        self._writer: asyncio.StreamWriter | None = None
+        self._proto: _ClientOut | None = None
+
+    async def open(self) -> "_FdSink":
+        loop = asyncio.get_running_loop()
+        try:
+            pipe = os.fdopen(os.dup(self.fd), "wb", buffering=0)
+            transport, proto = await loop.connect_write_pipe(_ClientOut, pipe)
+            self._proto = proto
+            self._writer = asyncio.StreamWriter(transport, proto, None, loop)
+        except (ValueError, OSError):
+            self._writer = None  # a regular file: blocking writes are fine
+        return self
+
+    @property
+    def hung_up(self) -> bool:
+        """The reader closed its end before we closed ours."""
+        return self.broken or bool(self._proto and self._proto.lost.is_set() and not self.closed_by_us)
+
+    async def write(self, data: bytes) -> None:
+        if self.broken:
+            return
+        try:
+            if self._writer is None:
+                _write_all(self.fd, data)
+            else:
+                self._writer.write(data)
+                await self._writer.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            self.broken = True
+
+    async def close(self) -> None:
+        if self._proto is not None and (self._proto.lost.is_set() or _reader_gone(self.fd)):
+            self.broken = True  # the reader left before the server ended
+        self.closed_by_us = True
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.close()
+            try:
+                await asyncio.wait_for(self._writer.wait_closed(), 5.0)
+            except (OSError, asyncio.TimeoutError):
+                pass
+        if self.fd == 1:
+            # Also drop our own fd 1, so the client sees end-of-file now.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.close(devnull)
+
+
+def _reader_gone(fd: int) -> bool:
+    """A pipe whose read end is closed polls as an error on its write end."""
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (OSError, AttributeError):
+        return False
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class _FdSource:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._reader: asyncio.StreamReader | None = None
+
+    async def open(self) -> "_FdSource":
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=CHUNK, loop=loop)
+        try:
+            pipe = os.fdopen(os.dup(self.fd), "rb", buffering=0)
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
+            self._reader = reader
+        except (ValueError, OSError):
+            self._reader = None  # a regular file: read it in a thread
+        return self
+
+    async def read(self, n: int) -> bytes:
+        if self._reader is not None:
+            return await self._reader.read(n)
+        return await asyncio.get_running_loop().run_in_executor(None, os.read, self.fd, n)
+
+
+# -- the proxy -------------------------------------------------------------------
+
+
+@dataclass
+class ProxyResult:
+    status: int | str
+    cassette: Path
+    complete: bool
+    end: str
+
+
+@dataclass
+class RecordingProxy:
+    """Forwards the client's stdio to a peer process, teeing both ways into a cassette."""
+
+    process: PeerProcess
+    writer: CassetteWriter
+    placeholders: Placeholders
+    redactor: Redactor
+    stderr_file: Path | None = None
+    client_in: Any = None    # ByteSource; default: our stdin
+    client_out: Any = None   # _FdSink-like; default: our stdout
+    err_out: Any = None      # default: our stderr
+    signalled: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.tee = Tee(self.writer, self.placeholders, self.redactor)
+        self._queue: asyncio.Queue[tuple[str, str, Any, float]] = asyncio.Queue()
+        self._stderr_split = LineSplitter()
+        self._stderr_fh = open(self.stderr_file, "wb") if self.stderr_file else None
+        self.client_gone = False
+
+    def _put(self, side: str, what: str, data: Any = None) -> None:
+        self._queue.put_nowait((side, what, data, self.writer.now()))
+
+    async def _recorder(self) -> None:
+        while True:
+            side, what, data, t = await self._queue.get()
+            if what == "stop":
+                return
+            if side == "stderr":
+                self._stderr(data)
+            elif what == "data":
+                self.tee.chunk(side, data, t)
+            elif what == "eof":
+                self.tee.eof(side, t)
+            elif what == "exit":
+                self.tee.exit(data, t)
+
+    def _stderr(self, data: bytes | None) -> None:
+        if self._stderr_fh is None:
+            return
+        lines = self._stderr_split.feed(data) if data is not None else []
+        tail = self._stderr_split.rest() if data is None else b""
+        for line in lines:
+            self._stderr_fh.write(self.redactor.scrub_bytes(line) + b"\n")
+        if tail:
+            self._stderr_fh.write(self.redactor.scrub_bytes(tail))
+        self._stderr_fh.flush()
+
+    async def _client_to_server(self) -> None:
+        forwarding = True
+        while True:
+            chunk = await self.client_in.read(CHUNK)
+            if not chunk:
+                self._put("client", "eof")
+                if forwarding:
+                    try:
+                        await self.process.stdin.close()
+                    except OSError:
+                        pass
+                return
+            self._put("client", "data", chunk)
+            if forwarding:
+                try:
+                    await self.process.stdin.write(chunk)
+                except OSError:
+                    forwarding = False  # the server stopped reading; keep recording the client
+
+    async def _server_to_client(self) -> None:
+        while True:
+            chunk = await self.process.stdout.read(CHUNK)
+            if not chunk:
+                self._put("server", "eof")
+                await self.client_out.close()
+                return
+            self._put("server", "data", chunk)
+            await self.client_out.write(chunk)
+            if self.client_out.broken:
+                self.client_gone = True
+
+    async def _stderr_pump(self) -> None:
+        while True:
+            chunk = await self.process.stderr.read(CHUNK)
+            if not chunk:
+                self._put("stderr", "data", None)
+                return
+            await self.err_out.write(chunk)
+            self._put("stderr", "data", chunk)
+
+    def _on_signal(self, name: str) -> None:
+        self.signalled.append(name)
+        self.process.send_signal(name)
+
+    async def run(self) -> ProxyResult:
+        if self.client_in is None:
+            self.client_in = await _FdSource(0).open()
+        if self.client_out is None:
+            self.client_out = await _FdSink(1).open()
+        if self.err_out is None:
+            self.err_out = await _FdSink(2).open()
+        loop = asyncio.get_running_loop()
+        installed = []
+        for name in FORWARDED_SIGNALS:
+            try:
+                loop.add_signal_handler(signal_number(name), self._on_signal, name)
+                installed.append(name)
+            except (ValueError, RuntimeError, NotImplementedError):
+                pass  # not the main thread: the caller handles signals
+        recorder = asyncio.create_task(self._recorder())
+        up = asyncio.create_task(self._client_to_server())
+        down = asyncio.create_task(self._server_to_client())
+        err = asyncio.create_task(self._stderr_pump())
+        try:
+            status = await self._wait_child()
+            done, pending = await asyncio.wait({down, err}, timeout=DRAIN_AFTER_EXIT)
+            for task in pending:
+                task.cancel()
+            if not up.done():
+                # A client that keeps its stdin open past the server's exit: stop listening.
+                await asyncio.sleep(0)
+                up.cancel()
+            await asyncio.gather(up, down, err, return_exceptions=True)
+            self._put("server", "exit", status)
+            self._put("", "stop")
+            await asyncio.wait_for(recorder, 120.0)
+        finally:
+            for name in installed:
+                loop.remove_signal_handler(signal_number(name))
+            for task in (up, down, err, recorder):
+                task.cancel()
+            if self._stderr_fh:
+                self._stderr_fh.close()
+            close = getattr(self.process, "close", None)
+            if close is not None:
+                await close()
+        complete, end = self._verdict(status)
+        meta = self.tee.final_meta()
+        meta["end"] = end
+        path = self.writer.finish(complete=complete, **meta)
+        return ProxyResult(status, path, complete, end)
+
+    async def _wait_child(self) -> int | str:
+        gone_since: float | None = None
+        while True:
+            try:
+                return await self.process.wait(timeout=0.5)
+            except asyncio.TimeoutError:
+                pass
+            if getattr(self.client_out, "hung_up", False):
+                self.client_gone = True
+            if self.client_gone:
+                # Nobody will read the server any more; don't leave it running forever.
+                now = asyncio.get_running_loop().time()
+                gone_since = gone_since or now
+                if now - gone_since > CLIENT_GONE_GRACE:
+                    self.process.send_signal("SIGTERM" if now - gone_since < CLIENT_GONE_GRACE + 5 else "SIGKILL")
+
+    def _verdict(self, status: int | str) -> tuple[bool, str]:
+        if self.client_gone or getattr(self.client_out, "hung_up", False):
+            return False, "the client went away before the session ended"
+        if self.signalled:
+            return False, f"the recorder got {self.signalled[0]} and passed it on to the server"
+        if isinstance(status, str):
+            return False, f"the server ended by {status}"
+        if "client" not in self.tee.eofs:
+            return False, f"the server exited with {status} while the client was still connected"
+        if "server" not in self.tee.eofs:
+            return False, "the server exited without closing its stdout"
+        if status != 0:
+            return False, f"the server exited with code {status}"
+        return True, "clean"
+
+
+async def record_command(argv: Sequence[str], output: str | Path, *,
+                         placeholders: Placeholders | None = None, redactor: Redactor | None = None,
+                         stderr_file: str | Path | None = None, env: Mapping[str, str] | None = None,
+                         cwd: str | None = None,
+                         open_process: Callable[..., Awaitable[PeerProcess]] = open_local_process,
+                         ) -> ProxyResult:
+    """Run ``argv`` behind the recording proxy on this process's stdio."""
+    env = dict(os.environ if env is None else env)
+    placeholders = placeholders or default_placeholders(env=env)
+    redactor = redactor or Redactor.default(env=env)
+    writer = CassetteWriter(output, header_meta(argv, placeholders, redactor, "proxy"))
+    try:
+        process = await open_process(list(argv), env, cwd)
+    except BaseException:
+        writer.finish(complete=False, end="the server could not be started")
+        raise
+    proxy = RecordingProxy(process, writer, placeholders, redactor,
+                           Path(stderr_file) if stderr_file else None)
+    return await proxy.run()
+
+
+# -- in-process recording --------------------------------------------------------
+
+
+class _RecordingStdin:
+    def __init__(self, inner: Any, owner: "RecordingHandle") -> None:
+        self._inner = inner
+        self._owner = owner
+
+    def write(self, data: bytes) -> Any:
+        result = self._inner.write(data)
+        self._owner.tee.chunk("client", bytes(data), self._owner.writer.now())
+        return result
+
+    async def drain(self) -> None:
+        drain = getattr(self._inner, "drain", None)
+        if drain is not None:
+            await drain()
+
+    def close(self) -> Any:
+        result = self._inner.close()
+        self._owner._eof("client")
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _RecordingStdout:
+    def __init__(self, inner: Any, owner: "RecordingHandle") -> None:
+        self._inner = inner
+        self._owner = owner
+
+    def __aiter__(self) -> Any:
+        return self._lines()
+
+    async def _lines(self) -> Any:
+        try:
+            async for item in self._inner:
+                self._owner.tee.items("server", item, self._owner.writer.now())
+                yield item
+        finally:
+            self._owner._eof("server")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class RecordingHandle:
+    """Wraps a driver's process handle (``.stdin.write``, ``.stdout`` line iterator)
+    and records everything that passes through it; other attributes pass through.
+
+    ``async with RecordingHandle(handle, "x.jsonl") as h: conv.attach(h) ...``
+    """
+
+    def __init__(self, handle: Any, cassette: str | Path | CassetteWriter, *,
+                 placeholders: Placeholders | None = None, redactor: Redactor | None = None,
+                 command: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
+        env = os.environ if env is None else env
+        self._handle = handle
+        self.placeholders = placeholders or default_placeholders(env=env)
+        self.redactor = redactor or Redactor.default(env=env)
+        if isinstance(cassette, CassetteWriter):
+            self.writer = cassette
+            self.writer.meta.update(header_meta(command, self.placeholders, self.redactor, "in-process"))
+        else:
+            self.writer = CassetteWriter(cassette, header_meta(command, self.placeholders,
+                                                               self.redactor, "in-process"))
+        self.tee = Tee(self.writer, self.placeholders, self.redactor)
+        self.stdin = _RecordingStdin(handle.stdin, self) if handle.stdin is not None else None
+        self.stdout = _RecordingStdout(handle.stdout, self)
+
+    def _eof(self, side: str) -> None:
+        if not self.writer._closed:
+            self.tee.eof(side, self.writer.now())
+
+    def _returncode(self) -> int | None:
+        for obj in (self._handle, getattr(self._handle, "pid_like", None), getattr(self._handle, "proc", None)):
+            code = getattr(obj, "returncode", None)
+            if isinstance(code, int):
+                return code
+        return None
+
+    def finish(self, *, complete: bool = True, exit: int | str | None = None) -> Path:
+        """Write the cassette. The exit status is taken from the handle when it has one."""
+        if exit is None:
+            code = self._returncode()
+            exit = exit_status(code) if code is not None else None
+        if exit is not None and not self.writer._closed:
+            self.tee.exit(exit, self.writer.now())
+        return self.writer.finish(complete=complete, **self.tee.final_meta())
+
+    async def __aenter__(self) -> "RecordingHandle":
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.finish(complete=exc_type is None)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handle, name)
+
+
+# -- command line ----------------------------------------------------------------
+
+
+def _placeholder_arg(arg: str) -> tuple[str, str]:
+    name, sep, value = arg.partition("=")
+    if not sep or not NAME.match(name) or not value:
+        raise UsageError(f"--placeholder {arg!r} must look like NAME=VALUE with NAME an identifier "
+                         "(letters, digits, _) and a non-empty VALUE")
+    return name, value
+
+
+def cli_register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "record", help="run a command (codex app-server) behind a recording proxy",
+        description="Launch this where a client would launch `codex app-server`: it runs the "
+                    "command after `--`, forwards stdio unchanged both ways and writes a cassette.")
+    p.add_argument("-o", "--output", required=True, metavar="PATH", help="cassette to write")
+    p.add_argument("--placeholder", action="append", default=[], metavar="NAME=VALUE",
+                   help="also replace VALUE by {{NAME}} in the cassette (repeatable)")
+    p.add_argument("--stderr-file", metavar="F", help="also copy the server's stderr here (redacted)")
+    p.add_argument("--redact-regex", action="append", default=[], metavar="KIND=REGEX",
+                   help="redact text matching REGEX as {{redacted:KIND}} (repeatable)")
+    p.add_argument("--redact-path", action="append", default=[], metavar="KIND=JSONPATH",
+                   help="redact the value at a path such as $.params.items[*].token (repeatable)")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    p.set_defaults(func=_cli_record)
+
+
+def _cli_record(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise UsageError("no command to record: put it after `--`, as in "
+                         "`codex-cassette record -o x.jsonl -- codex app-server`")
+    rules: list[Rule] = [parse_rule_arg(a, path=False) for a in args.redact_regex]
+    rules += [parse_rule_arg(a, path=True) for a in args.redact_path]
+    env = dict(os.environ)
+    placeholders = default_placeholders(dict(_placeholder_arg(a) for a in args.placeholder), env)
+    redactor = Redactor.default(rules, env=env)
+    result = asyncio.run(record_command(command, args.output, placeholders=placeholders,
+                                        redactor=redactor, stderr_file=args.stderr_file, env=env))
+    return exit_like(result.status)
+
+
+def exit_like(status: int | str) -> int:
+    """Our exit code; a server killed by a signal makes us die by the same signal."""
+    if isinstance(status, int):
+        return status
+    try:
+        signum = signal_number(status)
+    except HarnessError:
+        return 255  # "connection lost" (ssh): what ssh(1) itself exits with
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if signum not in (signal.SIGKILL, signal.SIGSTOP):
+        signal.signal(signum, signal.SIG_DFL)
+    if signum != signal.SIGSTOP:
+        os.kill(os.getpid(), signum)
+    return 128 + signum
