@@ -1,8 +1,10 @@
 """The `codex-cassette` command line.
 
-Each subcommand lives beside the concept it drives: a module listed in
-``COMMAND_MODULES`` exposes ``cli_register(subparsers)``, which adds its parser
-and sets ``func`` (returning an exit code). Adding a command is one line here.
+Each subcommand lives beside the concept it drives: the module a command is
+listed under in ``COMMANDS`` exposes ``cli_register(subparsers)``, which adds
+its parser(s) and sets ``func`` (returning an exit code). Adding a command is
+one line here. Only the invoked command's module is imported, so a recording
+proxy or a fake codex starts without loading what it does not use.
 """
 
 from __future__ import annotations
@@ -13,29 +15,33 @@ import sys
 
 from harness.errors import HarnessError
 
-COMMAND_MODULES: list[str] = [
-    "harness.replay_cli",
-    "harness.show",
-    "harness.live.record_live",
-    "harness.drift",
-    "harness.record",
-]
+COMMANDS: dict[str, str] = {
+    "record": "harness.record",
+    "record-live": "harness.live.record_live",
+    "replay": "harness.replay_cli",
+    "show": "harness.show",
+    "validate": "harness.drift",
+    "drift": "harness.drift",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="codex-cassette",
         description="Record and replay Codex app-server sessions.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMAND_MODULES:
+    modules = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for name in modules:
         importlib.import_module(name).cli_register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

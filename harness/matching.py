@@ -13,8 +13,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from deepdiff import DeepDiff
-
 from harness.cassette import Event
 from harness.placeholders import Placeholders
 from harness.wire import Kind, classify
@@ -228,6 +226,8 @@ def diff_text(event: Event, live: Any, ctx: MatchContext) -> str:
     want, got = normalised_pair(event.msg, live, probe, event)
     if event.msg.get("method") != live.get("method"):
         want, got = {"method": event.msg.get("method"), "body": want}, {"method": live.get("method"), "body": got}
+    from deepdiff import DeepDiff  # imported on a mismatch only: it costs a fake codex 80 ms of start-up
+
     diff = DeepDiff(want, got, verbose_level=2)
     if not diff:
         return ""
@@ -239,6 +239,8 @@ def distance(event: Event, live: Any, ctx: MatchContext) -> float:
     if not isinstance(live, dict) or event.msg is None:
         return 1.0
     base = 0.0 if event.msg.get("method") == live.get("method") else 0.5
+    from deepdiff import DeepDiff
+
     try:
         probe = MatchContext(placeholders=Placeholders(dict(ctx.placeholders.values)), scrub=ctx.scrub,
                              ignore=ctx.ignore, learned=ctx.learned, learn=ctx.learn)
