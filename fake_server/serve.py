@@ -17,6 +17,10 @@ async def _serve(cassette_path: Path, options: ReplayOptions, report_path: Path 
     cassette = open_cassette(cassette_path)
     channel = await StdioChannel().open()
     engine = ReplayEngine(cassette, channel, options)
+    engine.report.pid = os.getpid()
+    if report_path is not None:
+        # A "running" report at once: whoever launched us can find (and stop) us by it.
+        engine.report.write(report_path)
     task = asyncio.ensure_future(engine.run())
     loop = asyncio.get_running_loop()
     # Killed politely (a test's teardown, a client's close): still leave a report.
@@ -42,6 +46,5 @@ def serve_stdio(cassette_path: str | Path, options: ReplayOptions | None = None,
     report = asyncio.run(_serve(Path(cassette_path), options, report_path))
     if report.failed(options.strict):
         print(report.summary(), file=sys.stderr, flush=True)
-    if report.failed(options.strict):
         return DIVERGED_EXIT
     return report.exit_code or 0

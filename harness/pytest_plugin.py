@@ -8,23 +8,27 @@
   a whole suite; marker keywords override it per test.
 - ``fake_codex`` serves the cassette: as a command line, as a `codex` on PATH,
   or in-process; at teardown it fails the test on divergence or unplayed events.
+- ``codex_app_server`` replays or records according to ``--codex-record-mode``
+  (none, once, new, all), so one test body records once and replays forever.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.cassette import Cassette, open_cassette
+from harness.cassette import open_cassette
 from harness.errors import HarnessError
-from harness.replay import ReplayOptions, ReplayReport
+from harness.fixtures import CodexAppServer, FakeCodex
+from harness.record_mode import MODES, CassetteLock, should_record
+from harness.replay import ReplayOptions
 
 SUFFIXES = ("", ".jsonl", ".yaml", ".yml")
 OPTION_KEYS = {"timeout", "linger", "pace", "pace_scale", "strict", "bindings", "ignore", "learn"}
+RECORD_KEYS = {"live"}  # a live scenario (codex + model parts) to record against, offline
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -33,7 +37,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="longest wait for one expected client message during replay (default 10)")
     group.addoption("--codex-allow-unplayed", action="store_true", default=False,
                     help="do not fail tests that leave cassette events unplayed")
+    group.addoption("--codex-record-mode", choices=MODES, default=None,
+                    help="none (default): replay only, never start a real codex; once: record missing "
+                         "cassettes; new: also re-record incomplete ones; all: re-record everything")
+    group.addoption("--codex-bin", default=None, metavar="PATH",
+                    help="the real codex binary to record from (default: $CODEX_BIN, the pinned "
+                         "openai-codex-cli-bin package, then PATH)")
     parser.addini("codex_cassette_timeout", "default replay timeout in seconds", default="10")
+    parser.addini("codex_record_mode", "default record mode", default="none")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -68,105 +79,6 @@ def _marker_args(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
     return str(name), kwargs
 
 
-@dataclass
-class FakeCodex:
-    """One test's fake codex: how to launch it, and what it reported."""
-
-    cassette_path: Path
-    options: ReplayOptions
-    workdir: Path
-    _handles: list[Any] = field(default_factory=list)
-    _expected_failure: bool = False
-
-    @property
-    def cassette(self) -> Cassette:
-        return open_cassette(self.cassette_path)
-
-    def bind(self, **values: str) -> "FakeCodex":
-        """Bind placeholders up front (e.g. cwd) instead of on first sight."""
-        self.options.bindings.update(values)
-        return self
-
-    # -- as a subprocess ----------------------------------------------------
-
-    @property
-    def command(self):
-        from fake_server import FakeCodexCommand
-
-        return FakeCodexCommand(cassette=self.cassette_path, report=self.workdir / "report-{pid}.json",
-                                timeout=self.options.timeout, pace=self.options.pace,
-                                bindings=dict(self.options.bindings),
-                                extra=[] if self.options.strict else ["--allow-unplayed"])
-
-    @property
-    def argv(self) -> list[str]:
-        """Launch this instead of `codex app-server`."""
-        return self.command.argv("app-server")
-
-    @property
-    def bin_dir(self) -> Path:
-        """A directory whose `codex` is the fake; put it first on PATH."""
-        from fake_server import write_bin_dir
-
-        return write_bin_dir(self.workdir / "bin", self.command)
-
-    @property
-    def env(self) -> dict[str, str]:
-        """os.environ with the fake's bin dir first on PATH."""
-        env = self.command.env()
-        env["PATH"] = os.pathsep.join([str(self.bin_dir), env.get("PATH", "")])
-        return env
-
-    # -- in-process ----------------------------------------------------------
-
-    def handle(self):
-        """A subprocess-shaped handle running the fake in the current event loop."""
-        from fake_server import InProcessCodex
-
-        handle = InProcessCodex(self.cassette_path, self.options)
-        self._handles.append(handle)
-        return handle
-
-    # -- results --------------------------------------------------------------
-
-    @property
-    def reports(self) -> list[ReplayReport]:
-        found = [h.report for h in self._handles]
-        for path in sorted(self.workdir.glob("report-*.json")):
-            try:
-                found.append(ReplayReport.read(path))
-            except (ValueError, TypeError, KeyError):
-                raise HarnessError(f"{path}: the fake codex wrote a report that cannot be read") from None
-        return found
-
-    @property
-    def report(self) -> ReplayReport | None:
-        reports = self.reports
-        return reports[-1] if reports else None
-
-    def failures(self) -> list[ReplayReport]:
-        return [r for r in self.reports if r.failed(self.options.strict)]
-
-    def check(self) -> None:
-        """Raise AssertionError with the readable report if any run went wrong."""
-        bad = self.failures()
-        if bad:
-            raise AssertionError("\n\n".join(r.summary() for r in bad))
-
-    def assert_diverged(self) -> ReplayReport:
-        """For tests of a broken client: assert a run diverged, and accept that at teardown."""
-        diverged = [r for r in self.reports if r.status == "diverged"]
-        if not diverged:
-            states = ", ".join(r.status for r in self.reports) or "no run at all"
-            raise AssertionError(f"expected the session to diverge from {self.cassette_path}, but got: {states}")
-        self._expected_failure = True
-        return diverged[-1]
-
-    def close(self) -> None:
-        for handle in self._handles:
-            handle.kill_if_running()
-
-
 @pytest.fixture
 def codex_cassette_dir(request: pytest.FixtureRequest) -> Path:
     """Where this test's cassettes live; override it in a conftest.py."""
@@ -176,40 +88,117 @@ def codex_cassette_dir(request: pytest.FixtureRequest) -> Path:
 
 @pytest.fixture
 def codex_cassette_config() -> dict[str, Any]:
-    """Replay options for every test in scope; override it like pytest-recording's vcr_config."""
+    """Options for every test in scope; override it like pytest-recording's vcr_config."""
     return {}
 
 
 @pytest.fixture
-def fake_codex(request: pytest.FixtureRequest, codex_cassette_dir: Path, codex_cassette_config: dict[str, Any],
-               tmp_path_factory: pytest.TempPathFactory) -> Any:
-    name, marker_options = _marker_args(request)
-    path = resolve_cassette(Path(codex_cassette_dir), name)
-    if path is None:
-        tried = ", ".join(str(Path(codex_cassette_dir) / (name + s)) for s in SUFFIXES)
-        pytest.fail(f"codex-cassette: no cassette {name!r} for {request.node.nodeid}; looked for {tried}",
-                    pytrace=False)
-    merged = {**codex_cassette_config, **marker_options}
-    unknown = set(merged) - OPTION_KEYS
+def codex_record_mode(request: pytest.FixtureRequest) -> str:
+    """The record mode in force (the option, else the ini value); overridable."""
+    return request.config.getoption("--codex-record-mode") or request.config.getini("codex_record_mode")
+
+
+def _options(request: pytest.FixtureRequest, config_options: dict[str, Any],
+             marker_options: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
+    merged = {**config_options, **marker_options}
+    unknown = set(merged) - allowed
     if unknown:
         pytest.fail(f"codex-cassette: unknown option(s) {sorted(unknown)} for {request.node.nodeid}; "
-                    f"known: {sorted(OPTION_KEYS)}", pytrace=False)
+                    f"known: {sorted(allowed)}", pytrace=False)
+    return merged
+
+
+def _replay_options(request: pytest.FixtureRequest, merged: dict[str, Any]) -> ReplayOptions:
+    merged = {k: v for k, v in merged.items() if k in OPTION_KEYS}
     config = request.config
     timeout = config.getoption("--codex-replay-timeout") or float(config.getini("codex_cassette_timeout"))
     merged.setdefault("timeout", timeout)
     if config.getoption("--codex-allow-unplayed"):
         merged["strict"] = False
     merged["bindings"] = dict(merged.get("bindings") or {})
-    options = ReplayOptions(role="server", **merged)
+    return ReplayOptions(role="server", **merged)
+
+
+def _fake(request: pytest.FixtureRequest, path: Path, options: ReplayOptions,
+          tmp_path_factory: pytest.TempPathFactory) -> FakeCodex:
     try:
         open_cassette(path)  # a broken cassette is the test's error, said once, up front
     except HarnessError as exc:
         pytest.fail(str(exc), pytrace=False)
-    fake = FakeCodex(cassette_path=path, options=options,
+    return FakeCodex(cassette_path=path, options=options,
                      workdir=tmp_path_factory.mktemp("fake_codex", numbered=True))
+
+
+def _missing(request: pytest.FixtureRequest, directory: Path, name: str, hint: str = "") -> None:
+    tried = ", ".join(str(directory / (name + s)) for s in SUFFIXES)
+    pytest.fail(f"codex-cassette: no cassette {name!r} for {request.node.nodeid}; looked for {tried}{hint}",
+                pytrace=False)
+
+
+@pytest.fixture
+def fake_codex(request: pytest.FixtureRequest, codex_cassette_dir: Path, codex_cassette_config: dict[str, Any],
+               tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The fake codex serving this test's cassette; fails the test at teardown if the client diverged."""
+    name, marker_options = _marker_args(request)
+    merged = _options(request, codex_cassette_config, marker_options, OPTION_KEYS | RECORD_KEYS)
+    path = resolve_cassette(Path(codex_cassette_dir), name)
+    if path is None:
+        _missing(request, Path(codex_cassette_dir), name)
+    fake = _fake(request, path, _replay_options(request, merged), tmp_path_factory)
     yield fake
     fake.close()
     bad = fake.failures()
     if bad and not fake._expected_failure:
         pytest.fail("codex-cassette: the session diverged from the cassette\n\n"
                     + "\n\n".join(r.summary() for r in bad), pytrace=False)
+
+
+def _live_scenario(request: pytest.FixtureRequest, spec: Any, directory: Path) -> Any:
+    from harness.live.session import LiveScenario
+
+    path = Path(spec)
+    for candidate in (path, Path(str(request.config.rootpath)) / path, directory / path):
+        if candidate.is_file():
+            return LiveScenario.load(candidate)
+    pytest.fail(f"codex-cassette: live scenario {spec!r} not found (as given, under the rootdir, "
+                f"or under {directory})", pytrace=False)
+
+
+@pytest.fixture
+def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
+                     codex_cassette_config: dict[str, Any], codex_record_mode: str,
+                     tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One command (``.argv``/``.env``) or in-process ``await .handle()`` that replays the
+    cassette, or records it from the real codex, according to the record mode."""
+    name, marker_options = _marker_args(request)
+    merged = _options(request, codex_cassette_config, marker_options, OPTION_KEYS | RECORD_KEYS)
+    directory = Path(codex_cassette_dir)
+    existing = resolve_cassette(directory, name)
+    lock = None
+    if should_record(codex_record_mode, existing):
+        target = existing if existing is not None and existing.suffix == ".jsonl" else directory / f"{name}.jsonl"
+        lock = CassetteLock(target).acquire()
+        existing = resolve_cassette(directory, name)
+        if not should_record(codex_record_mode, existing):  # another xdist worker recorded it meanwhile
+            lock.release()
+            lock = None
+    if lock is not None:
+        live = _live_scenario(request, merged["live"], directory) if merged.get("live") else None
+        server = CodexAppServer(cassette_path=target, recording=True,
+                                codex_bin=request.config.getoption("--codex-bin"), live_scenario=live)
+    else:
+        if existing is None:
+            _missing(request, directory, name, hint=f" (record mode {codex_record_mode!r}; run with "
+                                                    "--codex-record-mode=once to record it)")
+        server = CodexAppServer(cassette_path=existing, recording=False,
+                                fake=_fake(request, existing, _replay_options(request, merged), tmp_path_factory))
+    try:
+        yield server
+    finally:
+        try:
+            problems = server.finish()
+        finally:
+            if lock is not None:
+                lock.release()
+    if problems and not (server.fake and server.fake._expected_failure):
+        pytest.fail("codex-cassette: " + "\n\n".join(problems), pytrace=False)

@@ -1,0 +1,292 @@
+"""What the pytest fixtures hand a test: a fake codex replaying a cassette, and a
+codex app-server that replays or records according to the record mode.
+
+Plain classes, usable without pytest; harness.pytest_plugin only builds them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.cassette import Cassette, open_cassette
+from harness.errors import HarnessError
+from harness.replay import ReplayOptions, ReplayReport
+from harness.transport import exit_status
+
+@dataclass
+class FakeCodex:
+    """One test's fake codex: how to launch it, and what it reported."""
+
+    cassette_path: Path
+    options: ReplayOptions
+    workdir: Path
+    _handles: list[Any] = field(default_factory=list)
+    _expected_failure: bool = False
+
+    @property
+    def cassette(self) -> Cassette:
+        return open_cassette(self.cassette_path)
+
+    def bind(self, **values: str) -> "FakeCodex":
+        """Bind placeholders up front (e.g. cwd) instead of on first sight."""
+        self.options.bindings.update(values)
+        return self
+
+    # -- as a subprocess ----------------------------------------------------
+
+    @property
+    def command(self):
+        from fake_server import FakeCodexCommand
+
+        return FakeCodexCommand(cassette=self.cassette_path, report=self.workdir / "report-{pid}.json",
+                                timeout=self.options.timeout, pace=self.options.pace,
+                                bindings=dict(self.options.bindings),
+                                extra=[] if self.options.strict else ["--allow-unplayed"])
+
+    @property
+    def argv(self) -> list[str]:
+        """Launch this instead of `codex app-server`."""
+        return self.command.argv("app-server")
+
+    @property
+    def bin_dir(self) -> Path:
+        """A directory whose `codex` is the fake; put it first on PATH."""
+        from fake_server import write_bin_dir
+
+        return write_bin_dir(self.workdir / "bin", self.command)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """os.environ with the fake's bin dir first on PATH."""
+        env = self.command.env()
+        env["PATH"] = os.pathsep.join([str(self.bin_dir), env.get("PATH", "")])
+        return env
+
+    # -- in-process ----------------------------------------------------------
+
+    def handle(self):
+        """A subprocess-shaped handle running the fake in the current event loop."""
+        from fake_server import InProcessCodex
+
+        handle = InProcessCodex(self.cassette_path, self.options)
+        self._handles.append(handle)
+        return handle
+
+    # -- results --------------------------------------------------------------
+
+    @property
+    def reports(self) -> list[ReplayReport]:
+        found = [h.report for h in self._handles]
+        for path in sorted(self.workdir.glob("report-*.json")):
+            try:
+                found.append(ReplayReport.read(path))
+            except (ValueError, TypeError, KeyError):
+                raise HarnessError(f"{path}: the fake codex wrote a report that cannot be read") from None
+        return found
+
+    @property
+    def report(self) -> ReplayReport | None:
+        reports = self.reports
+        return reports[-1] if reports else None
+
+    def failures(self) -> list[ReplayReport]:
+        return [r for r in self.reports if r.failed(self.options.strict)]
+
+    def check(self) -> None:
+        """Raise AssertionError with the readable report if any run went wrong."""
+        bad = self.failures()
+        if bad:
+            raise AssertionError("\n\n".join(r.summary() for r in bad))
+
+    def assert_diverged(self) -> ReplayReport:
+        """For tests of a broken client: assert a run diverged, and accept that at teardown."""
+        diverged = [r for r in self.reports if r.status == "diverged"]
+        if not diverged:
+            states = ", ".join(r.status for r in self.reports) or "no run at all"
+            raise AssertionError(f"expected the session to diverge from {self.cassette_path}, but got: {states}")
+        self._expected_failure = True
+        return diverged[-1]
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.kill_if_running()
+        self._stop_running_subprocesses()
+
+    def _stop_running_subprocesses(self, grace: float = 5.0) -> None:
+        """A fake subprocess the test left running would linger: stop it so it writes its final report."""
+        running = [r for r in self.reports[len(self._handles):] if r.status == "running" and r.pid]
+        for report in running:
+            try:
+                os.kill(report.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+        deadline = time.monotonic() + grace
+        for report in running:
+            path = self.workdir / f"report-{report.pid}.json"
+            while time.monotonic() < deadline:
+                try:
+                    if ReplayReport.read(path).status != "running":
+                        break
+                    os.kill(report.pid, 0)
+                except (ProcessLookupError, ValueError, OSError):
+                    break
+                time.sleep(0.02)
+
+
+
+@dataclass
+class CodexAppServer:
+    """A codex for one test that replays or records, so one test body records
+    once and replays forever (pytest-recording's idea for this protocol).
+
+    Replaying, it is the fake codex. Recording, it is the real binary behind the
+    recorder — offline against the mock model when a live scenario is given
+    (its ``codex`` and ``model`` parts; the test itself is the client).
+    """
+
+    cassette_path: Path
+    recording: bool
+    fake: FakeCodex | None = None
+    codex_bin: str | None = None
+    live_scenario: Any = None          # harness.live.session.LiveScenario
+    workdir: Path = Path(".")
+    _live: Any = None                  # harness.live.session.LiveCodex, started on first use
+    _recorders: list[tuple[Any, Any]] = field(default_factory=list)
+
+    @property
+    def mode(self) -> str:
+        return "record" if self.recording else "replay"
+
+    # -- recording setup ---------------------------------------------------------
+
+    def _live_codex(self) -> Any:
+        if self._live is None and self.live_scenario is not None:
+            from harness.live.session import LiveCodex
+
+            self._live = LiveCodex(self.live_scenario, self.codex_bin).start()
+        return self._live
+
+    def _binary(self) -> str:
+        live = self._live_codex()
+        if live is not None:
+            return str(live.binary)
+        from harness.live.binary import find_codex_binary
+
+        return str(find_codex_binary(self.codex_bin))
+
+    def _recording_meta(self) -> dict[str, Any]:
+        live = self._live_codex()
+        return live.meta() if live is not None else {}
+
+    @property
+    def cwd(self) -> str:
+        """The directory the client should work in (thread/start's cwd)."""
+        live = self._live_codex() if self.recording else None
+        return str(live.workdir) if live is not None else os.getcwd()
+
+    # -- what a client launches -------------------------------------------------------
+
+    @property
+    def argv(self) -> list[str]:
+        if not self.recording:
+            assert self.fake is not None
+            return self.fake.argv
+        argv = [sys.executable, "-m", "harness", "record", "-o", str(self.cassette_path)]
+        live = self._live_codex()
+        if live is not None:
+            argv += [f"--placeholder={name}={value}" for name, value in live.placeholders().values.items()]
+        return argv + ["--", self._binary(), "app-server"]
+
+    @property
+    def env(self) -> dict[str, str]:
+        if not self.recording:
+            assert self.fake is not None
+            return self.fake.env
+        from fake_server.launcher import SOURCE_ROOT
+
+        live = self._live_codex()
+        env = live.env if live is not None else dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (SOURCE_ROOT, env.get("PYTHONPATH")) if p)
+        return env
+
+    async def handle(self) -> Any:
+        """In-process: the fake's handle, or the real codex wrapped by the recorder."""
+        if not self.recording:
+            assert self.fake is not None
+            return self.fake.handle()
+        from harness.record import RecordingHandle
+
+        live = self._live_codex()
+        if live is not None:
+            proc = await live.spawn()
+            placeholders = live.placeholders()
+        else:
+            from harness.record import default_placeholders
+
+            proc = await asyncio.create_subprocess_exec(
+                self._binary(), "app-server", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                limit=1 << 26)
+            placeholders = default_placeholders()
+        recorder = RecordingHandle(proc, self.cassette_path, placeholders=placeholders,
+                                   command=["codex", "app-server"], env=self.env)
+        recorder.writer.meta.update(self._recording_meta())
+        self._recorders.append((recorder, proc))
+        return recorder
+
+    # -- teardown ------------------------------------------------------------------
+
+    def finish(self, grace: float = 5.0) -> list[str]:
+        """End recordings (close codex's stdin, let it exit) and write their cassettes.
+        Returns the problems found, for the fixture to fail the test with."""
+        problems: list[str] = []
+        for recorder, proc in self._recorders:
+            code = _end_process(recorder, proc, grace)
+            if code is None:
+                problems.append(f"codex did not exit within {grace:g} s of its stdin closing; it was killed "
+                                f"and {self.cassette_path} is marked incomplete")
+            recorder.finish(complete=code == 0, exit=exit_status(code) if code is not None else "SIGKILL")
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        if self.fake is not None:
+            self.fake.close()
+            problems += [r.summary() for r in self.fake.failures() if not self.fake._expected_failure]
+        return problems
+
+
+def _end_process(recorder: Any, proc: Any, grace: float) -> int | None:
+    """Close a recorded codex's stdin and reap it, without needing its (maybe closed) event loop.
+    Returns its exit code, or None when it had to be killed."""
+    if recorder.stdin is not None:
+        try:
+            recorder.stdin.close()
+        except RuntimeError:  # the test's event loop is gone: close the pipe itself
+            pipe = proc.stdin.transport.get_extra_info("pipe") if proc.stdin is not None else None
+            if pipe is not None:
+                pipe.close()
+        except OSError:
+            pass
+    deadline = time.monotonic() + grace
+    while proc.returncode is None:
+        try:
+            pid, status = os.waitpid(proc.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped by asyncio meanwhile
+            break
+        if pid:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+                os.waitpid(proc.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            return None
+        time.sleep(0.02)
+    return proc.returncode if proc.returncode is not None else 0

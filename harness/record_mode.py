@@ -1,0 +1,84 @@
+"""Record modes, as pytest-recording has them, and the lock that makes recording
+safe when pytest-xdist runs tests in parallel.
+
+- ``none`` (default): replay only; a missing cassette is an error. Never starts a real codex.
+- ``once``: replay an existing cassette; record a missing one.
+- ``new``: like once, and also re-record a cassette whose recording was cut short
+  (``complete: false``) — the protocol is a stream, so there are no "new episodes"
+  to append, only sessions to record whole.
+- ``all``: record every time, replacing what is there.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.cassette import load_cassette
+from harness.errors import CassetteError, HarnessError, UsageError
+
+MODES = ("none", "once", "new", "all")
+LOCK_WAIT = 600.0  # a recording in another worker may take a while; never forever
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise UsageError(f"record mode {mode!r} is not one of {', '.join(MODES)}")
+    return mode
+
+
+def should_record(mode: str, existing: Path | None) -> bool:
+    """Whether this session records (True) or replays (False)."""
+    check_mode(mode)
+    if mode == "all":
+        return True
+    if existing is None:
+        return mode in ("once", "new")
+    if mode == "new" and existing.suffix == ".jsonl":
+        try:
+            return not load_cassette(existing).complete
+        except CassetteError:
+            return True
+    return False
+
+
+@dataclass
+class CassetteLock:
+    """An exclusive lock beside a cassette (``NAME.jsonl.lock``), held while recording it."""
+
+    path: Path
+    wait: float = LOCK_WAIT
+    _fd: int | None = None
+
+    def acquire(self) -> "CassetteLock":
+        lock = self.path.with_name(self.path.name + ".lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise HarnessError(f"{lock}: another process has been recording {self.path.name} for "
+                                       f"over {self.wait:g} s; giving up (is a stale recorder still running?)")
+                time.sleep(0.05)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "CassetteLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
