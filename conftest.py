@@ -120,3 +120,9 @@ def optio(fake_codex: Any, launch_mode: str, tmp_path: Path):
         return session
 
     yield start
+
+
+@pytest.fixture
+def optio_start():
+    """``await optio_start(handle, **CodexConversation kwargs)``: the driver on any handle."""
+    return start_optio
