@@ -1,0 +1,134 @@
+"""Record modes of the pytest plugin (`--codex-record-mode`), run as a user would:
+inner test files executed by pytester in a subprocess. The "real codex" they record
+from is a `codex` executable (the fake serving a scenario) passed with --codex-bin,
+so these tests need no network and no model; tests/test_shipped_cassettes.py and
+tests/test_record_live.py record from the real binary, and tests/test_optio_driver.py drives the optio driver.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fake_server import FakeCodexCommand, write_bin_dir
+from harness.cassette import load_cassette
+
+pytest_plugins = ["pytester"]
+
+SCENARIO = Path(__file__).parent / "data" / "hello.yaml"
+
+INNER = '''
+import os, pytest
+from harness.live.client import ScriptedClient
+
+
+async def drive(codex_app_server):
+    client = ScriptedClient(await codex_app_server.handle(), timeout=10)
+    await client.start({}, "/work/project")
+    await client.run([{"turn": "Say hello"}])
+    await client.close()
+    with open(os.environ["MODE_LOG"], "a") as log:
+        log.write(codex_app_server.mode + "\\n")
+    deltas = [m["params"]["delta"] for m in client.log if m.get("method") == "item/agentMessage/delta"]
+    return "".join(deltas)
+
+
+@pytest.mark.asyncio
+@pytest.mark.codex_cassette("session")
+async def test_one(codex_app_server):
+    assert await drive(codex_app_server) == "Hello!"
+'''
+
+SECOND = '''
+
+@pytest.mark.asyncio
+@pytest.mark.codex_cassette("session")
+async def test_two(codex_app_server):
+    assert await drive(codex_app_server) == "Hello!"
+'''
+
+
+@pytest.fixture
+def inner(pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An inner project: the test file, a fake 'real codex', and a log of the modes used."""
+    codex = write_bin_dir(tmp_path / "realbin", FakeCodexCommand(cassette=SCENARIO)) / "codex"
+    log = tmp_path / "modes.log"
+    monkeypatch.setenv("MODE_LOG", str(log))
+    pytester.makeini("[pytest]\nasyncio_mode = strict\n")
+
+    def run(*args: str, tests: str = INNER):
+        pytester.makepyfile(test_inner=tests)
+        result = pytester.runpytest_subprocess(f"--codex-bin={codex}", "-p", "no:cacheprovider", *args,
+                                               timeout=120)
+        modes = log.read_text().split() if log.exists() else []
+        log.unlink(missing_ok=True)
+        return result, modes
+
+    run.cassette = pytester.path / "cassettes" / "test_inner" / "session.jsonl"
+    return run
+
+
+def test_none_is_the_default_and_never_records(inner):
+    result, modes = inner()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*no cassette 'session'*record mode 'none'*--codex-record-mode=once*"])
+    assert modes == []
+    assert not inner.cassette.exists()
+
+
+def test_once_records_a_missing_cassette_then_replays_it(inner):
+    result, modes = inner("--codex-record-mode=once")
+    result.assert_outcomes(passed=1)
+    assert modes == ["record"]
+    cassette = load_cassette(inner.cassette)
+    assert cassette.complete
+    methods = [e.msg.get("method") for e in cassette.events if e.msg and e.side == "client"]
+    assert methods == ["initialize", "initialized", "thread/start", "turn/start"]
+    assert cassette.meta["client"]["name"] == "codex_cassette"
+    assert [e.kind for e in cassette.events[-3:]] == ["eof", "eof", "exit"]
+
+    result, modes = inner("--codex-record-mode=once")
+    result.assert_outcomes(passed=1)
+    assert modes == ["replay"]
+    result, modes = inner()  # none: replay of what was recorded
+    result.assert_outcomes(passed=1)
+    assert modes == ["replay"]
+
+
+def test_all_rerecords_and_new_rerecords_only_incomplete(inner):
+    inner("--codex-record-mode=once")
+    first = load_cassette(inner.cassette).meta["recorded_at"]
+    mtime = inner.cassette.stat().st_mtime_ns
+
+    result, modes = inner("--codex-record-mode=new")
+    result.assert_outcomes(passed=1)
+    assert modes == ["replay"] and inner.cassette.stat().st_mtime_ns == mtime
+
+    result, modes = inner("--codex-record-mode=all")
+    result.assert_outcomes(passed=1)
+    assert modes == ["record"] and inner.cassette.stat().st_mtime_ns != mtime
+    assert load_cassette(inner.cassette).meta["recorded_at"] >= first
+
+    # A cassette cut short is re-recorded by "new".
+    lines = inner.cassette.read_text().splitlines()
+    lines[0] = lines[0].replace('"complete":true', '"complete":false')
+    inner.cassette.write_text("\n".join(lines[:6]) + "\n")
+    result, modes = inner("--codex-record-mode=new")
+    result.assert_outcomes(passed=1)
+    assert modes == ["record"]
+    assert load_cassette(inner.cassette).complete
+
+
+def test_parallel_workers_never_record_the_same_cassette_twice(inner):
+    result, modes = inner("--codex-record-mode=once", "-n", "2", tests=INNER + SECOND)
+    result.assert_outcomes(passed=2)
+    assert sorted(modes) == ["record", "replay"]
+    assert load_cassette(inner.cassette).complete
+    assert not list(inner.cassette.parent.glob("*.partial"))
+
+
+def test_a_wrong_record_mode_is_refused(inner):
+    result, _ = inner("--codex-record-mode=sometimes")
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["*--codex-record-mode*invalid choice*sometimes*"])
