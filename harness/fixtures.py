@@ -71,11 +71,12 @@ class FakeCodex:
 
     # -- in-process ----------------------------------------------------------
 
-    def handle(self):
-        """A subprocess-shaped handle running the fake in the current event loop."""
+    def handle(self, cassette_path: Path | None = None):
+        """A subprocess-shaped handle running the fake in the current event loop
+        (on another cassette of the same test when given, e.g. a resume's second session)."""
         from fake_server import InProcessCodex
 
-        handle = InProcessCodex(self.cassette_path, self.options)
+        handle = InProcessCodex(cassette_path or self.cassette_path, self.options)
         self._handles.append(handle)
         return handle
 
@@ -157,8 +158,10 @@ class CodexAppServer:
     codex_bin: str | None = None
     live_scenario: Any = None          # harness.live.session.LiveScenario
     workdir: Path = Path(".")
+    ssh: dict[str, Any] | None = None  # {"target": "user@host:port", ...}: record a codex on another host
     _live: Any = None                  # harness.live.session.LiveCodex, started on first use
     _recorders: list[tuple[Any, Any]] = field(default_factory=list)
+    _connections: int = 0              # in-process handles handed out so far
 
     @property
     def mode(self) -> str:
@@ -188,8 +191,26 @@ class CodexAppServer:
     @property
     def cwd(self) -> str:
         """The directory the client should work in (thread/start's cwd)."""
+        if self.recording and self.ssh is not None and self._remote().cwd:
+            return str(self._remote().cwd)
         live = self._live_codex() if self.recording else None
         return str(live.workdir) if live is not None else os.getcwd()
+
+    def _remote(self) -> Any:
+        """The ssh option as a harness.record.SSHRecording. With a live scenario the remote
+        codex gets the live CODEX_HOME, HOME and workdir: only useful when the remote host
+        is this one (the mock model listens on loopback), as in the tests."""
+        from harness.record import SSHRecording
+
+        remote = SSHRecording.from_config(self.ssh or {})
+        live = self._live_codex()
+        if live is not None:
+            changed = {k: v for k, v in live.env.items() if os.environ.get(k) != v}
+            remote.env = {**changed, **remote.env}
+            remote.cwd = remote.cwd or str(live.workdir)
+            remote.codex_bin = remote.codex_bin or str(live.binary)
+        remote.codex_bin = remote.codex_bin or "codex"
+        return remote
 
     # -- what a client launches -------------------------------------------------------
 
@@ -202,7 +223,16 @@ class CodexAppServer:
         live = self._live_codex()
         if live is not None:
             argv += [f"--placeholder={name}={value}" for name, value in live.placeholders().values.items()]
-        return argv + ["--", self._binary(), "app-server"]
+        if self.ssh is not None:
+            remote = self._remote()
+            return argv + remote.flags() + ["--", remote.codex_bin, "app-server"]
+        return argv + ["--", self._command_name(), "app-server"]
+
+    def _command_name(self) -> str:
+        """What the proxy runs: plain `codex`, found through .env's PATH, so the cassette
+        header names no path of the recording machine (as the in-process recorder's does)."""
+        binary = Path(self._binary())
+        return "codex" if binary.name == "codex" else str(binary)
 
     @property
     def env(self) -> dict[str, str]:
@@ -214,17 +244,40 @@ class CodexAppServer:
         live = self._live_codex()
         env = live.env if live is not None else dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (SOURCE_ROOT, env.get("PYTHONPATH")) if p)
+        env["PATH"] = os.pathsep.join(p for p in (str(Path(self._binary()).parent), env.get("PATH")) if p)
         return env
 
+    def connection_path(self, n: int) -> Path:
+        """The cassette of this test's n-th connection (1-based): NAME.jsonl, then NAME.2.jsonl, ...
+
+        A test that needs two codex processes (resuming a thread in a second one)
+        records one cassette per connection, each replayed by its own fake."""
+        if n <= 1:
+            return self.cassette_path
+        path = self.cassette_path
+        return path.with_name(f"{path.stem}.{n}{path.suffix}")
+
     async def handle(self) -> Any:
-        """In-process: the fake's handle, or the real codex wrapped by the recorder."""
+        """In-process: the fake's handle, or the real codex wrapped by the recorder.
+        Each call is a new connection with its own cassette (see connection_path)."""
+        self._connections += 1
+        path = self.connection_path(self._connections)
         if not self.recording:
             assert self.fake is not None
-            return self.fake.handle()
+            return self.fake.handle(path)
         from harness.record import RecordingHandle
 
         live = self._live_codex()
-        if live is not None:
+        ssh_meta: dict[str, Any] = {}
+        if self.ssh is not None:
+            from harness.record import default_placeholders
+            from harness.transport import DriverHandle
+
+            remote = self._remote()
+            proc = DriverHandle(await remote.open([remote.codex_bin, "app-server"]))
+            placeholders = live.placeholders() if live is not None else default_placeholders(remote.placeholders())
+            ssh_meta = remote.meta()
+        elif live is not None:
             proc = await live.spawn()
             placeholders = live.placeholders()
         else:
@@ -234,9 +287,9 @@ class CodexAppServer:
                 self._binary(), "app-server", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 limit=1 << 26)
             placeholders = default_placeholders()
-        recorder = RecordingHandle(proc, self.cassette_path, placeholders=placeholders,
+        recorder = RecordingHandle(proc, path, placeholders=placeholders,
                                    command=["codex", "app-server"], env=self.env)
-        recorder.writer.meta.update(self._recording_meta())
+        recorder.writer.meta.update({**self._recording_meta(), **ssh_meta})
         self._recorders.append((recorder, proc))
         return recorder
 
@@ -247,10 +300,13 @@ class CodexAppServer:
         Returns the problems found, for the fixture to fail the test with."""
         problems: list[str] = []
         for recorder, proc in self._recorders:
+            if hasattr(proc, "exit_value"):  # a harness.transport.DriverHandle (codex over SSH)
+                problems += _end_remote(recorder, proc)
+                continue
             code = _end_process(recorder, proc, grace)
             if code is None:
                 problems.append(f"codex did not exit within {grace:g} s of its stdin closing; it was killed "
-                                f"and {self.cassette_path} is marked incomplete")
+                                f"and {recorder.writer.path} is marked incomplete")
             recorder.finish(complete=code == 0, exit=exit_status(code) if code is not None else "SIGKILL")
         if self._live is not None:
             self._live.stop()
@@ -259,6 +315,20 @@ class CodexAppServer:
             self.fake.close()
             problems += [r.summary() for r in self.fake.failures() if not self.fake._expected_failure]
         return problems
+
+
+def _end_remote(recorder: Any, handle: Any) -> list[str]:
+    """Write a cassette recorded over SSH. The connection lives in the test's event loop,
+    closed by now, so only the test itself can have ended the session (closing stdin and
+    reading stdout to the end); one it left open is reported and marked incomplete."""
+    status = handle.exit_value
+    error = getattr(getattr(handle.process, "exit", None), "error", None)
+    recorder.finish(complete=status == 0, exit=status)
+    if status is None:
+        return [f"the SSH session was still open when the test ended, so {recorder.writer.path} is marked "
+                "incomplete: close the driver's stdin and read its stdout to the end (or "
+                "`await handle.aclose()`) before the test returns"]
+    return [f"{error} {recorder.writer.path} is marked incomplete."] if error is not None else []
 
 
 def _end_process(recorder: Any, proc: Any, grace: float) -> int | None:

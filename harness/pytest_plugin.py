@@ -28,7 +28,9 @@ from harness.replay import ReplayOptions
 
 SUFFIXES = ("", ".jsonl", ".yaml", ".yml")
 OPTION_KEYS = {"timeout", "linger", "pace", "pace_scale", "strict", "bindings", "ignore", "learn"}
-RECORD_KEYS = {"live"}  # a live scenario (codex + model parts) to record against, offline
+# live: a live scenario (codex + model parts) to record against, offline;
+# ssh: {"target": "user@host:port", "identity": [...], "known_hosts": ...}: record a codex on another host
+RECORD_KEYS = {"live", "ssh"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -184,8 +186,20 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
             lock = None
     if lock is not None:
         live = _live_scenario(request, merged["live"], directory) if merged.get("live") else None
+        if merged.get("ssh") is not None:
+            from harness.record import SSHRecording
+
+            try:
+                SSHRecording.from_config(merged["ssh"])  # a bad option fails the test here, said once
+                bad = None
+            except HarnessError as exc:
+                bad = str(exc)
+            if bad is not None:
+                lock.release()
+                pytest.fail(f"codex-cassette: {bad}", pytrace=False)
         server = CodexAppServer(cassette_path=target, recording=True,
-                                codex_bin=request.config.getoption("--codex-bin"), live_scenario=live)
+                                codex_bin=request.config.getoption("--codex-bin"), live_scenario=live,
+                                ssh=merged.get("ssh"))
     else:
         if existing is None:
             _missing(request, directory, name, hint=f" (record mode {codex_record_mode!r}; run with "

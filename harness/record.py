@@ -38,6 +38,7 @@ CHUNK = 1 << 18
 FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 DRAIN_AFTER_EXIT = 5.0     # a grandchild may hold the child's pipes open
 CLIENT_GONE_GRACE = 10.0   # the client vanished: give the server this long to notice
+RECORD_BATCH = 32          # lines recorded between two chances for the wire to move
 _VERSION_RE = re.compile(r"/(\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?)")
 
 
@@ -80,8 +81,12 @@ class Tee:
         self._init_id: Any = None
 
     def chunk(self, side: str, data: bytes, t: float) -> None:
-        for line in self._splitters[side].feed(data):
+        for line in self.split(side, data):
             self.line(side, Line(line), t)
+
+    def split(self, side: str, data: bytes) -> list[bytes]:
+        """The complete lines a chunk finishes (a partial tail waits for the next)."""
+        return self._splitters[side].feed(data)
 
     def items(self, side: str, item: bytes | str, t: float) -> None:
         """One item of a line iterator (with or without its newline)."""
@@ -270,6 +275,7 @@ class ProxyResult:
     cassette: Path
     complete: bool
     end: str
+    error: str | None = None  # the peer's own explanation of a failed end (a lost SSH connection)
 
 
 @dataclass
@@ -304,11 +310,19 @@ class RecordingProxy:
             if side == "stderr":
                 self._stderr(data)
             elif what == "data":
-                self.tee.chunk(side, data, t)
+                await self._record_chunk(side, data, t)
             elif what == "eof":
                 self.tee.eof(side, t)
             elif what == "exit":
                 self.tee.exit(data, t)
+
+    async def _record_chunk(self, side: str, data: bytes, t: float) -> None:
+        # A 256 KiB chunk can be thousands of lines; recording them in one go
+        # would stall the forwarding tasks (the wire) for tens of milliseconds.
+        for n, line in enumerate(self.tee.split(side, data), 1):
+            self.tee.line(side, Line(line), t)
+            if n % RECORD_BATCH == 0:
+                await asyncio.sleep(0)
 
     def _stderr(self, data: bytes | None) -> None:
         if self._stderr_fh is None:
@@ -411,7 +425,13 @@ class RecordingProxy:
         meta = self.tee.final_meta()
         meta["end"] = end
         path = self.writer.finish(complete=complete, **meta)
-        return ProxyResult(status, path, complete, end)
+        error = self._peer_error()
+        return ProxyResult(status, path, complete, end, str(error) if error is not None else None)
+
+    def _peer_error(self) -> Exception | None:
+        """A remote peer (harness.ssh.RemoteProcess) explains a lost connection or a
+        missing command in ``exit.error``; a local one has no such thing."""
+        return getattr(getattr(self.process, "exit", None), "error", None)
 
     async def _wait_child(self) -> int | str:
         gone_since: float | None = None
@@ -434,6 +454,9 @@ class RecordingProxy:
             return False, "the client went away before the session ended"
         if self.signalled:
             return False, f"the recorder got {self.signalled[0]} and passed it on to the server"
+        error = self._peer_error()
+        if error is not None:
+            return False, str(error)
         if isinstance(status, str):
             return False, f"the server ended by {status}"
         if "client" not in self.tee.eofs:
@@ -450,14 +473,23 @@ async def record_command(argv: Sequence[str], output: str | Path, *,
                          stderr_file: str | Path | None = None, env: Mapping[str, str] | None = None,
                          cwd: str | None = None,
                          open_process: Callable[..., Awaitable[PeerProcess]] = open_local_process,
+                         meta: Mapping[str, Any] | None = None,
                          ) -> ProxyResult:
-    """Run ``argv`` behind the recording proxy on this process's stdio."""
+    """Run ``argv`` behind the recording proxy on this process's stdio.
+
+    ``open_process(argv, env, cwd)`` starts the server: a local subprocess by
+    default, or e.g. a remote one over SSH. ``meta`` is added to the header.
+    """
     env = dict(os.environ if env is None else env)
     placeholders = placeholders or default_placeholders(env=env)
     redactor = redactor or Redactor.default(env=env)
-    writer = CassetteWriter(output, header_meta(argv, placeholders, redactor, "proxy"))
+    writer = CassetteWriter(output, {**header_meta(argv, placeholders, redactor, "proxy"), **(meta or {})})
     try:
         process = await open_process(list(argv), env, cwd)
+    except HarnessError as exc:
+        # Keep the (empty) cassette, saying why: a refused login is worth a look later too.
+        writer.finish(complete=False, end=redactor.scrub(f"the server could not be started: {exc}"))
+        raise
     except BaseException:
         writer.finish(complete=False, end="the server could not be started")
         raise
@@ -591,8 +623,124 @@ def cli_register(subparsers: Any) -> None:
                    help="redact text matching REGEX as {{redacted:KIND}} (repeatable)")
     p.add_argument("--redact-path", action="append", default=[], metavar="KIND=JSONPATH",
                    help="redact the value at a path such as $.params.items[*].token (repeatable)")
+    ssh = p.add_argument_group(
+        "remote codex over SSH", "run the command after `--` on another host (docs/ssh.md); "
+        "the proxy and the cassette stay here")
+    ssh.add_argument("--ssh", metavar="USER@HOST[:PORT]", help="run the command on this host over SSH")
+    ssh.add_argument("--identity", action="append", default=[], metavar="KEY",
+                     help="private key file to log in with (repeatable; only these are offered). "
+                          "Default: ~/.ssh/id_* and the ssh agent")
+    ssh.add_argument("--known-hosts", metavar="FILE", help="known_hosts file (default ~/.ssh/known_hosts)")
+    ssh.add_argument("--insecure-skip-host-key-check", action="store_true",
+                     help="accept any host key (throwaway test hosts only: anyone on the network "
+                          "could impersonate the host)")
+    ssh.add_argument("--remote-cwd", metavar="DIR", help="working directory of the remote command")
+    ssh.add_argument("--remote-env", action="append", default=[], metavar="K=V",
+                     help="environment variable for the remote command (repeatable); visible in "
+                          "the remote process list, so no secrets")
+    ssh.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
+                     help="longest wait for the SSH connection and login (default 10)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     p.set_defaults(func=_cli_record)
+
+
+SSH_ONLY_FLAGS = ("identity", "known_hosts", "insecure_skip_host_key_check", "remote_cwd", "remote_env")
+
+
+def _env_arg(arg: str) -> tuple[str, str]:
+    name, sep, value = arg.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise UsageError(f"--remote-env {arg!r} must look like NAME=VALUE with NAME a shell "
+                         "variable name (letters, digits, _)")
+    return name, value
+
+
+SSH_CONFIG_KEYS = {"target", "identity", "known_hosts", "insecure_skip_host_key_check", "remote_cwd",
+                   "remote_env", "codex_bin", "connect_timeout"}
+
+
+@dataclass
+class SSHRecording:
+    """What `record --ssh` adds: where the command runs and how to reach it. Built from
+    the flags, or from the pytest plugin's ``{"ssh": {...}}`` configuration."""
+
+    spec: str                        # USER@HOST[:PORT]
+    identity: list[str] = field(default_factory=list)
+    known_hosts: str | None = None
+    insecure: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    connect_timeout: float = 10.0
+    codex_bin: str | None = None     # the plugin's remote command; the CLI takes it after `--`
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "SSHRecording":
+        remote = cls(args.ssh, list(args.identity), args.known_hosts, args.insecure_skip_host_key_check,
+                     dict(_env_arg(a) for a in args.remote_env), args.remote_cwd, args.connect_timeout)
+        _ = remote.target  # a malformed USER@HOST fails here, before anything starts
+        return remote
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "SSHRecording":
+        """``{"target": "user@host:port", "identity": [...], "known_hosts": ..., ...}``."""
+        if not isinstance(config, Mapping) or not isinstance(config.get("target"), str):
+            raise UsageError("the 'ssh' option must be a mapping with at least 'target': "
+                             "\"USER@HOST[:PORT]\" (see docs/ssh.md)")
+        unknown = set(config) - SSH_CONFIG_KEYS
+        if unknown:
+            raise UsageError(f"unknown key(s) {sorted(unknown)} in the 'ssh' option; known: {sorted(SSH_CONFIG_KEYS)}")
+        identity = config.get("identity") or []
+        env = config.get("remote_env") or {}
+        if not isinstance(env, Mapping):
+            raise UsageError("the 'ssh' option's 'remote_env' must be a mapping of NAME: VALUE")
+        remote = cls(config["target"], [identity] if isinstance(identity, str) else [str(i) for i in identity],
+                     config.get("known_hosts"), bool(config.get("insecure_skip_host_key_check")),
+                     {str(k): str(v) for k, v in env.items()}, config.get("remote_cwd"),
+                     float(config.get("connect_timeout", 10.0)), config.get("codex_bin"))
+        for name in remote.env:
+            _env_arg(f"{name}=")
+        _ = remote.target  # a malformed USER@HOST fails here
+        return remote
+
+    @property
+    def target(self) -> Any:
+        from harness.ssh import SSHTarget  # asyncssh is loaded only when SSH is used
+
+        return SSHTarget.parse(self.spec, identity=list(self.identity), known_hosts=self.known_hosts,
+                               insecure_no_host_key_check=self.insecure, connect_timeout=self.connect_timeout)
+
+    def flags(self) -> list[str]:
+        """The `record` flags that say the same."""
+        out = ["--ssh", self.spec]
+        for key in self.identity:
+            out += ["--identity", str(key)]
+        if self.known_hosts:
+            out += ["--known-hosts", str(self.known_hosts)]
+        if self.insecure:
+            out.append("--insecure-skip-host-key-check")
+        if self.cwd:
+            out += ["--remote-cwd", self.cwd]
+        for name, value in self.env.items():
+            out += ["--remote-env", f"{name}={value}"]
+        return out + ["--connect-timeout", f"{self.connect_timeout:g}"]
+
+    def placeholders(self) -> dict[str, str]:
+        """The remote side's cwd, home and codex_home, which are what the server's messages
+        carry; the local ones are kept for what the client sends."""
+        values = {"cwd": self.cwd, "home": self.env.get("HOME"), "codex_home": self.env.get("CODEX_HOME")}
+        return {k: v.rstrip("/") for k, v in values.items() if v and len(v.rstrip("/")) > 1}
+
+    def meta(self) -> dict[str, Any]:
+        # The target only: never key paths or environment values.
+        return {"ssh": {"target": self.target.display, "host_key_checked": not self.insecure}}
+
+    async def open(self, argv: list[str], env: Mapping[str, str] | None = None,
+                   cwd: str | None = None) -> PeerProcess:
+        """``open_process`` for record_command. The local environment and cwd stay
+        here: the remote command gets only ``self.env`` and ``self.cwd``."""
+        from harness.ssh import open_ssh_process
+
+        return await open_ssh_process(self.target, list(argv), env=self.env, cwd=self.cwd)
 
 
 def _cli_record(args: argparse.Namespace) -> int:
@@ -605,10 +753,28 @@ def _cli_record(args: argparse.Namespace) -> int:
     rules: list[Rule] = [parse_rule_arg(a, path=False) for a in args.redact_regex]
     rules += [parse_rule_arg(a, path=True) for a in args.redact_path]
     env = dict(os.environ)
-    placeholders = default_placeholders(dict(_placeholder_arg(a) for a in args.placeholder), env)
+    extra = dict(_placeholder_arg(a) for a in args.placeholder)
+    remote: SSHRecording | None = None
+    if args.ssh:
+        remote = SSHRecording.from_args(args)
+        extra = {**remote.placeholders(), **extra}
+        for name, value in remote.env.items():
+            env.setdefault(name, value)  # so secret-looking remote variables are redacted too
+    else:
+        given = [f"--{f.replace('_', '-')}" for f in SSH_ONLY_FLAGS if getattr(args, f)]
+        if given:
+            raise UsageError(f"{', '.join(given)} only make(s) sense with --ssh USER@HOST[:PORT]")
+    placeholders = default_placeholders(extra, env)
     redactor = Redactor.default(rules, env=env)
+    kwargs: dict[str, Any] = {}
+    if remote is not None:
+        kwargs = {"open_process": remote.open, "meta": remote.meta()}
     result = asyncio.run(record_command(command, args.output, placeholders=placeholders,
-                                        redactor=redactor, stderr_file=args.stderr_file, env=env))
+                                        redactor=redactor, stderr_file=args.stderr_file, env=env,
+                                        **kwargs))
+    if result.error:
+        print(f"codex-cassette: {result.error} The partial cassette is kept in {result.cassette} "
+              "(complete: false).", file=sys.stderr)
     return exit_like(result.status)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from dataclasses import dataclass
-from typing import Mapping, Protocol, Sequence, Union
+from typing import Any, Mapping, Protocol, Sequence, Union
 
 from harness.errors import HarnessError
 
@@ -140,3 +140,188 @@ async def open_local_process(argv: Sequence[str], env: Mapping[str, str] | None 
     assert proc.stdin and proc.stdout and proc.stderr
     return LocalProcess(proc, _PipeSink(proc.stdin), _PipeSource(proc.stdout),
                         _PipeSource(proc.stderr), tuple(argv))
+
+
+# -- a PeerProcess as a driver's process handle -----------------------------------
+
+_EOF = object()
+HANDLE_CHUNK = 1 << 18
+
+
+class _HandleStdin:
+    """``write`` (sync, buffered), ``await drain()``, ``close()``: asyncio.StreamWriter's shape."""
+
+    def __init__(self, owner: "DriverHandle") -> None:
+        self._owner = owner
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.error: OSError | None = None  # what the peer said when a write failed
+
+    def _pump_started(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._pump())
+
+    async def _pump(self) -> None:
+        # One task writes everything, so bytes go out in the order write() was called.
+        while True:
+            item = await self._queue.get()
+            try:
+                if self.error is None:
+                    if item is _EOF:
+                        await self._owner.process.stdin.close()
+                    else:
+                        await self._owner.process.stdin.write(item)  # type: ignore[arg-type]
+            except OSError as exc:  # a lost SSH connection is a ConnectionResetError
+                self.error = exc
+            finally:
+                self._queue.task_done()
+            if item is _EOF:
+                return
+
+    def write(self, data: bytes) -> None:
+        if self._closed:
+            raise BrokenPipeError("the process's stdin is closed")
+        if self.error is not None:
+            raise self.error
+        self._queue.put_nowait(bytes(data))
+        self._pump_started()
+
+    async def drain(self) -> None:
+        """Wait until everything written so far has gone out; raise what stopped it."""
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._queue.join(), self._owner.write_timeout)
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"the peer did not take our input within {self._owner.write_timeout:g} s") from None
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        """End of input for the peer, after what was written before (codex exits 0 on it)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put_nowait(_EOF)
+        self._pump_started()
+
+    def is_closing(self) -> bool:
+        return self._closed
+
+    async def flushed(self, timeout: float) -> None:
+        if self._task is not None:
+            await asyncio.wait({self._task}, timeout=timeout)
+
+
+class _HandleStdout:
+    """Async iterator of the peer's stdout lines (bytes, newline kept; a last line may lack it)."""
+
+    def __init__(self, owner: "DriverHandle") -> None:
+        self._owner = owner
+
+    def __aiter__(self) -> Any:
+        return self._lines()
+
+    async def _lines(self) -> Any:
+        buf = b""
+        while True:
+            chunk = await self._owner.process.stdout.read(HANDLE_CHUNK)
+            if not chunk:
+                break
+            buf += chunk
+            if b"\n" in buf:
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    yield line + b"\n"
+        if buf:
+            yield buf
+        await self._owner._stdout_ended()
+
+
+class DriverHandle:
+    """A :class:`PeerProcess` (async ``stdin.write`` / ``stdout.read``) as the handle
+    a driver gets from a subprocess launcher (optio's ``launch_subprocess``, an
+    asyncio subprocess): ``stdin.write(bytes)`` then ``await stdin.drain()``,
+    ``stdin.close()``, ``async for line in stdout``, ``await wait()``, ``returncode``.
+
+    Made so a driver written for local subprocesses can drive a codex on another
+    host (``harness.ssh.RemoteProcess``), e.g. under ``RecordingHandle``. Writes
+    go out in order through one task; a failed write (a lost connection) is
+    raised by the next ``drain()`` or ``write()``. The peer's stderr is read all
+    along, because over SSH an unread stderr fills the flow-control window it
+    shares with stdout and stalls it; its last bytes are kept in ``stderr_tail``.
+    When stdout ends the handle waits up to ``exit_grace`` seconds for the exit
+    status (``exit_value``: a code, a signal name, or "connection lost") and then
+    releases the peer (``process.close()``: the SSH connection), so a test that
+    closes stdin and reads to the end leaves nothing open. Build it inside the
+    event loop that will drive it.
+    """
+
+    def __init__(self, process: PeerProcess, *, exit_grace: float = 5.0, write_timeout: float = 60.0,
+                 stderr_keep: int = 1 << 16) -> None:
+        self.process = process
+        self.exit_grace = exit_grace
+        self.write_timeout = write_timeout
+        self.exit_value: ExitStatus | None = None
+        self.stderr_tail = b""
+        self._stderr_keep = stderr_keep
+        self._released = False
+        self.stdin = _HandleStdin(self)
+        self.stdout = _HandleStdout(self)
+        self.stderr = None  # drained here; see stderr_tail
+        self._stderr_task = asyncio.get_running_loop().create_task(self._drain_stderr())
+
+    async def _drain_stderr(self) -> None:
+        while True:
+            chunk = await self.process.stderr.read(HANDLE_CHUNK)
+            if not chunk:
+                return
+            self.stderr_tail = (self.stderr_tail + chunk)[-self._stderr_keep:]
+
+    @property
+    def pid(self) -> int | None:
+        return getattr(self.process, "pid", None)
+
+    @property
+    def returncode(self) -> int | None:
+        return getattr(self.process, "returncode", None)
+
+    async def wait(self, timeout: float | None = None) -> ExitStatus:
+        """The exit status; raises asyncio.TimeoutError if still running after timeout."""
+        if self.exit_value is None:
+            self.exit_value = await self.process.wait(timeout)
+        return self.exit_value
+
+    async def _stdout_ended(self) -> None:
+        try:
+            await self.wait(self.exit_grace)
+        except asyncio.TimeoutError:
+            return  # still running with its stdout closed: aclose() will deal with it
+        await self._release()
+
+    async def _release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        await asyncio.wait({self._stderr_task}, timeout=1.0)
+        self._stderr_task.cancel()
+        close = getattr(self.process, "close", None)
+        if close is not None:
+            await close()
+
+    async def aclose(self, grace: float | None = None) -> ExitStatus | None:
+        """End the session: close stdin, wait up to grace for the exit (SIGTERM, then
+        SIGKILL if it lingers), release the peer. Returns the exit status if known."""
+        grace = self.exit_grace if grace is None else grace
+        self.stdin.close()
+        await self.stdin.flushed(grace)
+        for signame in (None, "SIGTERM", "SIGKILL"):
+            if signame is not None:
+                self.process.send_signal(signame)
+            try:
+                await self.wait(grace)
+                break
+            except asyncio.TimeoutError:
+                continue
+        await self._release()
+        return self.exit_value
