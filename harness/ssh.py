@@ -5,18 +5,10 @@ the remote host. The proxy does not care where codex runs: it talks to a
 "process" with ``stdin.write/close``, ``stdout.read``, ``stderr.read``,
 ``wait``, ``send_signal`` (``harness.transport.PeerProcess``) -- a local
 subprocess (``harness.transport.LocalProcess``) or the :class:`RemoteProcess`
-made here. The CLI will wire it roughly like this::
-
-    target = SSHTarget.parse(args.ssh, identity=args.identity,
-                             known_hosts=args.known_hosts,
-                             insecure_no_host_key_check=args.insecure_skip_host_key_check)
-    proc = await open_ssh_process(target, ["codex", "app-server"], env={...}, cwd=None)
-    # ... pump client stdin -> proc.stdin, proc.stdout -> client stdout (recording
-    # lines as they pass), proc.stderr -> local stderr ...
-    status = await proc.wait(timeout=...)   # 0, "SIGTERM" or CONNECTION_LOST
-    if proc.exit.error:                      # lost connection, command not found:
-        print(proc.exit.error)               # one paragraph naming the host
-    await proc.close()
+made here. ``codex-cassette record --ssh USER@HOST`` (``harness.record.SSHRecording``)
+hands :func:`open_ssh_process` to the proxy as its ``open_process``; the pytest
+plugin does the same from ``codex_cassette_config()["ssh"]``, and
+``harness.transport.DriverHandle`` gives an in-process driver the same process.
 
 Every failure to get there (refused, unknown or changed host key, rejected
 keys, missing remote command or directory, a connection that dies mid-session)
