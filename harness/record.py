@@ -291,6 +291,7 @@ class RecordingProxy:
     client_out: Any = None   # _FdSink-like; default: our stdout
     err_out: Any = None      # default: our stderr
     signalled: list[str] = field(default_factory=list)
+    client_closed: bool = False
 
     def __post_init__(self) -> None:
         self.tee = Tee(self.writer, self.placeholders, self.redactor)
@@ -340,6 +341,7 @@ class RecordingProxy:
         while True:
             chunk = await self.client_in.read(CHUNK)
             if not chunk:
+                self.client_closed = True
                 self._put("client", "eof")
                 if forwarding:
                     try:
@@ -376,7 +378,10 @@ class RecordingProxy:
             self._put("stderr", "data", chunk)
 
     def _on_signal(self, name: str) -> None:
-        self.signalled.append(name)
+        # A client that closed stdin and then terminates its server (the openai-codex SDK's
+        # close() does) has finished its session: that signal does not cut the recording short.
+        if not self.client_closed:
+            self.signalled.append(name)
         self.process.send_signal(name)
 
     async def run(self) -> ProxyResult:
@@ -457,13 +462,13 @@ class RecordingProxy:
         error = self._peer_error()
         if error is not None:
             return False, str(error)
-        if isinstance(status, str):
+        if isinstance(status, str) and not (self.client_closed and status in FORWARDED_SIGNALS):
             return False, f"the server ended by {status}"
         if "client" not in self.tee.eofs:
             return False, f"the server exited with {status} while the client was still connected"
         if "server" not in self.tee.eofs:
             return False, "the server exited without closing its stdout"
-        if status != 0:
+        if status != 0 and not isinstance(status, str):
             return False, f"the server exited with code {status}"
         return True, "clean"
 
