@@ -58,6 +58,27 @@ def _pollable(stream: Any) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
+def _sole_writer(stream: Any) -> Any:
+    """A stream whose close really ends the peer's stream.
+
+    sys.stdout never closes fd 1 (its FileIO has closefd=False), so closing a
+    transport over it would leave the pipe open and the client would never see
+    end of stream. Write through a private duplicate instead and point fd 1 at
+    /dev/null, so the duplicate is the pipe's only writer in this process.
+    """
+    raw = getattr(stream, "raw", stream)
+    if getattr(raw, "closefd", True):
+        return stream
+    fd = stream.fileno()
+    dup = os.dup(fd)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
+    return open(dup, "wb", buffering=0)
+
+
 class StdioChannel:
     """The current process's stdin/stdout, asynchronously.
 
@@ -81,7 +102,8 @@ class StdioChannel:
             await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), self._stdin)
             self._reader = reader
         if _pollable(self._stdout):
-            transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, self._stdout)
+            out = _sole_writer(self._stdout)
+            transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, out)
             self._writer = asyncio.StreamWriter(transport, protocol, None, loop)
         else:
             self._out_fd = self._stdout.fileno()
@@ -134,22 +156,51 @@ class StdioChannel:
 
 
 class _Pipe:
-    """One direction of an in-memory pipe: chunks in, end-of-stream as None."""
+    """One direction of an in-memory pipe: chunks in, end-of-stream as None.
+
+    A deque plus waiter futures rather than asyncio.Queue: every replayed
+    message crosses here, and Queue's put/get cost more than the rest of the
+    engine's per-message work (bench/replay_throughput.py).
+    """
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.chunks: deque[bytes | None] = deque()
+        self._waiters: list[asyncio.Future[None]] = []
         self.closed = False
+
+    def _wake(self) -> None:
+        if self._waiters:
+            for fut in self._waiters:
+                if not fut.done():
+                    fut.set_result(None)
+            self._waiters.clear()
 
     def put(self, data: bytes) -> None:
         if self.closed:
             raise BrokenPipeError("the other side closed this pipe")
         if data:
-            self.queue.put_nowait(data)
+            self.chunks.append(data)
+            self._wake()
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.queue.put_nowait(None)
+            self.chunks.append(None)
+            self._wake()
+
+    def qsize(self) -> int:
+        return len(self.chunks)
+
+    async def get(self) -> bytes | None:
+        """The next chunk, None at end of stream (which stays for later readers too)."""
+        while not self.chunks:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            await fut  # a cancelled getter's future is skipped by the next _wake
+        chunk = self.chunks.popleft()
+        if chunk is None:
+            self.chunks.appendleft(None)
+        return chunk
 
 
 class MemoryChannel:
@@ -164,7 +215,7 @@ class MemoryChannel:
         while not self._lines.ready:
             if self._lines.eof:
                 return None
-            chunk = await self._in.queue.get()
+            chunk = await self._in.get()
             self._lines.feed(chunk or b"")
         return self._lines.ready.popleft()
 
@@ -174,7 +225,7 @@ class MemoryChannel:
 
     async def drain(self) -> None:
         # Let the reader run now and then, as a pipe's buffer would force.
-        if self._out.queue.qsize() > 256:
+        if self._out.qsize() > 256:
             await asyncio.sleep(0)
 
     async def close(self) -> None:
@@ -213,6 +264,12 @@ class HandleStdout:
         return self
 
     async def __anext__(self) -> bytes:
+        chunks = self._pipe.chunks
+        if not self._buf and chunks:
+            # The common case, without a trip through get(): one whole message per write.
+            chunk = chunks[0]
+            if chunk is not None and chunk.endswith(b"\n") and chunk.count(b"\n") == 1:
+                return chunks.popleft()
         while True:
             nl = self._buf.find(b"\n")
             if nl >= 0:
@@ -223,7 +280,7 @@ class HandleStdout:
                     line, self._buf = self._buf, b""
                     return line
                 raise StopAsyncIteration
-            chunk = await self._pipe.queue.get()
+            chunk = await self._pipe.get()
             if chunk is None:
                 self._eof = True
             elif not self._buf and chunk.endswith(b"\n") and chunk.count(b"\n") == 1:
@@ -239,7 +296,7 @@ class HandleStdout:
 
     async def read(self, n: int = -1) -> bytes:
         if not self._buf and not self._eof:
-            chunk = await self._pipe.queue.get()
+            chunk = await self._pipe.get()
             if chunk is None:
                 self._eof = True
             else:

@@ -20,6 +20,15 @@ from harness.errors import ScenarioError
 LINE_KEY = "__line__"
 MATCH_MODES = ("exact", "subset", "method")
 STEP_KINDS = ("expect", "notify", "request", "reply_to", "fault", "raw", "exit", "close", "expect_close")
+# What a step may carry besides its kind's own key. Anything else is refused: a
+# misspelt 'params' would silently match any params, a 'result' on an expect
+# would silently turn the expected request into a notification.
+STEP_KEYS = {
+    "expect": ("params", "reply", "error", "as", "match", "ignore"),
+    "request": ("params", "expect_reply", "expect_error", "no_reply", "match", "ignore"),
+    "reply_to": ("result", "error"),
+    "notify": ("params",),
+}
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -32,7 +41,20 @@ def _mapping_with_line(loader: _LineLoader, node: yaml.MappingNode) -> dict[str,
     return mapping
 
 
+class _LineList(list):
+    """A YAML sequence that remembers its items' lines (a bare scalar step has no mapping to carry one)."""
+
+    item_lines: list[int]
+
+
+def _sequence_with_lines(loader: _LineLoader, node: yaml.SequenceNode) -> list[Any]:
+    seq = _LineList(loader.construct_sequence(node, deep=True))
+    seq.item_lines = [item.start_mark.line + 1 for item in node.value]
+    return seq
+
+
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_with_line)
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequence_with_lines)
 
 
 def _clean(value: Any) -> Any:
@@ -95,14 +117,20 @@ class _Compiler:
         steps = self.doc.get("steps")
         if not isinstance(steps, list) or not steps:
             self.fail(self.doc.get(LINE_KEY, 1), "a scenario needs a non-empty 'steps' list")
-        for step in steps:
+        for n, step in enumerate(steps):
             if not isinstance(step, dict):
-                self.fail(None, f"each step must be a mapping, not {step!r}")
+                lines = getattr(steps, "item_lines", None)
+                self.fail(lines[n] if lines else None, f"each step must be a mapping, not {step!r}")
             line = step.get(LINE_KEY, 0)
             kinds = [k for k in STEP_KINDS if k in step]
             if len(kinds) != 1:
                 found = " and ".join(kinds) if kinds else "none"
                 self.fail(line, f"a step has exactly one of {', '.join(STEP_KINDS)}; this one has {found}")
+            allowed = STEP_KEYS.get(kinds[0], ())
+            unknown = sorted(set(step) - {kinds[0], LINE_KEY, *allowed})
+            if unknown:
+                self.fail(line, f"unknown key(s) {unknown} in this '{kinds[0]}' step, which takes "
+                          f"{', '.join(allowed) if allowed else 'no other key'}")
             getattr(self, "step_" + kinds[0])(step, line)
         for label, (_, line) in self.labels.items():
             if label not in self.answered:

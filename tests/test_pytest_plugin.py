@@ -1,0 +1,278 @@
+"""The pytest plugin as a user meets it: inner test files run with pytester,
+using the marker, the fixtures and the command-line options."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+SCENARIO = """
+    meta: {codex_version: "0.163.0"}
+    steps:
+      - notify: hello/fromFake
+        params: {cwd: "{{cwd}}"}
+      - expect: initialize
+        params: {clientInfo: {name: inner}}
+        reply: {userAgent: "codex_cli_rs/0.163.0"}
+      - expect: initialized
+      - expect: thread/start
+        params: {cwd: /work/inner}
+        reply: {thread: {id: thr_1}}
+    """
+
+# What a user's client would do, as plain subprocess + JSON lines (sync).
+HELPERS = '''
+import json, subprocess
+
+SESSION = [
+    {"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "inner"}}},
+    {"method": "initialized"},
+    {"id": 2, "method": "thread/start", "params": {"cwd": "/work/inner"}},
+]
+
+def drive(argv, messages=SESSION, env=None):
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    out, err = proc.communicate("".join(json.dumps(m) + "\\n" for m in messages), timeout=10)
+    return proc.returncode, [json.loads(line) for line in out.splitlines()], err
+'''
+
+
+def setup_project(pytester: pytest.Pytester, module: str, body: str, *, cassettes: dict[str, str] | None = None,
+                  where: str | None = None) -> Path:
+    """An inner project: helpers, a test module, and its cassettes."""
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(inner_helpers=HELPERS)
+    pytester.makepyfile(**{module: textwrap.dedent(body)})
+    directory = pytester.path / (where or f"cassettes/{module}")
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in (cassettes or {}).items():
+        (directory / name).write_text(textwrap.dedent(text).lstrip("\n"))
+    return directory
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest("-p", "no:cacheprovider", "-q", *args)
+
+
+def test_marker_name_and_sync_subprocess_via_argv(pytester: pytest.Pytester) -> None:
+    setup_project(pytester, "test_inner", """
+        import pytest
+        from inner_helpers import drive
+
+        @pytest.mark.codex_cassette("session")
+        def test_with_marker(fake_codex):
+            assert fake_codex.cassette_path.name == "session.yaml"
+            code, out, err = drive(fake_codex.argv)
+            assert code == 0, err
+            assert out[0]["method"] == "hello/fromFake"
+            assert out[1] == {"id": 1, "result": {"userAgent": "codex_cli_rs/0.163.0"}}
+            assert out[2] == {"id": 2, "result": {"thread": {"id": "thr_1"}}}
+            assert fake_codex.report.status == "ok"
+
+        @pytest.mark.codex_cassette(name="session")
+        def test_name_keyword_and_codex_on_path(fake_codex):
+            code, out, err = drive(["codex", "app-server", "--listen", "stdio://"], env=fake_codex.env)
+            assert code == 0, err
+            assert len(out) == 3
+        """, cassettes={"session.yaml": SCENARIO})
+    result = run(pytester)
+    result.assert_outcomes(passed=2)
+
+
+def test_default_name_is_the_test_name(pytester: pytest.Pytester) -> None:
+    setup_project(pytester, "test_defaults", """
+        import pytest
+        from inner_helpers import drive
+
+        def test_session(fake_codex):
+            assert fake_codex.cassette_path.name == "test_session.yaml"
+            assert fake_codex.cassette_path.parent.name == "test_defaults"
+            assert fake_codex.cassette_path.parent.parent.name == "cassettes"
+            code, out, err = drive(fake_codex.argv)
+            assert code == 0, err
+
+        @pytest.mark.parametrize("n", [1, 2])
+        def test_session_param(fake_codex, n):
+            # Parametrised tests share the name without the [id].
+            assert fake_codex.cassette_path.name == "test_session_param.yaml"
+            assert drive(fake_codex.argv)[0] == 0
+        """, cassettes={"test_session.yaml": SCENARIO, "test_session_param.yaml": SCENARIO})
+    run(pytester).assert_outcomes(passed=3)
+
+
+def test_cassette_dir_and_config_overridden_in_a_conftest(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest("""
+        from pathlib import Path
+        import pytest
+
+        @pytest.fixture
+        def codex_cassette_dir():
+            return Path(__file__).parent / "elsewhere"
+
+        @pytest.fixture
+        def codex_cassette_config():
+            return {"timeout": 0.3, "bindings": {"cwd": "/from/config"}}
+        """)
+    setup_project(pytester, "test_conf", """
+        import subprocess
+        import pytest
+        from inner_helpers import drive
+
+        def test_session(fake_codex):
+            assert fake_codex.cassette_path.parent.name == "elsewhere"
+            assert fake_codex.options.timeout == 0.3
+            code, out, err = drive(fake_codex.argv)
+            assert code == 0, err
+            assert out[0]["params"] == {"cwd": "/from/config"}   # bound up front by the config
+
+        @pytest.mark.codex_cassette("test_session", timeout=5, bindings={"cwd": "/from/marker"})
+        def test_marker_kwargs_win(fake_codex):
+            assert fake_codex.options.timeout == 5
+            code, out, err = drive(fake_codex.argv)
+            assert out[0]["params"] == {"cwd": "/from/marker"}
+
+        @pytest.mark.codex_cassette("test_session")
+        def test_config_timeout_is_used(fake_codex):
+            # Says nothing, with stdin open: the fake gives up after the configured 0.3 s, not 10 s.
+            proc = subprocess.Popen(fake_codex.argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, text=True)
+            try:
+                assert proc.wait(timeout=5) == 3
+            finally:
+                proc.kill()
+                proc.stdin.close()
+            assert "nothing came in 0.3 s" in proc.stderr.read()
+            proc.stderr.close()
+            fake_codex.assert_diverged()
+        """, cassettes={"test_session.yaml": SCENARIO}, where="elsewhere")
+    result = run(pytester, "--durations=3")
+    result.assert_outcomes(passed=3)
+
+
+def test_unknown_marker_option_fails_clearly(pytester: pytest.Pytester) -> None:
+    setup_project(pytester, "test_opts", """
+        import pytest
+
+        @pytest.mark.codex_cassette("s", timout=3)
+        def test_typo(fake_codex):
+            pass
+        """, cassettes={"s.yaml": SCENARIO})
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    out = result.stdout.str()  # (fnmatch would read the brackets as a character class)
+    assert "codex-cassette: unknown option(s) ['timout'] for test_opts.py::test_typo; known: [" in out
+
+
+def test_async_test_with_an_in_process_handle(pytester: pytest.Pytester) -> None:
+    setup_project(pytester, "test_async", """
+        import asyncio, json
+        import pytest
+
+        @pytest.mark.asyncio
+        @pytest.mark.codex_cassette("session", bindings={"cwd": "/in/process"})
+        async def test_handle(fake_codex):
+            proc = fake_codex.handle()
+            first = json.loads(await asyncio.wait_for(proc.stdout.readline(), 5))
+            assert first == {"method": "hello/fromFake", "params": {"cwd": "/in/process"}}
+            proc.stdin.write(json.dumps({"id": "a", "method": "initialize",
+                                         "params": {"clientInfo": {"name": "inner"}}}) + "\\n")
+            proc.stdin.write(b'{"method": "initialized"}\\n')
+            await proc.stdin.drain()
+            assert json.loads(await asyncio.wait_for(proc.stdout.readline(), 5))["id"] == "a"
+            proc.stdin.write(b'{"id": "b", "method": "thread/start", "params": {"cwd": "/work/inner"}}\\n')
+            reply = json.loads(await asyncio.wait_for(proc.stdout.readline(), 5))
+            assert reply == {"id": "b", "result": {"thread": {"id": "thr_1"}}}
+            proc.stdin.close()
+            assert await proc.wait(5) == 0
+            assert fake_codex.report.status == "ok"
+        """, cassettes={"session.yaml": SCENARIO})
+    run(pytester).assert_outcomes(passed=1)
+
+
+def test_divergence_fails_the_test_at_teardown_with_a_readable_report(pytester: pytest.Pytester) -> None:
+    setup_project(pytester, "test_diverge", """
+        from inner_helpers import SESSION, drive
+
+        def test_session(fake_codex):
+            wrong = SESSION[:2] + [{"id": 2, "method": "thread/start", "params": {"cwd": "/somewhere/else"}}]
+            code, out, err = drive(fake_codex.argv, messages=wrong)
+            assert code == 3
+            assert out[-1]["error"]["code"] == -32099
+        """, cassettes={"test_session.yaml": SCENARIO})
+    result = run(pytester)
+    result.assert_outcomes(passed=1, errors=1)  # the test body passed; its teardown failed
+    result.stdout.fnmatch_lines([
+        "*ERROR at teardown of test_session*",
+        "*codex-cassette: the session diverged from the cassette*",
+        "*test_session.yaml as server: diverged*",
+        "*divergence at *test_session.yaml:9: expected client thread/start (id 2)*",
+        "*diff (recorded -> live):*",
+        "*/work/inner*/somewhere/else*",
+    ])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_missing_cassette(pytester: pytest.Pytester) -> None:
+    directory = setup_project(pytester, "test_missing", """
+        import pytest
+
+        @pytest.mark.codex_cassette("nope")
+        def test_session(fake_codex):
+            pass
+        """)
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"*codex-cassette: no cassette 'nope' for test_missing.py::test_session; "
+                                 f"looked for {directory}/nope, {directory}/nope.jsonl*"])
+
+
+def test_broken_cassette_is_reported_with_file_and_line(pytester: pytest.Pytester) -> None:
+    directory = setup_project(pytester, "test_broken", """
+        def test_session(fake_codex):
+            pass
+        """, cassettes={"test_session.yaml": "steps:\n  - expect: initialize\n    match: fuzzy\n"})
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"*{directory}/test_session.yaml:2: 'match' must be one of*"])
+
+
+UNPLAYED = """
+    from inner_helpers import SESSION, drive
+
+    def test_session(fake_codex):
+        code, out, err = drive(fake_codex.argv, messages=SESSION[:1])  # stops after initialize
+        assert out[1]["id"] == 1
+    """
+
+
+def test_unplayed_events_fail_unless_allowed(pytester: pytest.Pytester) -> None:
+    setup_project(pytester, "test_unplayed", UNPLAYED, cassettes={"test_session.yaml": SCENARIO})
+    strict = run(pytester)
+    strict.assert_outcomes(passed=1, errors=1)
+    strict.stdout.fnmatch_lines(["*test_session.yaml as server: incomplete*",
+                                 "*3 event(s) never played*",
+                                 "*test_session.yaml:8: client initialized*"])
+    relaxed = run(pytester, "--codex-allow-unplayed")
+    relaxed.assert_outcomes(passed=1)
+
+
+def test_options_show_in_help(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    result = pytester.runpytest("--help")
+    result.stdout.fnmatch_lines([
+        "codex-cassette: record/replay of codex app-server sessions:",
+        "*--codex-replay-timeout=SECONDS*",
+        "*--codex-allow-unplayed*",
+    ])
+    result.stdout.fnmatch_lines(["*codex_cassette_timeout*"])
+
+
+def test_marker_is_registered(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    result = pytester.runpytest("--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.codex_cassette(name=None, **options)*"])
