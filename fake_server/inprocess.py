@@ -43,7 +43,7 @@ class InProcessCodex:
     def returncode(self) -> int | None:
         if not self._task.done():
             return None
-        if self.report.status == "diverged":
+        if self.report.failed(self.options.strict):  # as the fake subprocess exits
             return DIVERGED_EXIT
         return self.report.exit_code or 0
 
