@@ -57,6 +57,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rerecord(args: argparse.Namespace) -> int:
+    from harness.rerecord import run_cli  # needs the live kit; load it only for this command
+    return run_cli(args)
+
+
 def cli_register(subparsers: Any) -> None:
     drift = subparsers.add_parser("drift", help="protocol drift: schema snapshots, diffs, coverage")
     dsub = drift.add_subparsers(dest="drift_command", metavar="CHECK")
@@ -84,6 +89,23 @@ def cli_register(subparsers: Any) -> None:
     p.add_argument("--schema", required=True, help="snapshot directory")
     p.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     p.set_defaults(func=cmd_coverage)
+
+    p = dsub.add_parser("rerecord", help="re-record live cassettes against a codex and compare",
+                        description="Play each live cassette's client side against the real codex (offline, "
+                                    "the mock model from the cassette's header) while recording, then compare "
+                                    "old and new structurally. Exit 1 when one drifted (without --update).")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="cassettes, or directories searched for *.jsonl recorded live")
+    p.add_argument("--codex-bin", default=None, metavar="B",
+                   help="codex binary (default: $CODEX_BIN, the pinned openai-codex-cli-bin, then PATH)")
+    p.add_argument("--update", action="store_true", help="replace each drifted cassette by its new recording")
+    p.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    p.add_argument("--timeout", type=float, default=3.0,
+                   help="longest wait for one expected codex message before it counts as missing (default 3)")
+    p.add_argument("--out-dir", default=None, metavar="DIR", help="also keep the new recordings here")
+    p.add_argument("--floating", action="append", default=[], metavar="METHOD",
+                   help="another notification method codex sends unprompted, matched wherever it arrives")
+    p.set_defaults(func=cmd_rerecord)
 
     v = subparsers.add_parser("validate", help="validate cassette messages against a schema snapshot")
     v.add_argument("paths", nargs="+", metavar="PATH", help="cassettes or directories of them")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from harness.wire import Kind, Line, classify, encode
 
 DIVERGENCE_CODE = -32099  # in JSON-RPC's server-error range, unused by codex
 DIVERGED_EXIT = 3         # the fake server's exit code after a divergence
+DRAIN_EVERY = 32          # played messages between two drains of the channel
 
 # What the live server chooses afresh each run; learned, not compared, when
 # the engine plays the client against a real codex.
@@ -53,6 +55,10 @@ class ReplayOptions:
     bindings: dict[str, str] = field(default_factory=dict)
     ignore: list[str] = field(default_factory=list)
     learn: list[str] = field(default_factory=list)
+    # For re-recording against a live codex that may have changed (harness.rerecord):
+    floating: list[str] = field(default_factory=list)  # peer notification methods matched wherever they arrive
+    tolerant: bool = False       # note surprises and missing messages (report.notes) and play on
+    startup_timeout: float = 0.0  # the first peer message may take this long (a codex starting up)
     scrub: Callable[[Any], Any] | None = None
     # Values for markers the played side must say before the peer revealed them
     # (codexHome in the initialize answer): this machine's, as codex would say.
@@ -92,6 +98,7 @@ class ReplayReport:
     unplayed: list[dict[str, Any]] = field(default_factory=list)
     bindings: dict[str, str] = field(default_factory=dict)
     exit_code: int | None = None
+    notes: list[dict[str, Any]] = field(default_factory=list)  # tolerant play: what differed
     awaiting_close: bool = False  # all that is left is the peer hanging up (and our exit)
     pid: int | None = None        # the fake server process that wrote this report
     started: float = field(default_factory=time.time)
@@ -117,6 +124,10 @@ class ReplayReport:
                 lines.extend("    " + d for d in self.divergence.diff.splitlines())
         if self.status == "running" and self.played < self.total and not self.awaiting_close:
             lines.append(f"  the session was still running: {self.total - self.played} event(s) not reached")
+        if self.notes:
+            kinds = sorted({n["kind"] for n in self.notes})
+            lines.append(f"  {len(self.notes)} note(s) from tolerant play: " + ", ".join(
+                f"{sum(n['kind'] == k for n in self.notes)} {k}" for k in kinds))
         if self.unplayed:
             lines.append(f"  {len(self.unplayed)} event(s) never played, first:")
             lines.extend(f"    {u['at']}: {u['event']}" for u in self.unplayed[:5])
@@ -145,7 +156,18 @@ class _Stop(Exception):
 
 
 def _id_key(value: Any) -> str:
+    if type(value) is int:  # the usual id; what json.dumps would give, without its cost
+        return str(value)
     return json.dumps(value, sort_keys=True)
+
+
+if sys.version_info >= (3, 11):
+    async def _bounded(awaitable: Any, timeout: float) -> Any:
+        """asyncio.wait_for without its extra task per call (one per peer message)."""
+        async with asyncio.timeout(timeout):
+            return await awaitable
+else:  # pragma: no cover - Python 3.10
+    _bounded = asyncio.wait_for
 
 
 class ReplayEngine:
@@ -164,6 +186,11 @@ class ReplayEngine:
         self._id_map: dict[str, Any] = {}   # recorded peer request id -> live id
         self._early: set[int] = set()       # positions of peer events matched ahead of their set
         self._matched: set[int] = set()     # positions of peer events matched in their own set
+        # Unprompted notifications (configWarning...) come whenever the peer is ready:
+        # matched wherever they arrive, never a barrier for what we send.
+        self._floating = {n for n, e in enumerate(cassette.events)
+                          if e.side != self.role and isinstance(e.msg, dict) and "id" not in e.msg
+                          and e.msg.get("method") in self.options.floating}
         self._last_t = 0.0
         self._write_closed = False
         self._peer_closed = False
@@ -177,14 +204,18 @@ class ReplayEngine:
         try:
             while pos < len(events):
                 if events[pos].side == self.role:
-                    await self._play(events[pos])
-                    pos += 1
+                    if events[pos].msg is not None and self.options.pace != "recorded":
+                        pos = await self._play_burst(pos)
+                    else:
+                        await self._play(events[pos])
+                        pos += 1
                 else:
                     end = pos
                     while end < len(events) and events[end].side != self.role:
                         end += 1
                     await self._expect(pos, end)
                     pos = end
+            self._floating_left()
             await self._linger()
             self.report.status = "ok"
         except _Stop:
@@ -204,6 +235,30 @@ class ReplayEngine:
                 await self.channel.drain()
                 await asyncio.sleep(min(gap, self.options.timeout))
         self._last_t = event.t
+
+    async def _play_burst(self, pos: int) -> int:
+        """Play consecutive messages of our role at instant pace; the next position.
+
+        What _play does per message, minus two awaits each: a streamed turn is
+        thousands of these, and draining every DRAIN_EVERY messages bounds the
+        buffered bytes just as well.
+        """
+        events, role, report = self.cassette.events, self.role, self.report
+        encode_outgoing, send = self._encode_outgoing, self._send
+        count = 0
+        while pos < len(events):
+            event = events[pos]
+            if event.side != role or event.msg is None:
+                break
+            self._last_t = event.t
+            send(encode_outgoing(event.msg))
+            report.played += 1
+            pos += 1
+            count += 1
+            if count % DRAIN_EVERY == 0:
+                await self.channel.drain()
+        await self.channel.drain()
+        return pos
 
     async def _play(self, event: Event) -> None:
         await self._pace(event)
@@ -233,7 +288,7 @@ class ReplayEngine:
         # no id to map and no marker in the bytes means _outgoing would return
         # an equal copy, so skip its two walks of the message. JSON never
         # escapes braces, so a marker in any key or string shows up as b"{{".
-        if not self.ctx.learned and classify(msg) is not Kind.RESPONSE:
+        if not self.ctx.learned and ("method" in msg or msg.get("id") is None):  # not a response
             data = encode(msg)
             if b"{{" not in data:
                 return data
@@ -264,6 +319,8 @@ class ReplayEngine:
         if kind == "delay":
             await self.channel.drain()
             await asyncio.sleep(float(arg))
+            # The scenario clock counts the delay too: recorded pace must not sleep it again.
+            self._last_t = event.t + float(arg)
         elif kind == "garbage":
             self._send(str(arg).encode("utf-8") + b"\n")
         elif kind == "partial":
@@ -310,15 +367,20 @@ class ReplayEngine:
 
     async def _expect(self, start: int, end: int) -> None:
         events = self.cassette.events
-        waiting = [p for p in range(start, end) if p not in self._early]
+        waiting = [p for p in range(start, end) if p not in self._early and p not in self._floating]
         self.report.awaiting_close = bool(waiting) and all(
             events[p].eof or events[p].exit is not None for p in waiting) and all(
             e.side != self.role or e.eof or e.exit is not None for e in events[end:])
         while waiting:
             first = events[waiting[0]]
             try:
-                line = await asyncio.wait_for(self._next_line(), self.options.timeout)
+                limit = self.options.timeout if self.report.matched else max(self.options.timeout,
+                                                                             self.options.startup_timeout)
+                line = await _bounded(self._next_line(), limit)
             except asyncio.TimeoutError:
+                if self.options.tolerant:
+                    self._note_missing(waiting, f"nothing came in {limit:g} s")
+                    return
                 self._diverge_timeout(waiting)
             if line is None:
                 closes = [p for p in waiting if events[p].eof or events[p].exit is not None]
@@ -331,19 +393,94 @@ class ReplayEngine:
                 raise _Stop
             hit = self._match_line(line, waiting)
             if hit is None:
-                hit = self._match_line(line, self._ahead(end))
+                # Early acceptance is for a pipelining peer; a message of the same method as one
+                # still awaited here is this set's divergence, not a later set's message.
+                ahead = [] if self._competes(line, waiting) else self._ahead(end)
+                hit = self._match_line(line, self._floating_pending() + ahead)
                 if hit is not None:
                     self._early.add(hit)
                     continue
-                await self._diverge_on(line, waiting, first, "mismatch")
+                if not self.options.tolerant:
+                    await self._diverge_on(line, waiting, first, "mismatch")
+                hit = await self._tolerate(line, waiting)
+                if hit is None:
+                    continue
             waiting.remove(hit)
             self._matched.add(hit)  # so a set cut short does not list it as unplayed
+
+    def _competes(self, line: Line, waiting: list[int]) -> bool:
+        live, is_json = line.parse()
+        if not is_json or not isinstance(live, dict):
+            return False
+        kind = classify(live)
+        for p in waiting:
+            rec = self.cassette.events[p].msg
+            if rec is None or classify(rec) is not kind:
+                continue
+            if kind is Kind.RESPONSE or rec.get("method") == live.get("method"):
+                return True
+        return False
 
     def _ahead(self, end: int) -> list[int]:
         """Peer events of later sets, to accept a message a pipelining peer sent early."""
         events = self.cassette.events
         return [p for p in range(end, len(events)) if events[p].side != self.role
                 and p not in self._early and events[p].msg is not None]
+
+    # -- tolerant play (re-recording a cassette against a changed codex) --------
+
+    def _floating_pending(self) -> list[int]:
+        return sorted(p for p in self._floating if p not in self._early)
+
+    def _floating_left(self) -> None:
+        """Floating events that never came: noted (tolerant) or left unplayed."""
+        left = self._floating_pending()
+        if self.options.tolerant:
+            self._note_missing(left, "never sent")
+        else:
+            self.report.unplayed.extend({"at": self.cassette.where(self.cassette.events[p]),
+                                         "event": self.cassette.events[p].describe()} for p in left)
+
+    def _note(self, kind: str, event: Event | None, received: Any = None, diff: str = "",
+              reason: str = "") -> None:
+        note: dict[str, Any] = {"kind": kind, "at": self.cassette.where(event) if event else None,
+                                "expected": event.describe() if event else None}
+        if received is not None:
+            note["received"] = _short(received)
+        if diff:
+            note["diff"] = diff
+        if reason:
+            note["reason"] = reason
+        self.report.notes.append(note)
+
+    def _note_missing(self, positions: list[int], reason: str) -> None:
+        for p in positions:
+            self._note("missing", self.cassette.events[p], reason=reason)
+            self._early.add(p)  # dealt with: neither unplayed nor matched later
+
+    async def _tolerate(self, line: Line, waiting: list[int]) -> int | None:
+        """A peer message that matches nothing: pair it with the waiting message of the same
+        kind, method and id (the nearest one) as changed, or note it as unexpected and skip it."""
+        events = self.cassette.events
+        live, is_json = line.parse()
+        if not (is_json and isinstance(live, dict)):
+            self._note("unexpected", None, line.data.decode("utf-8", "replace"))
+            return None
+        live = strip_transport(live)
+        slot = [p for p in waiting if events[p].msg is not None
+                and compare(events[p], live, self.ctx, order=("kind", "method", "id")) is None]
+        if slot:
+            hit = min(slot, key=lambda p: distance(events[p], live, self.ctx))
+            self._note("changed", events[hit], live, diff_text(events[hit], live, self.ctx))
+            self._accept(events[hit], live)
+            return hit
+        self._note("unexpected", None, live)
+        if classify(live) is Kind.REQUEST:
+            # Unanswered, the peer would wait on it (an approval) until the turn stalls.
+            self._send(encode({"id": live["id"], "error": {
+                "code": DIVERGENCE_CODE, "message": "codex-cassette: this request is not in the cassette"}}))
+            await self.channel.drain()
+        return None
 
     def _match_line(self, line: Line, candidates: list[int]) -> int | None:
         events = self.cassette.events
