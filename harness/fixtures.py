@@ -7,6 +7,7 @@ Plain classes, usable without pytest; harness.pytest_plugin only builds them.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -223,6 +224,7 @@ class CodexAppServer:
         live = self._live_codex()
         if live is not None:
             argv += [f"--placeholder={name}={value}" for name, value in live.placeholders().values.items()]
+            argv += ["--meta", json.dumps(self._recording_meta())]
         if self.ssh is not None:
             remote = self._remote()
             return argv + remote.flags() + ["--", remote.codex_bin, "app-server"]

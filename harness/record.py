@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import select
@@ -624,6 +625,9 @@ def cli_register(subparsers: Any) -> None:
     p.add_argument("--placeholder", action="append", default=[], metavar="NAME=VALUE",
                    help="also replace VALUE by {{NAME}} in the cassette (repeatable)")
     p.add_argument("--stderr-file", metavar="F", help="also copy the server's stderr here (redacted)")
+    p.add_argument("--meta", metavar="JSON", default=None,
+                   help="a JSON object merged into the cassette header (e.g. the live scenario to "
+                        "re-record from)")
     p.add_argument("--redact-regex", action="append", default=[], metavar="KIND=REGEX",
                    help="redact text matching REGEX as {{redacted:KIND}} (repeatable)")
     p.add_argument("--redact-path", action="append", default=[], metavar="KIND=JSONPATH",
@@ -771,9 +775,17 @@ def _cli_record(args: argparse.Namespace) -> int:
             raise UsageError(f"{', '.join(given)} only make(s) sense with --ssh USER@HOST[:PORT]")
     placeholders = default_placeholders(extra, env)
     redactor = Redactor.default(rules, env=env)
-    kwargs: dict[str, Any] = {}
+    meta: dict[str, Any] = {}
+    if args.meta is not None:
+        try:
+            meta = json.loads(args.meta)
+        except ValueError as exc:
+            raise UsageError(f"--meta must be a JSON object: {exc}") from None
+        if not isinstance(meta, dict):
+            raise UsageError("--meta must be a JSON object, such as '{\"note\": \"...\"}'")
+    kwargs: dict[str, Any] = {"meta": meta}
     if remote is not None:
-        kwargs = {"open_process": remote.open, "meta": remote.meta()}
+        kwargs = {"open_process": remote.open, "meta": {**meta, **remote.meta()}}
     result = asyncio.run(record_command(command, args.output, placeholders=placeholders,
                                         redactor=redactor, stderr_file=args.stderr_file, env=env,
                                         **kwargs))
