@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from harness.live import make_codex_home
+
 from harness import drift
 from harness.cassette import CassetteWriter
 from harness.schema_diff import diff_snapshots
@@ -353,42 +355,12 @@ def test_coverage_lists_exercised_and_missing_methods(tmp_path: Path, capsys) ->
 
 # ---------------------------------------------------------------- live
 
-OFFLINE_CONFIG = """\
-model = "gpt-5.5"
-model_provider = "mock"
-approval_policy = "never"
-sandbox_mode = "read-only"
-
-[model_providers.mock]
-name = "Local mock"
-base_url = "http://127.0.0.1:9/v1"
-wire_api = "responses"
-requires_openai_auth = false
-supports_websockets = false
-request_max_retries = 0
-stream_max_retries = 0
-
-[analytics]
-enabled = false
-
-[features]
-plugins = false
-remote_plugin = false
-apps = false
-shell_snapshot = false
-"""
-
-
 @pytest.mark.live
 @pytest.mark.asyncio
 async def test_real_codex_session_validates_against_its_snapshot(tmp_path: Path) -> None:
     """Everything the real codex says (no model turn needed) fits the committed schema."""
-    home = tmp_path / "home"
-    codex_home = home / "codex"
-    codex_home.mkdir(parents=True)
-    (codex_home / "config.toml").write_text(OFFLINE_CONFIG)
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("CODEX_", "OPENAI_"))},
-           "HOME": str(home), "CODEX_HOME": str(codex_home)}
+    # Offline config pointing at a closed loopback port: no turn runs, nothing leaves the machine.
+    env = make_codex_home("http://127.0.0.1:9/v1", tmp_path / "codex-root", approval_policy="never").env
     proc = await asyncio.create_subprocess_exec(
         codex_bin(), "app-server", stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=env, cwd=tmp_path)
