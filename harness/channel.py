@@ -311,3 +311,78 @@ def memory_pair() -> tuple[MemoryChannel, HandleStdin, HandleStdout]:
     """An engine channel and the two ends a driver holds."""
     to_engine, to_driver = _Pipe(), _Pipe()
     return MemoryChannel(to_engine, to_driver), HandleStdin(to_engine), HandleStdout(to_driver)
+
+
+class ProcessChannel:
+    """The replay engine's Channel over a process handle (``.stdin`` with write/drain/close,
+    ``.stdout`` an async iterator of lines), e.g. a RecordingHandle around codex.
+
+    A pump task reads stdout into a queue: the engine's bounded waits cancel
+    ``read_line``, and cancelling an iterator of the handle itself would end it
+    (and record a false end of stream).
+    """
+
+    def __init__(self, handle: Any) -> None:
+        self._stdin = handle.stdin
+        self._stdout = handle.stdout
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._pump: asyncio.Task | None = None
+        self._eof = False
+        self.closed = False
+
+    def start(self) -> "ProcessChannel":
+        if self._pump is None:
+            self._pump = asyncio.ensure_future(self._run_pump())
+        return self
+
+    async def _run_pump(self) -> None:
+        try:
+            async for item in self._stdout:
+                self._queue.put_nowait(bytes(item))
+        except (ConnectionError, ValueError, asyncio.IncompleteReadError):
+            pass  # a line over the stream limit or a broken pipe: end of what we can read
+        finally:
+            self._queue.put_nowait(None)
+
+    async def read_line(self) -> Line | None:
+        self.start()
+        if self._eof:
+            return None
+        item = await self._queue.get()
+        if item is None:
+            self._eof = True
+            return None
+        newline = item.endswith(b"\n")
+        data = item[:-1] if newline else item
+        return Line(data[:-1] if data.endswith(b"\r") else data, newline=newline)
+
+    def write(self, data: bytes) -> None:
+        if not self.closed:
+            try:
+                self._stdin.write(data)
+            except (ConnectionError, RuntimeError):
+                pass  # codex is gone; the engine notices on its next read
+
+    async def drain(self) -> None:
+        try:
+            await self._stdin.drain()
+        except (ConnectionError, RuntimeError):
+            pass
+
+    async def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            try:
+                await self._stdin.drain()
+            except (ConnectionError, RuntimeError):
+                pass
+            self._stdin.close()
+
+    async def finish(self, timeout: float) -> None:
+        """Let the pump read codex's stdout to its end (so the recording has it), bounded."""
+        if self._pump is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._pump), timeout)
+        except asyncio.TimeoutError:
+            self._pump.cancel()

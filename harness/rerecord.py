@@ -9,16 +9,12 @@ recorded client message once the server messages recorded before it arrived,
 so interrupts, approval answers and model switches keep their causal place.
 It plays tolerantly: a changed codex still yields a whole recording plus notes.
 
-Then old and new are compared structurally (deepdiff) after normalisation:
-volatile values become stable tokens, UUIDs are numbered in order of first
-appearance, early unprompted notifications may move, and the order inside a
-run of server messages (which codex emits concurrently) does not count.
+Then old and new are compared structurally (harness.compare).
 """
 
 from __future__ import annotations
 
 import asyncio
-import difflib
 import json
 import os
 import re
@@ -30,36 +26,18 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from deepdiff import DeepDiff
-
 from harness.cassette import Cassette, load_cassette
 from harness.errors import HarnessError
 from harness.live.session import LiveCodex, LiveScenario
-from harness.placeholders import map_strings
 from harness.record import RecordingHandle
+from harness.channel import ProcessChannel
+from harness.compare import FLOATING, VOLATILE_KEYS, Change, FieldChange, compare_cassettes, scrub_text
 from harness.replay import SERVER_CHOSEN, ReplayEngine, ReplayOptions, ReplayReport
-from harness.wire import Line
 
-# Notifications codex sends unprompted while it starts up; where they land
-# relative to the first requests is a race, so they are matched anywhere.
-FLOATING = ["configWarning", "remoteControl/status/changed", "deprecationNotice"]
-# Keys whose values differ on every run (clocks, pids, host, user agent).
-VOLATILE_KEYS = frozenset({
-    "startedAt", "completedAt", "durationMs", "startedAtMs", "completedAtMs", "emittedAtMs",
-    "createdAt", "updatedAt", "recencyAt", "userAgent", "installationId", "processId", "serverName",
-})
 # The same keys as engine paths (ignored when matching), plus the rollout path.
 VOLATILE_PATHS = [f"**.{k}" for k in sorted(VOLATILE_KEYS)] + ["**.thread.path"]
 # Ids the live codex picks afresh: learned and substituted into later client messages.
 LEARN = SERVER_CHOSEN + ["**.sessionId", "**.rootTurnId", "**.item.id", "**.itemId", "**.readState.revision"]
-UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-# Volatile text inside strings (tool output, rollout file names).
-TEXT_RULES = [
-    (re.compile(r"Wall time: [0-9.]+ seconds"), "Wall time: <t> seconds"),
-    (re.compile(r"Chunk ID: [0-9A-Za-z_-]+"), "Chunk ID: <chunk>"),
-    (re.compile(r"rollout-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d"), "rollout-<time>"),
-    (re.compile(r"sessions/\d{4}/\d\d/\d\d"), "sessions/<date>"),
-]
 EXIT_WAIT = 10.0
 STARTUP_TIMEOUT = 30.0  # codex's first answer (initialize) on a busy machine
 SESSION_LIMIT = 300.0  # one re-record, all waits included
@@ -67,92 +45,6 @@ SESSION_LIMIT = 300.0  # one re-record, all waits included
 
 class RerecordError(HarnessError):
     """A cassette that cannot be re-recorded (not live, unreadable, codex would not run it)."""
-
-
-def scrub_text(obj: Any) -> Any:
-    def sub(s: str) -> str:
-        for pattern, token in TEXT_RULES:
-            s = pattern.sub(token, s)
-        return s
-    return map_strings(obj, sub)
-
-
-# -- a Channel over a process handle ------------------------------------------------
-
-
-class ProcessChannel:
-    """The replay engine's Channel over a process handle (``.stdin`` with write/drain/close,
-    ``.stdout`` an async iterator of lines), e.g. a RecordingHandle around codex.
-
-    A pump task reads stdout into a queue: the engine's bounded waits cancel
-    ``read_line``, and cancelling an iterator of the handle itself would end it
-    (and record a false end of stream).
-    """
-
-    def __init__(self, handle: Any) -> None:
-        self._stdin = handle.stdin
-        self._stdout = handle.stdout
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._pump: asyncio.Task | None = None
-        self._eof = False
-        self.closed = False
-
-    def start(self) -> "ProcessChannel":
-        if self._pump is None:
-            self._pump = asyncio.ensure_future(self._run_pump())
-        return self
-
-    async def _run_pump(self) -> None:
-        try:
-            async for item in self._stdout:
-                self._queue.put_nowait(bytes(item))
-        except (ConnectionError, ValueError, asyncio.IncompleteReadError):
-            pass  # a line over the stream limit or a broken pipe: end of what we can read
-        finally:
-            self._queue.put_nowait(None)
-
-    async def read_line(self) -> Line | None:
-        self.start()
-        if self._eof:
-            return None
-        item = await self._queue.get()
-        if item is None:
-            self._eof = True
-            return None
-        newline = item.endswith(b"\n")
-        data = item[:-1] if newline else item
-        return Line(data[:-1] if data.endswith(b"\r") else data, newline=newline)
-
-    def write(self, data: bytes) -> None:
-        if not self.closed:
-            try:
-                self._stdin.write(data)
-            except (ConnectionError, RuntimeError):
-                pass  # codex is gone; the engine notices on its next read
-
-    async def drain(self) -> None:
-        try:
-            await self._stdin.drain()
-        except (ConnectionError, RuntimeError):
-            pass
-
-    async def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            try:
-                await self._stdin.drain()
-            except (ConnectionError, RuntimeError):
-                pass
-            self._stdin.close()
-
-    async def finish(self, timeout: float) -> None:
-        """Let the pump read codex's stdout to its end (so the recording has it), bounded."""
-        if self._pump is None:
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(self._pump), timeout)
-        except asyncio.TimeoutError:
-            self._pump.cancel()
 
 
 # -- re-recording ---------------------------------------------------------------------
@@ -247,205 +139,6 @@ async def _play_part(live: LiveCodex, old: Cassette, output: Path, timeout: floa
         report.status = "incomplete"
     return Rerecording(path=new_path, codex_version=live.version, report=report,
                        seconds=round(time.monotonic() - started, 3), complete=complete)
-
-
-# -- structural comparison --------------------------------------------------------------
-
-
-@dataclass
-class FieldChange:
-    path: str
-    kind: str          # changed | added | removed
-    old: Any = None
-    new: Any = None
-
-
-@dataclass
-class Change:
-    kind: str          # added | removed | changed | moved
-    side: str
-    label: str         # thread/start, result of thread/start, item/started, closes its stream
-    old_at: str | None = None
-    new_at: str | None = None
-    fields: list[FieldChange] = field(default_factory=list)
-    floating: bool = False
-    note: str = ""
-
-    @property
-    def counts(self) -> bool:
-        """Whether this is drift. A message that arrived before a client message it used
-        to follow was only faster than the client (a race); everything else counts."""
-        return not (self.kind == "moved" and self.note == "earlier" and not self.fields)
-
-
-@dataclass
-class _Entry:
-    side: str
-    label: str
-    body: Any
-    at: str
-    epoch: int           # client messages before it: where it sits in the causal order
-    floating: bool = False
-    norm: Any = None
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return self.side, self.label
-
-
-def _entries(cassette: Cassette, floating: set[str]) -> list[_Entry]:
-    """One entry per message/eof/exit, labelled; responses named after their request."""
-    pending: dict[str, dict[str, str]] = {"client": {}, "server": {}}  # requester side -> id -> method
-    out: list[_Entry] = []
-    epoch = 0
-    for e in cassette.events:
-        at = cassette.where(e)
-        if e.msg is not None and isinstance(e.msg, dict):
-            msg = e.msg
-            idk = json.dumps(msg.get("id"), sort_keys=True)
-            if msg.get("method") and "id" in msg:
-                pending[e.side][idk] = msg["method"]
-                label = msg["method"]
-            elif msg.get("method"):
-                label = msg["method"]
-            else:
-                other = "server" if e.side == "client" else "client"
-                method = pending[other].pop(idk, "an unknown request")
-                label = f"{'error for' if 'error' in msg else 'result of'} {method}"
-            body = {k: v for k, v in msg.items() if k not in ("id", "jsonrpc")}
-            is_floating = e.side == "server" and "id" not in msg and label in floating
-            out.append(_Entry(e.side, label, body, at, epoch, is_floating))
-        elif e.raw is not None:
-            out.append(_Entry(e.side, "non-JSON line", e.raw.decode("utf-8", "replace"), at, epoch))
-        elif e.eof:
-            out.append(_Entry(e.side, "closes its stream", None, at, epoch))
-        elif e.exit is not None:
-            out.append(_Entry(e.side, "exit", {"exit": e.exit}, at, epoch))
-        if e.side == "client" and (e.msg is not None or e.eof):
-            epoch += 1
-    return out
-
-
-def _canonical(entries: list[_Entry]) -> list[_Entry]:
-    """Runs of server messages sorted by label (stably): codex emits them concurrently."""
-    out: list[_Entry] = []
-    run: list[_Entry] = []
-    for entry in entries + [None]:  # type: ignore[list-item]
-        if entry is not None and entry.side == "server":
-            run.append(entry)
-            continue
-        out.extend(sorted(run, key=lambda x: x.label))
-        run = []
-        if entry is not None:
-            out.append(entry)
-    return out
-
-
-class IdTokens:
-    """UUIDs as stable tokens named after where each first appears (``<turn.id#2>``), so one
-    id more or less in a new recording renumbers only ids of its own kind."""
-
-    def __init__(self) -> None:
-        self.tokens: dict[str, str] = {}
-        self.counts: dict[str, int] = {}
-
-    def token(self, uuid: str, where: str) -> str:
-        uuid = uuid.lower()
-        if uuid not in self.tokens:
-            self.counts[where] = self.counts.get(where, 0) + 1
-            self.tokens[uuid] = f"<{where or 'id'}#{self.counts[where]}>"
-        return self.tokens[uuid]
-
-
-def normalise(value: Any, ids: IdTokens, where: str = "") -> Any:
-    """Volatile values as type tokens, UUIDs as IdTokens, volatile text scrubbed."""
-    if isinstance(value, dict):
-        parent = where.rsplit(".", 1)[-1]
-        return {k: (f"<{type(v).__name__}>" if k in VOLATILE_KEYS and v is not None
-                    else normalise(v, ids, f"{parent}.{k}" if parent else k))
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [normalise(v, ids, where) for v in value]
-    if isinstance(value, str):
-        value = scrub_text(value)
-        return UUID.sub(lambda m: ids.token(m.group(0), where), value)
-    return value
-
-
-def _path(parts: list[Any]) -> str:
-    text = ""
-    for p in parts:
-        text += f"[{p}]" if isinstance(p, int) else (f".{p}" if text else str(p))
-    return text or "(whole message)"
-
-
-def field_changes(old: Any, new: Any) -> list[FieldChange]:
-    diff = DeepDiff(old, new, verbose_level=2)
-    found: list[FieldChange] = []
-    kinds = {"values_changed": "changed", "type_changes": "changed",
-             "dictionary_item_added": "added", "iterable_item_added": "added",
-             "dictionary_item_removed": "removed", "iterable_item_removed": "removed"}
-    for report_type, kind in kinds.items():
-        for level in diff.tree.get(report_type, []):
-            found.append(FieldChange(_path(level.path(output_format="list")), kind,
-                                     None if kind == "added" else level.t1,
-                                     None if kind == "removed" else level.t2))
-    return sorted(found, key=lambda f: f.path)
-
-
-def compare_cassettes(old: Cassette, new: Cassette, floating: Iterable[str] = FLOATING) -> list[Change]:
-    """What differs between two recordings of one scenario, after normalisation."""
-    fl = set(floating)
-    a_all, b_all = _entries(old, fl), _entries(new, fl)
-    a = _canonical([e for e in a_all if not e.floating])
-    b = _canonical([e for e in b_all if not e.floating])
-    for seq in (a, b):
-        ids = IdTokens()
-        for e in seq + sorted((x for x in (a_all if seq is a else b_all) if x.floating), key=lambda x: x.label):
-            e.norm = normalise(e.body, ids)
-    changes: list[Change] = []
-    removed: list[_Entry] = []
-    added: list[_Entry] = []
-    matcher = difflib.SequenceMatcher(None, [e.key for e in a], [e.key for e in b], autojunk=False)
-    for op, i1, i2, j1, j2 in matcher.get_opcodes():
-        if op == "equal":
-            for x, y in zip(a[i1:i2], b[j1:j2]):
-                fields = field_changes(x.norm, y.norm)
-                if fields:
-                    changes.append(Change("changed", x.side, x.label, x.at, y.at, fields))
-        else:
-            removed.extend(a[i1:i2])
-            added.extend(b[j1:j2])
-    # The same message on the other side of a client message: moved, not gone and new.
-    for x in list(removed):
-        y = next((y for y in added if y.key == x.key), None)
-        if y is None:
-            continue
-        removed.remove(x)
-        added.remove(y)
-        changes.append(Change("moved", x.side, x.label, x.at, y.at, field_changes(x.norm, y.norm),
-                              note="earlier" if y.epoch < x.epoch else "later"))
-    changes += [Change("removed", x.side, x.label, old_at=x.at) for x in removed]
-    changes += [Change("added", y.side, y.label, new_at=y.at) for y in added]
-    changes += _compare_floating([e for e in a_all if e.floating], [e for e in b_all if e.floating])
-    return changes
-
-
-def _compare_floating(a: list[_Entry], b: list[_Entry]) -> list[Change]:
-    changes: list[Change] = []
-    for label in sorted({e.label for e in a} | {e.label for e in b}):
-        xs = [e for e in a if e.label == label]
-        ys = [e for e in b if e.label == label]
-        for x, y in zip(xs, ys):
-            fields = field_changes(x.norm, y.norm)
-            if fields:
-                changes.append(Change("changed", x.side, label, x.at, y.at, fields, floating=True))
-        changes += [Change("removed", x.side, label, old_at=x.at, floating=True) for x in xs[len(ys):]]
-        changes += [Change("added", y.side, label, new_at=y.at, floating=True) for y in ys[len(xs):]]
-    return changes
-
-
-# -- per-cassette results and reports ---------------------------------------------------------
 
 
 @dataclass

@@ -17,12 +17,12 @@ from types import SimpleNamespace
 import pytest
 
 from harness.cassette import Cassette, Event, load_cassette
-from harness.channel import memory_pair
+from harness.channel import ProcessChannel, memory_pair
 from harness.cli import main as cli_main
 from harness.live.record_live import record_live
 from harness.replay import ReplayEngine, ReplayOptions
-from harness.rerecord import (ProcessChannel, check_cassette, check_session, compare_cassettes, find_sessions,
-                              render_text, update_command)
+from harness.compare import compare_cassettes
+from harness.rerecord import check_cassette, check_session, find_sessions, render_text, update_command
 from harness.schema_snapshot import load_snapshot
 from harness.validate import validate_paths
 
