@@ -149,7 +149,10 @@ def normalised_pair(rec: dict, live: dict, ctx: MatchContext, event: Event | Non
     if ctx.scrub is not None:
         got = ctx.scrub(got)
     opts = (event.match or {}) if event else {}
-    ignore = list(ctx.ignore) + list(opts.get("ignore", ()))
+    # Paths are written from the message down ("params.cwd", as scenarios and their
+    # docs spell them) but applied to the body alone, so drop the body's own key.
+    ignore = [p[len(key) + 1:] if p.startswith(key + ".") else p
+              for p in list(ctx.ignore) + list(opts.get("ignore", ()))]
     ctx.placeholders.bind_walk(want, got)
     want = ctx.placeholders.substitute(want)
     want = substitute_learned(want, ctx.learned)
