@@ -70,7 +70,12 @@ class OptioSession:
             except (asyncio.TimeoutError, Exception):
                 self.reader.cancel()
         if self.host is not None:
-            await asyncio.wait_for(self.host.terminate_subprocess(self.handle, aggressive=True), WAIT)
+            # Let the fake end by itself first (it writes its final report on the way out);
+            # only one that does not is terminated.
+            try:
+                await asyncio.wait_for(self.handle.pid_like.wait(), WAIT)
+            except asyncio.TimeoutError:
+                await asyncio.wait_for(self.host.terminate_subprocess(self.handle, aggressive=True), WAIT)
 
 
 async def start_optio(handle: Any, *, bootstrap: bool = True, **conv_kwargs: Any) -> OptioSession:
