@@ -227,14 +227,15 @@ def diff_text(event: Event, live: Any, ctx: MatchContext) -> str:
     probe = MatchContext(placeholders=Placeholders(dict(ctx.placeholders.values)), scrub=ctx.scrub,
                          ignore=ctx.ignore, learned=ctx.learned, learn=ctx.learn)
     want, got = normalised_pair(event.msg, live, probe, event)
+    root = body_key(event.msg)
     if event.msg.get("method") != live.get("method"):
-        want, got = {"method": event.msg.get("method"), "body": want}, {"method": live.get("method"), "body": got}
+        # Different methods: show the whole message, so the method itself is in the diff.
+        want, got = {"method": event.msg.get("method"), root: want}, {"method": live.get("method"), root: got}
+        root = "message"
     from deepdiff import DeepDiff  # imported on a mismatch only: it costs a fake codex 80 ms of start-up
 
     diff = DeepDiff(want, got, verbose_level=2)
-    if not diff:
-        return ""
-    return diff.pretty().replace("root", body_key(event.msg), -1) if hasattr(diff, "pretty") else str(diff)
+    return diff.pretty().replace("root", root) if diff else ""
 
 
 def distance(event: Event, live: Any, ctx: MatchContext) -> float:
