@@ -1,0 +1,115 @@
+"""Start-up: from spawn to the `initialize` answer, fake codex vs the pinned real codex.
+
+The real codex runs offline (harness.live: a throwaway CODEX_HOME whose config
+points at a loopback mock model); `initialize` needs no model call, but the
+offline config is used all the same so nothing can reach the internet.
+Spawns alternate between the two; the median of several runs is compared.
+Goal: fake <= 1/3 of real codex's time.
+
+    python bench/startup.py [--quick] [--runs 9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import INIT_PARAMS, fmt, machine, median, table, verdict  # noqa: E402
+
+from fake_server import FakeCodexCommand  # noqa: E402
+from harness.cassette import Cassette, Event  # noqa: E402
+
+WAIT = 30.0
+GOAL = 1 / 3
+INIT = (json.dumps({"id": 1, "method": "initialize", "params": INIT_PARAMS}) + "\n").encode()
+
+
+def init_cassette() -> Cassette:
+    events = [Event(side="client", msg={"id": 1, "method": "initialize", "params": INIT_PARAMS}),
+              Event(side="server", msg={"id": 1, "result": {"userAgent": "codex_cli_rs/0.163.0",
+                                                            "codexHome": "/tmp/codex", "platformFamily": "unix",
+                                                            "platformOs": "linux"}}),
+              Event(side="client", eof=True), Event(side="server", exit=0)]
+    return Cassette(path=None, meta={"complete": True}, events=events)
+
+
+async def time_to_initialize(argv: Sequence[str], env: Mapping[str, str], cwd: str | None = None) -> float:
+    """Seconds from spawn to the first line answering id 1; the process is then closed."""
+    t0 = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL, env=dict(env), cwd=cwd, limit=1 << 24)
+    assert proc.stdin and proc.stdout
+    try:
+        proc.stdin.write(INIT)
+        await proc.stdin.drain()
+
+        async def answer() -> None:
+            while True:
+                line = await proc.stdout.readline()
+                if not line:
+                    raise RuntimeError(f"{argv[0]} closed its stdout before answering initialize")
+                msg = json.loads(line)
+                if msg.get("id") == 1:
+                    if "result" not in msg:
+                        raise RuntimeError(f"initialize failed: {msg}")
+                    return
+        await asyncio.wait_for(answer(), WAIT)
+        return time.perf_counter() - t0
+    finally:
+        proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 10.0)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+async def measure(runs: int, workdir: Path) -> dict[str, Any]:
+    from harness.live import MockModelThread, codex_version, find_codex_binary, make_codex_home
+
+    path = init_cassette().dump(workdir / "init.jsonl")
+    fake = FakeCodexCommand(path, timeout=WAIT)
+    binary = find_codex_binary()
+    version = codex_version(binary)
+    fake_times: list[float] = []
+    real_times: list[float] = []
+    with MockModelThread([]).start() as mock:
+        with make_codex_home(mock.base_url) as home:
+            work = home.root / "work"
+            work.mkdir(exist_ok=True)
+            for _ in range(runs):
+                fake_times.append(await time_to_initialize(fake.argv(), fake.env(), None))
+                real_times.append(await time_to_initialize([str(binary), "app-server"], home.env, str(work)))
+            if mock.mock is not None and getattr(mock.mock, "requests", None):
+                raise RuntimeError("codex called the model during initialize; the benchmark assumes it does not")
+    return {"fake": fake_times, "real": real_times, "version": version}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="three runs each")
+    p.add_argument("--runs", type=int, default=9)
+    args = p.parse_args(argv)
+    runs = 3 if args.quick else args.runs
+    print(f"start-up to the initialize answer, {machine()}, {runs} runs each (median)", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
+        r = asyncio.run(measure(runs, Path(tmp)))
+    fake, real = median(r["fake"]), median(r["real"])
+    ratio = fake / real
+    print(table(["fake codex (ms)", f"real codex {r['version']} (ms)", "fake / real", "goal", "verdict"],
+                [[fmt(fake * 1e3), fmt(real * 1e3), f"{ratio:.2f}", "<= 0.33", verdict(ratio <= GOAL)]]))
+    print(f"  fake runs (ms): {', '.join(fmt(t * 1e3) for t in r['fake'])}")
+    print(f"  real runs (ms): {', '.join(fmt(t * 1e3) for t in r['real'])}")
+    return 0 if ratio <= GOAL else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
