@@ -13,11 +13,13 @@ import base64
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from harness.errors import CassetteError
+from harness.wire import encode
 
 FORMAT_VERSION = 1
 SIDES = ("client", "server")
@@ -231,6 +233,8 @@ class CassetteWriter:
 
     Events go to ``<path>.partial`` as they happen, each line flushed, so a
     killed recorder leaves a loadable, ``complete: false`` cassette behind.
+    Inside ``batch()`` (a burst the recorder already holds in memory) lines are
+    flushed once at its end instead: a burst of small lines costs one write.
     """
 
     def __init__(self, path: str | Path, meta: dict[str, Any] | None = None, *,
@@ -244,16 +248,28 @@ class CassetteWriter:
         self._t0: float | None = None
         self._count = 0
         self._closed = False
+        self._autoflush = True
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.partial, "w", encoding="utf-8")
+        self._fh = open(self.partial, "wb")
         self._line(self._header())
 
     def _header(self) -> dict[str, Any]:
         return {"codex_cassette": FORMAT_VERSION, "meta": self.meta}
 
     def _line(self, obj: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n")
-        self._fh.flush()
+        self._fh.write(encode(obj))
+        if self._autoflush:
+            self._fh.flush()
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        self._autoflush = False
+        try:
+            yield
+        finally:
+            self._autoflush = True
+            if not self._closed:
+                self._fh.flush()
 
     def now(self) -> float:
         t = self._clock()
@@ -268,6 +284,18 @@ class CassetteWriter:
         event.index = self._count
         self._line(event.to_json())
         return event
+
+    def write_verbatim(self, side: str, t: float, msg_json: bytes, newline: bool = True) -> int:
+        """Append a message event around the peer's own JSON bytes (already known to be a
+        JSON object on one line): no re-encoding, and the cassette keeps what was said."""
+        if self._closed:
+            raise RuntimeError("cassette writer already finished")
+        self._count += 1
+        head = b'{"i":%d,"from":"%s","t":%s,"msg":' % (self._count, side.encode(), repr(round(t, 6)).encode())
+        self._fh.write(head + msg_json.strip() + (b"}\n" if newline else b',"nonl":true}\n'))
+        if self._autoflush:
+            self._fh.flush()
+        return self._count
 
     def record(self, side: str, **payload: Any) -> Event:
         """Append an event stamped with the time since the first event."""
@@ -288,7 +316,7 @@ class CassetteWriter:
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(self.partial, "rb") as src, open(tmp, "wb") as dst:
             src.readline()  # the provisional header
-            dst.write((json.dumps(self._header(), ensure_ascii=False, separators=(",", ":")) + "\n").encode())
+            dst.write(encode(self._header()))
             while chunk := src.read(1 << 20):
                 dst.write(chunk)
             dst.flush()

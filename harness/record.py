@@ -114,11 +114,14 @@ class Tee:
         msg, ok = line.parse()
         if ok and isinstance(msg, dict):
             source = line.data.decode("utf-8", "replace")
-            msg = self.redactor.scrub(msg, source)
-            self._notice(side, msg)
+            kept = self.redactor.scrub(msg, source)
+            self._notice(side, kept)
             if "\\u" in source or any(v and v in source for v in self.placeholders.values.values()):
-                msg = self.placeholders.templatize(msg)
-            self.writer.write(Event(side=side, t=t, msg=msg, newline=line.newline))
+                kept = self.placeholders.templatize(kept)
+            if kept is msg:  # nothing to hide or generalise: keep the peer's own bytes
+                self.writer.write_verbatim(side, t, line.data, line.newline)
+            else:
+                self.writer.write(Event(side=side, t=t, msg=kept, newline=line.newline))
             return
         raw = self.redactor.scrub_bytes(line.data)
         try:
@@ -321,10 +324,11 @@ class RecordingProxy:
     async def _record_chunk(self, side: str, data: bytes, t: float) -> None:
         # A 256 KiB chunk can be thousands of lines; recording them in one go
         # would stall the forwarding tasks (the wire) for tens of milliseconds.
-        for n, line in enumerate(self.tee.split(side, data), 1):
-            self.tee.line(side, Line(line), t)
-            if n % RECORD_BATCH == 0:
-                await asyncio.sleep(0)
+        with self.writer.batch():
+            for n, line in enumerate(self.tee.split(side, data), 1):
+                self.tee.line(side, Line(line), t)
+                if n % RECORD_BATCH == 0:
+                    await asyncio.sleep(0)
 
     def _stderr(self, data: bytes | None) -> None:
         if self._stderr_fh is None:

@@ -167,6 +167,10 @@ class Redactor:
         # scanned only with the alternatives whose trigger it contains (one regex per
         # such subset, cached); existing markers always match first and are kept.
         self._compiled: dict[tuple[int, ...], re.Pattern[str] | None] = {}
+        # What each trigger looks like inside raw JSON text, computed once (hot path of the recorder).
+        self._untriggered = any(t is None for _, t in self._alternatives)
+        self._json_triggers = tuple(json.dumps(t, ensure_ascii=False)[1:-1] for _, t in self._alternatives
+                                    if t is not None)
 
     def _regex_for(self, s: str) -> re.Pattern[str] | None:
         chosen = tuple(i for i, (_, trigger) in enumerate(self._alternatives) if trigger is None or trigger in s)
@@ -217,12 +221,12 @@ class Redactor:
         return self._walk(obj)
 
     def _may_match(self, source: str) -> bool:
-        if "\\u" in source or any(t is None for _, t in self._alternatives):
+        if self._untriggered or "\\u" in source:
             return True  # escapes hide substrings; user regexes have no trigger
         lowered = source.lower()
         if any(word in lowered for word in FIELD_WORDS):
             return True
-        return any(json.dumps(t, ensure_ascii=False)[1:-1] in source for _, t in self._alternatives)
+        return any(t in source for t in self._json_triggers)
 
     def _walk(self, obj: Any) -> Any:
         if isinstance(obj, str):
