@@ -3,10 +3,21 @@
 It plays the server side of a cassette (or a compiled YAML scenario) with the
 replay engine, over its own stdin/stdout when run as a process, or over an
 in-memory pipe pair inside the caller's event loop (``InProcessCodex``).
+
+Names are imported on first use: `python -m fake_server` must not pay for the
+in-process handle's asyncio when it serves stdio.
 """
 
-from fake_server.inprocess import InProcessCodex
-from fake_server.launcher import FakeCodexCommand, write_bin_dir
-from fake_server.serve import serve_stdio
+from typing import Any
 
 __all__ = ["InProcessCodex", "FakeCodexCommand", "serve_stdio", "write_bin_dir"]
+_HOMES = {"InProcessCodex": "fake_server.inprocess", "FakeCodexCommand": "fake_server.launcher",
+          "write_bin_dir": "fake_server.launcher", "serve_stdio": "fake_server.serve"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        import importlib
+
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'fake_server' has no attribute {name!r}")

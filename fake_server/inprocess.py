@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from harness.cassette import Cassette, open_cassette
-from harness.channel import memory_pair
+from harness.aio_channels import memory_pair
 from harness.replay import DIVERGED_EXIT, ReplayEngine, ReplayOptions, ReplayReport
 
 

@@ -12,6 +12,9 @@ from pathlib import Path
 # The directory that holds the fake_server and harness packages, so a launched
 # fake finds them even when they are not installed (a source checkout).
 SOURCE_ROOT = str(Path(__file__).resolve().parent.parent)
+BOOT = str(Path(__file__).resolve().parent / "_boot.py")
+# Where this interpreter finds installed packages; the fake runs with -S and is told.
+SITE_DIRS = os.pathsep.join(p for p in sys.path if p.endswith(("site-packages", "dist-packages")))
 
 
 @dataclass
@@ -26,7 +29,7 @@ class FakeCodexCommand:
     extra: list[str] = field(default_factory=list)
 
     def argv(self, *codex_args: str) -> list[str]:
-        args = [sys.executable, "-m", "fake_server", "--cassette", str(self.cassette)]
+        args = [sys.executable, "-S", BOOT, SITE_DIRS, "--cassette", str(self.cassette)]
         if self.report is not None:
             args += ["--report", str(self.report)]
         if self.timeout is not None:

@@ -19,17 +19,15 @@ recorded. The rules (DESIGN.md, "Replay semantics"):
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from harness.cassette import Cassette, Event
-from harness.channel import Channel
+from harness.channel import Channel, ReadTimeout
 from harness.matching import (MatchContext, compare, diff_text, distance, learn_values, strip_transport,
                                substitute_learned)
 from harness.placeholders import Placeholders, has_marker, unbound_markers
@@ -161,15 +159,6 @@ def _id_key(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-if sys.version_info >= (3, 11):
-    async def _bounded(awaitable: Any, timeout: float) -> Any:
-        """asyncio.wait_for without its extra task per call (one per peer message)."""
-        async with asyncio.timeout(timeout):
-            return await awaitable
-else:  # pragma: no cover - Python 3.10
-    _bounded = asyncio.wait_for
-
-
 class ReplayEngine:
     def __init__(self, cassette: Cassette, channel: Channel, options: ReplayOptions | None = None) -> None:
         self.cassette = cassette
@@ -233,7 +222,7 @@ class ReplayEngine:
             gap = (event.t - self._last_t) * self.options.pace_scale
             if gap > 0:
                 await self.channel.drain()
-                await asyncio.sleep(min(gap, self.options.timeout))
+                await self.channel.sleep(min(gap, self.options.timeout))
         self._last_t = event.t
 
     async def _play_burst(self, pos: int) -> int:
@@ -318,7 +307,7 @@ class ReplayEngine:
         (kind, arg), = event.fault.items()
         if kind == "delay":
             await self.channel.drain()
-            await asyncio.sleep(float(arg))
+            await self.channel.sleep(float(arg))
             # The scenario clock counts the delay too: recorded pace must not sleep it again.
             self._last_t = event.t + float(arg)
         elif kind == "garbage":
@@ -331,8 +320,8 @@ class ReplayEngine:
             # Say nothing for a while, but notice if the peer hangs up meanwhile.
             await self.channel.drain()
             try:
-                line = await asyncio.wait_for(self._next_line(), float(arg))
-            except asyncio.TimeoutError:
+                line = await self._next_line(float(arg))
+            except ReadTimeout:
                 return
             if line is None:
                 self._peer_closed = True
@@ -357,10 +346,11 @@ class ReplayEngine:
 
     # -- expecting the peer's side ---------------------------------------------
 
-    async def _next_line(self) -> Line | None:
+    async def _next_line(self, timeout: float | None) -> Line | None:
+        """The peer's next line, None once it hung up; ReadTimeout after ``timeout`` s."""
         if self._peer_closed:
             return None
-        line = await self.channel.read_line()
+        line = await self.channel.read_line(timeout)
         if line is None:
             self._peer_closed = True
         return line
@@ -376,8 +366,8 @@ class ReplayEngine:
             try:
                 limit = self.options.timeout if self.report.matched else max(self.options.timeout,
                                                                              self.options.startup_timeout)
-                line = await _bounded(self._next_line(), limit)
-            except asyncio.TimeoutError:
+                line = await self._next_line(limit)
+            except ReadTimeout:
                 if self.options.tolerant:
                     self._note_missing(waiting, f"nothing came in {limit:g} s")
                     return
@@ -572,8 +562,8 @@ class ReplayEngine:
         if self._write_closed and self.role == "server":
             return
         try:
-            line = await asyncio.wait_for(self._next_line(), self.options.linger)
-        except asyncio.TimeoutError:
+            line = await self._next_line(self.options.linger)
+        except ReadTimeout:
             return
         if line is None:
             return

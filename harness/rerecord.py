@@ -30,7 +30,7 @@ from harness.cassette import Cassette, load_cassette
 from harness.errors import HarnessError
 from harness.live.session import LiveCodex, LiveScenario
 from harness.record import RecordingHandle
-from harness.channel import ProcessChannel
+from harness.aio_channels import ProcessChannel
 from harness.compare import FLOATING, VOLATILE_KEYS, Change, FieldChange, compare_cassettes, scrub_text
 from harness.replay import SERVER_CHOSEN, ReplayEngine, ReplayOptions, ReplayReport
 

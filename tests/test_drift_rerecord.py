@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 
 from harness.cassette import Cassette, Event, load_cassette
-from harness.channel import ProcessChannel, memory_pair
+from harness.aio_channels import ProcessChannel, memory_pair
 from harness.cli import main as cli_main
 from harness.live.record_live import record_live
 from harness.replay import ReplayEngine, ReplayOptions

@@ -20,7 +20,7 @@ import pytest
 
 from fake_server import FakeCodexCommand, write_bin_dir
 from harness.cassette import Cassette, load_cassette, open_cassette
-from harness.channel import memory_pair
+from harness.aio_channels import memory_pair
 from harness.redact import Redactor
 from harness.replay import DIVERGENCE_CODE, SERVER_CHOSEN, ReplayEngine, ReplayOptions, ReplayReport
 from harness.wire import encode
