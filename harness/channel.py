@@ -100,6 +100,7 @@ class StdioChannel:
         self._out_file = out  # keeps the duplicate open while we write through its fd
         self._out: int | None = out.fileno()
         self._broken = False
+        self._pending = bytearray()
         self._lines = _Lines()
         self._stop = False
         self._waiting = False
@@ -112,6 +113,7 @@ class StdioChannel:
             raise Stopped()
 
     def _wait_point(self) -> None:
+        self._flush()  # everything said goes out before we wait for an answer
         if self._stop:
             raise Stopped()
         self._waiting = True
@@ -137,7 +139,15 @@ class StdioChannel:
         return self._lines.ready.popleft()
 
     def write(self, data: bytes) -> None:
-        if self._out is None or self._broken:
+        # Buffered: a streamed turn is thousands of small messages, and a system
+        # call each would cost more than the rest of the engine's work on them.
+        self._pending += data
+        if len(self._pending) >= CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        data, self._pending = self._pending, bytearray()
+        if self._out is None or self._broken or not data:
             return
         view = memoryview(data)
         try:
@@ -150,7 +160,7 @@ class StdioChannel:
             self._broken = True
 
     async def drain(self) -> None:
-        """Writes are complete when write() returns."""
+        self._flush()
 
     async def sleep(self, seconds: float) -> None:
         self._wait_point()
@@ -160,6 +170,7 @@ class StdioChannel:
             self._waiting = False
 
     async def close(self) -> None:
+        self._flush()
         if self._out is not None:
             self._out_file.close()
             self._out = None
