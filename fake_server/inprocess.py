@@ -43,12 +43,18 @@ class InProcessCodex:
     def returncode(self) -> int | None:
         if not self._task.done():
             return None
+        if self._task.cancelled():
+            return -9  # killed, as a process by SIGKILL
         if self.report.failed(self.options.strict):  # as the fake subprocess exits
             return DIVERGED_EXIT
         return self.report.exit_code or 0
 
     async def wait(self, timeout: float | None = None) -> int:
-        await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        except asyncio.CancelledError:
+            if not self._task.cancelled():  # our caller was cancelled, not the fake
+                raise
         return self.returncode or 0
 
     def done(self) -> bool:

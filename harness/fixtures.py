@@ -224,7 +224,7 @@ class CodexAppServer:
         live = self._live_codex()
         if live is not None:
             argv += [f"--placeholder={name}={value}" for name, value in live.placeholders().values.items()]
-            argv += ["--meta", json.dumps(self._recording_meta())]
+            argv += ["--meta", json.dumps(self._recording_meta()), "--require-model-provider", "mock"]
         if self.ssh is not None:
             remote = self._remote()
             return argv + remote.flags() + ["--", remote.codex_bin, "app-server"]
@@ -289,8 +289,12 @@ class CodexAppServer:
                 self._binary(), "app-server", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 limit=1 << 26)
             placeholders = default_placeholders()
+        from harness.record import ProviderGuard
+
+        # Offline recording must never go on once codex falls back to a real provider.
+        guard = ProviderGuard("mock") if live is not None else None
         recorder = RecordingHandle(proc, path, placeholders=placeholders,
-                                   command=["codex", "app-server"], env=self.env)
+                                   command=["codex", "app-server"], env=self.env, guard=guard)
         recorder.writer.meta.update({**self._recording_meta(), **ssh_meta})
         self._recorders.append((recorder, proc))
         return recorder

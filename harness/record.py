@@ -43,6 +43,45 @@ RECORD_BATCH = 32          # lines recorded between two chances for the wire to 
 _VERSION_RE = re.compile(r"/(\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?)")
 
 
+_PROVIDER_RE = re.compile(rb'"modelProvider"\s*:\s*"([^"]*)"')
+
+
+@dataclass
+class ProviderGuard:
+    """Stops a recording the moment codex says it talks to another model provider.
+
+    An invalid config.toml makes codex fall back, silently, to the real OpenAI
+    provider: recording offline against the mock must never go on from there
+    (the next turn would try the internet). thread/start's and thread/resume's
+    answers name the provider; the guard reads server bytes before the client
+    gets them, line by line, so what came before the offending line still goes out.
+    """
+
+    required: str
+    violation: str | None = None
+    _tail: bytes = b""  # the unfinished last line of what was checked so far
+
+    def safe_prefix(self, data: bytes) -> int:
+        """How many bytes of ``data`` may be forwarded: all of them, or those before the
+        line naming another provider (then ``violation`` says which)."""
+        seen = self._tail + data
+        self._tail = seen[seen.rfind(b"\n") + 1:][-(1 << 20):]
+        if b'"modelProvider"' not in seen:
+            return len(data)
+        for found in _PROVIDER_RE.finditer(seen):
+            name = found.group(1).decode("utf-8", "replace")
+            if name != self.required:
+                self.violation = (f"codex reports model provider {name!r}, not {self.required!r}: its config "
+                                  "was not taken (an invalid config.toml makes codex fall back to the real "
+                                  "OpenAI provider), so it was stopped before it could reach the internet.")
+                line_start = seen.rfind(b"\n", 0, found.start()) + 1
+                return max(0, line_start - (len(seen) - len(data)))
+        return len(data)
+
+    def check(self, data: bytes) -> bool:
+        return self.safe_prefix(data) == len(data) and self.violation is None
+
+
 def default_placeholders(extra: Mapping[str, str] | None = None,
                          env: Mapping[str, str] | None = None) -> Placeholders:
     """cwd, home and codex_home (when set), plus the user's; trivial values are skipped
@@ -296,6 +335,7 @@ class RecordingProxy:
     err_out: Any = None      # default: our stderr
     signalled: list[str] = field(default_factory=list)
     client_closed: bool = False
+    guard: ProviderGuard | None = None
 
     def __post_init__(self) -> None:
         self.tee = Tee(self.writer, self.placeholders, self.redactor)
@@ -368,6 +408,16 @@ class RecordingProxy:
                 self._put("server", "eof")
                 await self.client_out.close()
                 return
+            if self.guard is not None:
+                safe = self.guard.safe_prefix(chunk)
+                if self.guard.violation:
+                    self.process.send_signal("SIGKILL")
+                    if safe:
+                        self._put("server", "data", chunk[:safe])
+                        await self.client_out.write(chunk[:safe])
+                    self._put("server", "eof")
+                    await self.client_out.close()
+                    return
             self._put("server", "data", chunk)
             await self.client_out.write(chunk)
             if self.client_out.broken:
@@ -435,7 +485,7 @@ class RecordingProxy:
         meta = self.tee.final_meta()
         meta["end"] = end
         path = self.writer.finish(complete=complete, **meta)
-        error = self._peer_error()
+        error = self._peer_error() or (self.guard.violation if self.guard else None)
         return ProxyResult(status, path, complete, end, str(error) if error is not None else None)
 
     def _peer_error(self) -> Exception | None:
@@ -460,6 +510,8 @@ class RecordingProxy:
                     self.process.send_signal("SIGTERM" if now - gone_since < CLIENT_GONE_GRACE + 5 else "SIGKILL")
 
     def _verdict(self, status: int | str) -> tuple[bool, str]:
+        if self.guard is not None and self.guard.violation:
+            return False, self.guard.violation
         if self.client_gone or getattr(self.client_out, "hung_up", False):
             return False, "the client went away before the session ended"
         if self.signalled:
@@ -484,6 +536,7 @@ async def record_command(argv: Sequence[str], output: str | Path, *,
                          cwd: str | None = None,
                          open_process: Callable[..., Awaitable[PeerProcess]] = open_local_process,
                          meta: Mapping[str, Any] | None = None,
+                         guard: ProviderGuard | None = None,
                          ) -> ProxyResult:
     """Run ``argv`` behind the recording proxy on this process's stdio.
 
@@ -504,7 +557,7 @@ async def record_command(argv: Sequence[str], output: str | Path, *,
         writer.finish(complete=False, end="the server could not be started")
         raise
     proxy = RecordingProxy(process, writer, placeholders, redactor,
-                           Path(stderr_file) if stderr_file else None)
+                           Path(stderr_file) if stderr_file else None, guard=guard)
     return await proxy.run()
 
 
@@ -544,8 +597,12 @@ class _RecordingStdout:
         return self._lines()
 
     async def _lines(self) -> Any:
+        guard = self._owner.guard
         try:
             async for item in self._inner:
+                if guard is not None and not guard.check(item if isinstance(item, bytes) else item.encode()):
+                    self._owner.stop_server()
+                    raise HarnessError(guard.violation)
                 self._owner.tee.items("server", item, self._owner.writer.now())
                 yield item
         finally:
@@ -564,9 +621,11 @@ class RecordingHandle:
 
     def __init__(self, handle: Any, cassette: str | Path | CassetteWriter, *,
                  placeholders: Placeholders | None = None, redactor: Redactor | None = None,
-                 command: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
+                 command: Sequence[str] = (), env: Mapping[str, str] | None = None,
+                 guard: ProviderGuard | None = None) -> None:
         env = os.environ if env is None else env
         self._handle = handle
+        self.guard = guard
         self.placeholders = placeholders or default_placeholders(env=env)
         self.redactor = redactor or Redactor.default(env=env)
         if isinstance(cassette, CassetteWriter):
@@ -583,6 +642,17 @@ class RecordingHandle:
         if not self.writer._closed:
             self.tee.eof(side, self.writer.now())
 
+    def stop_server(self) -> None:
+        """Kill the wrapped process (the provider guard tripped)."""
+        for obj in (self._handle, getattr(self._handle, "pid_like", None), getattr(self._handle, "proc", None)):
+            kill = getattr(obj, "kill", None)
+            if callable(kill):
+                try:
+                    kill()
+                except (ProcessLookupError, OSError):
+                    pass
+                return
+
     def _returncode(self) -> int | None:
         for obj in (self._handle, getattr(self._handle, "pid_like", None), getattr(self._handle, "proc", None)):
             code = getattr(obj, "returncode", None)
@@ -597,7 +667,10 @@ class RecordingHandle:
             exit = exit_status(code) if code is not None else None
         if exit is not None and not self.writer._closed:
             self.tee.exit(exit, self.writer.now())
-        return self.writer.finish(complete=complete, **self.tee.final_meta())
+        meta = self.tee.final_meta()
+        if self.guard is not None and self.guard.violation:
+            complete, meta["end"] = False, self.guard.violation
+        return self.writer.finish(complete=complete, **meta)
 
     async def __aenter__(self) -> "RecordingHandle":
         return self
@@ -629,6 +702,9 @@ def cli_register(subparsers: Any) -> None:
     p.add_argument("--placeholder", action="append", default=[], metavar="NAME=VALUE",
                    help="also replace VALUE by {{NAME}} in the cassette (repeatable)")
     p.add_argument("--stderr-file", metavar="F", help="also copy the server's stderr here (redacted)")
+    p.add_argument("--require-model-provider", metavar="NAME", default=None,
+                   help="stop at once if codex reports another model provider (e.g. mock: an offline "
+                        "recording must never fall back to the real one)")
     p.add_argument("--meta", metavar="JSON", default=None,
                    help="a JSON object merged into the cassette header (e.g. the live scenario to "
                         "re-record from)")
@@ -788,14 +864,18 @@ def _cli_record(args: argparse.Namespace) -> int:
         if not isinstance(meta, dict):
             raise UsageError("--meta must be a JSON object, such as '{\"note\": \"...\"}'")
     kwargs: dict[str, Any] = {"meta": meta}
+    if args.require_model_provider:
+        kwargs["guard"] = ProviderGuard(args.require_model_provider)
     if remote is not None:
-        kwargs = {"open_process": remote.open, "meta": {**meta, **remote.meta()}}
+        kwargs.update(open_process=remote.open, meta={**meta, **remote.meta()})
     result = asyncio.run(record_command(command, args.output, placeholders=placeholders,
                                         redactor=redactor, stderr_file=args.stderr_file, env=env,
                                         **kwargs))
     if result.error:
         print(f"codex-cassette: {result.error} The partial cassette is kept in {result.cassette} "
               "(complete: false).", file=sys.stderr)
+        if kwargs.get("guard") is not None and kwargs["guard"].violation:
+            return 2
     return exit_like(result.status)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from harness.live.client import ScriptedClient
 from harness.live.session import LiveCodex, LiveScenario
-from harness.record import RecordingHandle
+from harness.record import ProviderGuard, RecordingHandle
 
 EXIT_WAIT = 10.0
 
@@ -37,7 +37,7 @@ async def record_live(scenario: LiveScenario | str | Path, output: str | Path, *
     async with LiveCodex(scenario, codex_bin) as live:
         proc = await live.spawn()
         recorder = RecordingHandle(proc, output, placeholders=live.placeholders(),
-                                   command=["codex", "app-server"], env=live.env)
+                                   command=["codex", "app-server"], env=live.env, guard=ProviderGuard("mock"))
         recorder.writer.meta.update(live.meta())
         client = ScriptedClient(recorder, timeout=timeout, source=scenario.source)
         complete = False
