@@ -15,14 +15,15 @@ from typing import Any, AsyncIterator, Protocol
 
 CHUNK = 1 << 16
 
-# orjson, when installed (`pip install codex-cassette[fast]`), encodes a message
-# ~15x faster than json.dumps; encoding is most of the replay engine's work per
-# streamed message (bench/replay_throughput.py). Same bytes as json.dumps but
-# for very small floats (1e-05 -> 0.00001) and NaN (-> null).
-# CODEX_CASSETTE_NO_ORJSON=1 forces the standard library.
+# orjson (a dependency) encodes a message ~15x faster than json.dumps; encoding
+# is most of the replay engine's work per streamed message
+# (bench/replay_throughput.py). Same bytes as json.dumps but for very small
+# floats (1e-05 -> 0.00001) and NaN (-> null). The standard library still
+# serves where orjson is missing (a fake launched with -S without it) or
+# CODEX_CASSETTE_NO_ORJSON=1 asks for it.
 try:
     import orjson as _orjson
-except ImportError:  # optional
+except ImportError:
     _orjson = None
 if os.environ.get("CODEX_CASSETTE_NO_ORJSON"):
     _orjson = None
