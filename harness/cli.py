@@ -16,7 +16,7 @@ import sys
 from harness.errors import HarnessError
 
 COMMANDS: dict[str, str] = {
-    "record": "harness.record",
+    "record": "harness.record_cli",
     "record-live": "harness.live.record_live",
     "replay": "harness.replay_cli",
     "show": "harness.show",

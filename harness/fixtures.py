@@ -198,10 +198,10 @@ class CodexAppServer:
         return str(live.workdir) if live is not None else os.getcwd()
 
     def _remote(self) -> Any:
-        """The ssh option as a harness.record.SSHRecording. With a live scenario the remote
+        """The ssh option as a harness.ssh.SSHRecording. With a live scenario the remote
         codex gets the live CODEX_HOME, HOME and workdir: only useful when the remote host
         is this one (the mock model listens on loopback), as in the tests."""
-        from harness.record import SSHRecording
+        from harness.ssh import SSHRecording
 
         remote = SSHRecording.from_config(self.ssh or {})
         live = self._live_codex()

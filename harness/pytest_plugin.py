@@ -187,7 +187,7 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
     if lock is not None:
         live = _live_scenario(request, merged["live"], directory) if merged.get("live") else None
         if merged.get("ssh") is not None:
-            from harness.record import SSHRecording
+            from harness.ssh import SSHRecording
 
             try:
                 SSHRecording.from_config(merged["ssh"])  # a bad option fails the test here, said once

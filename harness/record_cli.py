@@ -1,0 +1,133 @@
+"""`codex-cassette record`: the recording proxy's command line (harness.record does the work)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+from harness.errors import HarnessError, UsageError
+from harness.placeholders import NAME
+from harness.record import ProviderGuard, default_placeholders, record_command
+from harness.redact import Redactor, Rule, parse_rule_arg
+from harness.transport import signal_number
+
+def _placeholder_arg(arg: str) -> tuple[str, str]:
+    name, sep, value = arg.partition("=")
+    if not sep or not NAME.match(name) or not value:
+        raise UsageError(f"--placeholder {arg!r} must look like NAME=VALUE with NAME an identifier "
+                         "(letters, digits, _) and a non-empty VALUE")
+    return name, value
+
+
+def cli_register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "record", help="run a command (codex app-server) behind a recording proxy",
+        description="Launch this where a client would launch `codex app-server`: it runs the "
+                    "command after `--`, forwards stdio unchanged both ways and writes a cassette.")
+    p.add_argument("-o", "--output", required=True, metavar="PATH", help="cassette to write")
+    p.add_argument("--placeholder", action="append", default=[], metavar="NAME=VALUE",
+                   help="also replace VALUE by {{NAME}} in the cassette (repeatable)")
+    p.add_argument("--stderr-file", metavar="F", help="also copy the server's stderr here (redacted)")
+    p.add_argument("--require-model-provider", metavar="NAME", default=None,
+                   help="stop at once if codex reports another model provider (e.g. mock: an offline "
+                        "recording must never fall back to the real one)")
+    p.add_argument("--meta", metavar="JSON", default=None,
+                   help="a JSON object merged into the cassette header (e.g. the live scenario to "
+                        "re-record from)")
+    p.add_argument("--redact-regex", action="append", default=[], metavar="KIND=REGEX",
+                   help="redact text matching REGEX as {{redacted:KIND}} (repeatable)")
+    p.add_argument("--redact-path", action="append", default=[], metavar="KIND=JSONPATH",
+                   help="redact the value at a path such as $.params.items[*].token (repeatable)")
+    ssh = p.add_argument_group(
+        "remote codex over SSH", "run the command after `--` on another host (docs/ssh.md); "
+        "the proxy and the cassette stay here")
+    ssh.add_argument("--ssh", metavar="USER@HOST[:PORT]", help="run the command on this host over SSH")
+    ssh.add_argument("--identity", action="append", default=[], metavar="KEY",
+                     help="private key file to log in with (repeatable; only these are offered). "
+                          "Default: ~/.ssh/id_* and the ssh agent")
+    ssh.add_argument("--known-hosts", metavar="FILE", help="known_hosts file (default ~/.ssh/known_hosts)")
+    ssh.add_argument("--insecure-skip-host-key-check", action="store_true",
+                     help="accept any host key (throwaway test hosts only: anyone on the network "
+                          "could impersonate the host)")
+    ssh.add_argument("--remote-cwd", metavar="DIR", help="working directory of the remote command")
+    ssh.add_argument("--remote-env", action="append", default=[], metavar="K=V",
+                     help="environment variable for the remote command (repeatable); visible in "
+                          "the remote process list, so no secrets")
+    ssh.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
+                     help="longest wait for the SSH connection and login (default 10)")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    p.set_defaults(func=_cli_record)
+
+
+SSH_ONLY_FLAGS = ("identity", "known_hosts", "insecure_skip_host_key_check", "remote_cwd", "remote_env")
+
+
+def _cli_record(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise UsageError("no command to record: put it after `--`, as in "
+                         "`codex-cassette record -o x.jsonl -- codex app-server`")
+    rules: list[Rule] = [parse_rule_arg(a, path=False) for a in args.redact_regex]
+    rules += [parse_rule_arg(a, path=True) for a in args.redact_path]
+    env = dict(os.environ)
+    extra = dict(_placeholder_arg(a) for a in args.placeholder)
+    remote: Any = None
+    if args.ssh:
+        from harness.ssh import SSHRecording  # asyncssh only when SSH is asked for
+
+        remote = SSHRecording.from_args(args)
+        extra = {**remote.placeholders(), **extra}
+        for name, value in remote.env.items():
+            env.setdefault(name, value)  # so secret-looking remote variables are redacted too
+    else:
+        given = [f"--{f.replace('_', '-')}" for f in SSH_ONLY_FLAGS if getattr(args, f)]
+        if given:
+            raise UsageError(f"{', '.join(given)} only make(s) sense with --ssh USER@HOST[:PORT]")
+    placeholders = default_placeholders(extra, env)
+    redactor = Redactor.default(rules, env=env)
+    meta: dict[str, Any] = {}
+    if args.meta is not None:
+        try:
+            meta = json.loads(args.meta)
+        except ValueError as exc:
+            raise UsageError(f"--meta must be a JSON object: {exc}") from None
+        if not isinstance(meta, dict):
+            raise UsageError("--meta must be a JSON object, such as '{\"note\": \"...\"}'")
+    kwargs: dict[str, Any] = {"meta": meta}
+    if args.require_model_provider:
+        kwargs["guard"] = ProviderGuard(args.require_model_provider)
+    if remote is not None:
+        kwargs.update(open_process=remote.open, meta={**meta, **remote.meta()})
+    result = asyncio.run(record_command(command, args.output, placeholders=placeholders,
+                                        redactor=redactor, stderr_file=args.stderr_file, env=env,
+                                        **kwargs))
+    if result.error:
+        print(f"codex-cassette: {result.error} The partial cassette is kept in {result.cassette} "
+              "(complete: false).", file=sys.stderr)
+        if kwargs.get("guard") is not None and kwargs["guard"].violation:
+            return 2
+    return exit_like(result.status)
+
+
+def exit_like(status: int | str) -> int:
+    """Our exit code; a server killed by a signal makes us die by the same signal."""
+    if isinstance(status, int):
+        return status
+    try:
+        signum = signal_number(status)
+    except HarnessError:
+        return 255  # "connection lost" (ssh): what ssh(1) itself exits with
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if signum not in (signal.SIGKILL, signal.SIGSTOP):
+        signal.signal(signum, signal.SIG_DFL)
+    if signum != signal.SIGSTOP:
+        os.kill(os.getpid(), signum)
+    return 128 + signum
