@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from harness.errors import CassetteError
-from harness.wire import encode
+from harness.wire import decode, encode
 
 FORMAT_VERSION = 1
 SIDES = ("client", "server")
@@ -29,7 +29,7 @@ PAYLOADS = ("msg", "raw", "raw_b64", "eof", "exit", "fault")
 EVENT_KEYS = {"i", "from", "t", "match", "nonl", "note", *PAYLOADS}
 
 
-@dataclass
+@dataclass(slots=True)
 class Event:
     """One thing a side did: sent a message or a non-JSON line, closed, exited."""
 
@@ -207,7 +207,7 @@ def load_cassette(path: str | Path) -> Cassette:
         if not raw.strip():
             continue
         try:
-            obj = json.loads(raw)
+            obj = decode(raw)
         except ValueError as exc:
             last = n == len(lines)
             if last and n > 1 and not cassette.complete:

@@ -57,6 +57,19 @@ def encode(msg: Any) -> bytes:
     return json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
 
 
+def decode(data: bytes | str) -> Any:
+    """Parse one JSON document; ValueError when it is not one.
+
+    orjson is several times faster, but reads integers beyond 64 bits as an
+    error: those (and anything else it refuses) go to the standard library."""
+    if _orjson is not None:
+        try:
+            return _orjson.loads(data)
+        except _orjson.JSONDecodeError:
+            pass
+    return json.loads(data)
+
+
 @dataclass
 class Line:
     """One line off the wire: the bytes without the newline, and whether it had one."""
