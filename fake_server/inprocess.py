@@ -7,7 +7,8 @@ from pathlib import Path
 
 from harness.cassette import Cassette, open_cassette
 from harness.aio_channels import memory_pair
-from harness.replay import DIVERGED_EXIT, ReplayEngine, ReplayOptions, ReplayReport
+from harness.replay import DIVERGED_EXIT, ReplayEngine, ReplayOptions
+from harness.report import ReplayReport
 
 
 class InProcessCodex:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from harness.cassette import open_cassette
 from harness.channel import StdioChannel, Stopped, run_sync
-from harness.replay import DIVERGED_EXIT, ReplayEngine, ReplayOptions, ReplayReport
+from harness.replay import DIVERGED_EXIT, ReplayEngine, ReplayOptions
+from harness.report import ReplayReport
 
 
 def _serve(cassette_path: Path, options: ReplayOptions, report_path: Path | None) -> ReplayReport:
@@ -27,14 +28,15 @@ def _serve(cassette_path: Path, options: ReplayOptions, report_path: Path | None
     # SIGTERM/SIGINT (a test's teardown, a client's close()) end the play at its next wait.
     previous = {sig: signal.signal(sig, lambda *_: channel.request_stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        report = run_sync(engine.run())
-    except Stopped:
-        report = engine.report  # still leave a report: what was played, what was not
+        try:
+            report = run_sync(engine.run())
+        except Stopped:
+            report = engine.report  # still leave a report: what was played, what was not
+        if report_path is not None:
+            report.write(report_path)  # a stop arriving now only sets a flag: the report gets written
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if report_path is not None:
-        report.write(report_path)
     return report
 
 

@@ -10,7 +10,6 @@ renames onto the target in one atomic step.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import time
 from contextlib import contextmanager

@@ -18,7 +18,8 @@ from typing import Any
 
 from harness.cassette import Cassette, open_cassette
 from harness.errors import HarnessError
-from harness.replay import ReplayOptions, ReplayReport
+from harness.replay import ReplayOptions
+from harness.report import ReplayReport
 from harness.transport import exit_status
 
 @dataclass

@@ -32,7 +32,8 @@ from harness.live.session import LiveCodex, LiveScenario
 from harness.record import RecordingHandle
 from harness.aio_channels import ProcessChannel
 from harness.compare import FLOATING, VOLATILE_KEYS, Change, FieldChange, compare_cassettes, scrub_text
-from harness.replay import SERVER_CHOSEN, ReplayEngine, ReplayOptions, ReplayReport
+from harness.replay import SERVER_CHOSEN, ReplayEngine, ReplayOptions
+from harness.report import ReplayReport
 
 # The same keys as engine paths (ignored when matching), plus the rollout path.
 VOLATILE_PATHS = [f"**.{k}" for k in sorted(VOLATILE_KEYS)] + ["**.thread.path"]

@@ -21,7 +21,8 @@ from optio_codex.conversation import CodexConversation
 
 from fake_server import InProcessCodex
 from harness.errors import ScenarioError
-from harness.replay import ReplayOptions, ReplayReport
+from harness.replay import ReplayOptions
+from harness.report import ReplayReport
 from harness.scenario import load_scenario
 from harness.schema_snapshot import load_snapshot
 from harness.validate import validate_cassette

@@ -88,7 +88,7 @@ async def test_the_live_cassette_replays_to_the_client_that_recorded_it(recorded
     if mode == "inprocess":
         assert handle.report.status == "ok", handle.report.summary()
     else:
-        from harness.replay import ReplayReport
+        from harness.report import ReplayReport
         final = ReplayReport.read(report)
         assert final.status == "ok", final.summary()
         assert final.bindings["cwd"] == str(tmp_path)

@@ -22,7 +22,8 @@ from fake_server import FakeCodexCommand, write_bin_dir
 from harness.cassette import Cassette, load_cassette, open_cassette
 from harness.aio_channels import memory_pair
 from harness.redact import Redactor
-from harness.replay import DIVERGENCE_CODE, SERVER_CHOSEN, ReplayEngine, ReplayOptions, ReplayReport
+from harness.replay import DIVERGENCE_CODE, SERVER_CHOSEN, ReplayEngine, ReplayOptions
+from harness.report import ReplayReport
 from harness.wire import encode
 
 WAIT = 5.0  # the longest any step here waits
