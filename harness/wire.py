@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Protocol
 
@@ -57,12 +58,17 @@ def encode(msg: Any) -> bytes:
     return json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
 
 
-def decode(data: bytes | str) -> Any:
+# orjson reads an integer beyond 64 bits as a float, silently: a document with a
+# run of 19+ digits anywhere goes to the standard library, which keeps it exact.
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
+def decode(data: bytes) -> Any:
     """Parse one JSON document; ValueError when it is not one.
 
-    orjson is several times faster, but reads integers beyond 64 bits as an
-    error: those (and anything else it refuses) go to the standard library."""
-    if _orjson is not None:
+    orjson is several times faster; what it would change (huge integers) or
+    refuses (NaN, lone surrogates) is parsed by the standard library instead."""
+    if _orjson is not None and not _LONG_DIGITS.search(data):
         try:
             return _orjson.loads(data)
         except _orjson.JSONDecodeError:
@@ -80,7 +86,7 @@ class Line:
     def parse(self) -> tuple[Any, bool]:
         """(message, True) for a JSON line, (None, False) otherwise."""
         try:
-            return json.loads(self.data), True
+            return decode(self.data), True
         except ValueError:
             return None, False
 
