@@ -32,6 +32,7 @@ def _serve(cassette_path: Path, options: ReplayOptions, report_path: Path | None
             report = run_sync(engine.run())
         except Stopped:
             report = engine.report  # still leave a report: what was played, what was not
+            report.status = "stopped"
         if report_path is not None:
             report.write(report_path)  # a stop arriving now only sets a flag: the report gets written
     finally:

@@ -22,6 +22,7 @@ from harness.replay import ReplayOptions
 from harness.report import ReplayReport
 from harness.transport import exit_status
 
+
 @dataclass
 class FakeCodex:
     """One test's fake codex: how to launch it, and what it reported."""
@@ -124,7 +125,8 @@ class FakeCodex:
 
     def _stop_running_subprocesses(self, grace: float = 5.0) -> None:
         """A fake subprocess the test left running would linger: stop it so it writes its final report."""
-        running = [r for r in self.reports[len(self._handles):] if r.status == "running" and r.pid]
+        running = [r for r in self.reports[len(self._handles):]
+                   if r.status == "running" and r.pid and _is_fake(r.pid)]
         for report in running:
             try:
                 os.kill(report.pid, signal.SIGTERM)
@@ -336,6 +338,17 @@ def _end_remote(recorder: Any, handle: Any) -> list[str]:
                 "incomplete: close the driver's stdin and read its stdout to the end (or "
                 "`await handle.aclose()`) before the test returns"]
     return [f"{error} {recorder.writer.path} is marked incomplete."] if error is not None else []
+
+
+def _is_fake(pid: int) -> bool:
+    """Whether pid is still a fake codex (not a process that reused the number)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()  # no procfs to ask: trust the report
+    except OSError:
+        return False
+    return b"fake_server" in cmdline
 
 
 def _end_process(recorder: Any, proc: Any, grace: float) -> int | None:

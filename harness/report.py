@@ -28,7 +28,7 @@ class Divergence:
 class ReplayReport:
     cassette: str
     role: str
-    status: str = "running"      # running | ok | diverged | incomplete
+    status: str = "running"      # running | ok | diverged | incomplete | stopped (by a signal)
     total: int = 0
     played: int = 0
     matched: int = 0
@@ -47,7 +47,7 @@ class ReplayReport:
             return True
         if not strict:
             return False
-        if self.status == "running":
+        if self.status in ("running", "stopped"):
             # Still waiting for the peer to hang up is fine once everything else was played.
             return self.played < self.total and not self.awaiting_close
         return self.status == "incomplete" or bool(self.unplayed)
@@ -60,7 +60,7 @@ class ReplayReport:
             if self.divergence.diff:
                 lines.append("  diff (recorded -> live):")
                 lines.extend("    " + d for d in self.divergence.diff.splitlines())
-        if self.status == "running" and self.played < self.total and not self.awaiting_close:
+        if self.status in ("running", "stopped") and self.played < self.total and not self.awaiting_close:
             lines.append(f"  the session was still running: {self.total - self.played} event(s) not reached")
         if self.notes:
             kinds = sorted({n["kind"] for n in self.notes})

@@ -276,3 +276,44 @@ def test_marker_is_registered(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     result = pytester.runpytest("--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.codex_cassette(name=None, **options)*"])
+
+
+def test_a_fake_left_running_is_stopped_and_judged_at_teardown(pytester: pytest.Pytester) -> None:
+    """A test that never closes the fake's stdin: teardown stops the process (it must not
+    linger) and judges what it played. Everything played: pass. Not everything: fail."""
+    setup_project(pytester, "test_left", """
+        import json, subprocess, pytest
+
+        def start(fake_codex, messages):
+            proc = subprocess.Popen(fake_codex.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.DEVNULL)
+            for m in messages:
+                proc.stdin.write((json.dumps(m) + "\\n").encode())
+            proc.stdin.flush()
+            assert json.loads(proc.stdout.readline())["method"] == "hello/fromFake"
+            assert json.loads(proc.stdout.readline())["id"] == 1
+            return proc
+
+        @pytest.fixture
+        def procs():
+            started = []
+            yield started
+            for proc in started:  # after the fake_codex teardown ran: it must already be gone
+                assert proc.wait(timeout=10) is not None
+
+        @pytest.mark.codex_cassette("test_session")
+        def test_all_played(procs, fake_codex):
+            from inner_helpers import SESSION
+            proc = start(fake_codex, SESSION)
+            assert json.loads(proc.stdout.readline())["id"] == 2
+            procs.append(proc)
+
+        @pytest.mark.codex_cassette("test_session")
+        def test_stopped_half_way(procs, fake_codex):
+            from inner_helpers import SESSION
+            procs.append(start(fake_codex, SESSION[:1]))
+        """, cassettes={"test_session.yaml": SCENARIO})
+    result = run(pytester, "--durations=5")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_stopped_half_way*",
+                                 "*the session was still running*"])
