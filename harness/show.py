@@ -63,6 +63,25 @@ def _params_hint(msg: dict[str, Any]) -> str:
     return ""
 
 
+def _result_hint(result: Any) -> str:
+    """What a result is about, in a few words: its well-known ids and values, else its keys."""
+    if not isinstance(result, dict):
+        return _brief(result, 60)
+    if not result:
+        return "{}"
+    picks = []
+    for key in ("thread", "turn"):
+        if isinstance(result.get(key), dict) and "id" in result[key]:
+            status = result[key].get("status")
+            picks.append(f"{key} {_brief(result[key]['id'], 40)}" + (f" {status}" if isinstance(status, str) else ""))
+    for key in ("model", "modelProvider", "userAgent", "decision"):
+        if isinstance(result.get(key), str):
+            picks.append(f"{key}={_brief(result[key], 40)}")
+    if "data" in result and isinstance(result["data"], list):
+        picks.append(f"{len(result['data'])} item(s)")
+    return ", ".join(picks) if picks else "{" + ", ".join(list(result)[:6]) + ("…" if len(result) > 6 else "") + "}"
+
+
 def _message_row(event: Event) -> Row:
     msg = event.msg if isinstance(event.msg, dict) else {}
     kind = classify(msg)
@@ -76,7 +95,8 @@ def _message_row(event: Event) -> Row:
         else:
             result = msg.get("result")
             decision = result.get("decision") if isinstance(result, dict) else None
-            text = f"decision{rid}: {_brief(decision, 40)}" if decision is not None else f"result{rid} {_brief(result, 200)}"
+            text = (f"decision{rid}: {_brief(decision, 40)}" if decision is not None
+                    else f"result{rid} {_result_hint(result)}")
             if decision is not None:
                 mark = "✓" if decision in ("accept", "acceptForSession") else "✗"
     else:
