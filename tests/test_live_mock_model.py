@@ -588,8 +588,7 @@ def test_codex_home_env_and_config(tmp_path: Path) -> None:
     assert "OPENAI_API_KEY" not in home.env and "HTTPS_PROXY" not in home.env
     assert home.env["CODEX_HOME"] == str(home.codex_home) and home.env["HOME"] == str(home.home)
     assert home.env["PATH"] == "/usr/bin"
-    import tomllib
-
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
     config = tomllib.loads(home.config_path.read_text())
     assert config["model_provider"] == "mock" and config["approval_policy"] == "on-failure"
     assert config["model_providers"]["mock"]["base_url"] == "http://127.0.0.1:1234/v1"
