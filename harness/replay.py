@@ -7,7 +7,8 @@ recorded. The rules (DESIGN.md, "Replay semantics"):
 1. Causal order: a played message goes out once every peer message recorded
    before it has come in and matched.
 2. Consecutive peer messages match as a set, in any order; a peer message that
-   belongs to a later set is accepted early (a pipelining client is not wrong).
+   belongs to a later set is accepted early (a pipelining client is not wrong),
+   unless one of its method is still awaited here: then it is this set's divergence.
 3. Request ids the peer picks are mapped onto the recorded ones; the played
    side's own ids go out verbatim.
 4./5. Matching and placeholders: harness.matching.
