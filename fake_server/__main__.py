@@ -9,7 +9,6 @@ the codex binary stands. Options may also come from the environment
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -36,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bind", action="append", default=[], metavar="NAME=VALUE",
                    help="bind a placeholder up front, e.g. --bind cwd=/work")
     p.add_argument("--allow-unplayed", action="store_true", help="do not fail on events left unplayed")
+    p.add_argument("--ignore", action="append", default=[], metavar="PATH",
+                   help="a dotted path left out of every comparison, e.g. params.clientInfo.version")
+    p.add_argument("--match-on", default=None, metavar="M1,M2,...",
+                   help="the matchers that decide, in order (default kind,method,id,body)")
     # codex's own arguments, accepted and checked
     p.add_argument("subcommand", nargs="?", default="app-server")
     p.add_argument("--listen", default="stdio://")
@@ -73,13 +76,19 @@ def main(argv: list[str] | None = None) -> int:
         _pairs(args.config, "-c/--config")
         options = ReplayOptions(role="server", timeout=args.timeout, linger=args.linger, pace=args.pace,
                                 pace_scale=args.pace_scale, strict=not args.allow_unplayed,
-                                bindings=_pairs(args.bind, "--bind"))
+                                bindings=_pairs(args.bind, "--bind"), ignore=list(args.ignore))
+        if args.match_on:
+            options.match_on = tuple(m.strip() for m in args.match_on.split(",") if m.strip())
         return serve_stdio(args.cassette, options, args.report)
     except HarnessError as exc:
         print(f"fake codex: {exc}", file=sys.stderr, flush=True)
         if args.report:
-            with open(args.report, "w") as fh:
-                json.dump({"cassette": args.cassette, "status": "error", "error": str(exc)}, fh)
+            # The same report as a replay's, so whoever launched us reads why we did not start.
+            from harness.report import Divergence, ReplayReport
+
+            report = ReplayReport(cassette=str(args.cassette), role="server", status="error", pid=os.getpid(),
+                                  divergence=Divergence(kind="error", message=f"fake codex: {exc}"))
+            report.write(args.report.replace("{pid}", str(os.getpid())))
         return USAGE_EXIT
 
 

@@ -8,6 +8,12 @@ import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.matching import DEFAULT_ORDER
+
+if TYPE_CHECKING:
+    from harness.replay import ReplayOptions
 
 # The directory that holds the fake_server and harness packages, so a launched
 # fake finds them even when they are not installed (a source checkout).
@@ -27,6 +33,19 @@ class FakeCodexCommand:
     pace: str | None = None
     bindings: dict[str, str] = field(default_factory=dict)
     extra: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_options(cls, cassette: Path, options: "ReplayOptions", report: Path | None = None) -> "FakeCodexCommand":
+        """The command line that replays with these options (all but in-process ones: scrub)."""
+        extra = [] if options.strict else ["--allow-unplayed"]
+        extra += [f"--ignore={path}" for path in options.ignore]
+        if tuple(options.match_on) != DEFAULT_ORDER:
+            extra.append("--match-on=" + ",".join(options.match_on))
+        if options.pace_scale != 1.0:
+            extra.append(f"--pace-scale={options.pace_scale:g}")
+        extra.append(f"--linger={options.linger:g}")
+        return cls(cassette=cassette, report=report, timeout=options.timeout, pace=options.pace,
+                   bindings=dict(options.bindings), extra=extra)
 
     def argv(self, *codex_args: str) -> list[str]:
         args = [sys.executable, "-S", BOOT, SITE_DIRS, "--cassette", str(self.cassette)]

@@ -48,10 +48,7 @@ class FakeCodex:
     def command(self):
         from fake_server import FakeCodexCommand
 
-        return FakeCodexCommand(cassette=self.cassette_path, report=self.workdir / "report-{pid}.json",
-                                timeout=self.options.timeout, pace=self.options.pace,
-                                bindings=dict(self.options.bindings),
-                                extra=[] if self.options.strict else ["--allow-unplayed"])
+        return FakeCodexCommand.from_options(self.cassette_path, self.options, self.workdir / "report-{pid}.json")
 
     @property
     def argv(self) -> list[str]:

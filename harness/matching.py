@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from harness.cassette import Event
+from harness.errors import UsageError
 from harness.placeholders import Placeholders
 from harness.wire import Kind, classify
 
@@ -38,6 +39,7 @@ class MatchContext:
     ignore: list[str] = field(default_factory=list)  # dotted paths, '*' for any key
     learned: dict[str, Any] = field(default_factory=dict)  # recorded -> live (values the live peer chose)
     learn: list[str] = field(default_factory=list)   # paths whose live value is learned, not compared
+    order: tuple[str, ...] = ("kind", "method", "id", "body")  # the matchers that decide, in order
 
 
 @dataclass
@@ -119,20 +121,24 @@ def substitute_learned(obj: Any, learned: dict[Any, Any]) -> Any:
 
 # -- the matchers ----------------------------------------------------------
 
-def match_kind(rec: dict, live: dict, ctx: MatchContext) -> str | None:
+# A matcher takes (recorded message, live message, context, recorded event) and
+# returns None for a match or a short reason. Register more with register_matcher
+# and name them in ReplayOptions.match_on (the plugin's `match_on` option).
+
+def match_kind(rec: dict, live: dict, ctx: MatchContext, event: Event | None = None) -> str | None:
     a, b = classify(rec), classify(live)
     if a != b:
         return f"expected a {a.value}, got a {b.value}"
     return None
 
 
-def match_method(rec: dict, live: dict, ctx: MatchContext) -> str | None:
+def match_method(rec: dict, live: dict, ctx: MatchContext, event: Event | None = None) -> str | None:
     if rec.get("method") != live.get("method"):
         return f"expected method {rec.get('method')!r}, got {live.get('method')!r}"
     return None
 
 
-def match_id(rec: dict, live: dict, ctx: MatchContext) -> str | None:
+def match_id(rec: dict, live: dict, ctx: MatchContext, event: Event | None = None) -> str | None:
     # A request's id is the sender's choice and gets mapped; a response must
     # carry the id of the request it answers, which the played side sent verbatim.
     if classify(rec) is Kind.RESPONSE:
@@ -175,7 +181,8 @@ def match_body(rec: dict, live: dict, ctx: MatchContext, event: Event | None = N
     return f"{body_key(rec)} differ"
 
 
-MATCHERS: dict[str, Callable[..., str | None]] = {
+Matcher = Callable[[dict, dict, "MatchContext", "Event | None"], "str | None"]
+MATCHERS: dict[str, Matcher] = {
     "kind": match_kind,
     "method": match_method,
     "id": match_id,
@@ -184,14 +191,26 @@ MATCHERS: dict[str, Callable[..., str | None]] = {
 DEFAULT_ORDER = ("kind", "method", "id", "body")
 
 
-def compare(event: Event, live: Any, ctx: MatchContext, order: tuple[str, ...] = DEFAULT_ORDER) -> Mismatch | None:
+def register_matcher(name: str, fn: Matcher) -> None:
+    """Add (or replace) a matcher that ``match_on`` can name."""
+    MATCHERS[name] = fn
+
+
+def check_order(order: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    unknown = [name for name in order if name not in MATCHERS]
+    if unknown:
+        raise UsageError(f"unknown matcher(s) {unknown} in match_on; known: {sorted(MATCHERS)} "
+                         "(harness.matching.register_matcher adds one)")
+    return tuple(order)
+
+
+def compare(event: Event, live: Any, ctx: MatchContext, order: tuple[str, ...] | None = None) -> Mismatch | None:
     """None when the live message matches the recorded event, else which matcher failed."""
     rec = event.msg
     if not isinstance(live, dict):
         return Mismatch("kind", "expected a JSON-RPC object")
-    for name in order:
-        fn = MATCHERS[name]
-        reason = fn(rec, live, ctx, event) if name == "body" else fn(rec, live, ctx)
+    for name in order or ctx.order:
+        reason = MATCHERS[name](rec, live, ctx, event)
         if reason:
             return Mismatch(name, reason)
     return None
@@ -220,13 +239,16 @@ def strip_transport(live: dict) -> dict:
     return live
 
 
+def _probe(ctx: MatchContext) -> MatchContext:
+    """A copy whose placeholder bindings a report may try without binding them for real."""
+    return replace(ctx, placeholders=Placeholders(dict(ctx.placeholders.values)))
+
+
 def diff_text(event: Event, live: Any, ctx: MatchContext) -> str:
     """A readable structural diff of recorded vs live (deepdiff), for reports."""
     if not isinstance(live, dict) or not isinstance(event.msg, dict):
         return ""
-    probe = MatchContext(placeholders=Placeholders(dict(ctx.placeholders.values)), scrub=ctx.scrub,
-                         ignore=ctx.ignore, learned=ctx.learned, learn=ctx.learn)
-    want, got = normalised_pair(event.msg, live, probe, event)
+    want, got = normalised_pair(event.msg, live, _probe(ctx), event)
     root = body_key(event.msg)
     if event.msg.get("method") != live.get("method"):
         # Different methods: show the whole message, so the method itself is in the diff.
@@ -246,9 +268,7 @@ def distance(event: Event, live: Any, ctx: MatchContext) -> float:
     from deepdiff import DeepDiff
 
     try:
-        probe = MatchContext(placeholders=Placeholders(dict(ctx.placeholders.values)), scrub=ctx.scrub,
-                             ignore=ctx.ignore, learned=ctx.learned, learn=ctx.learn)
-        want, got = normalised_pair(event.msg, live, probe, event)
+        want, got = normalised_pair(event.msg, live, _probe(ctx), event)
         d = DeepDiff(want, got, get_deep_distance=True).get("deep_distance", 0.0)
     except Exception:  # deepdiff refuses some exotic shapes; distance is only a hint
         d = 1.0

@@ -27,7 +27,7 @@ from harness.record_mode import MODES, CassetteLock, should_record
 from harness.replay import ReplayOptions
 
 SUFFIXES = ("", ".jsonl", ".yaml", ".yml")
-OPTION_KEYS = {"timeout", "linger", "pace", "pace_scale", "strict", "bindings", "ignore", "learn"}
+OPTION_KEYS = {"timeout", "linger", "pace", "pace_scale", "strict", "bindings", "ignore", "learn", "match_on"}
 # live: a live scenario (codex + model parts) to record against, offline;
 # ssh: {"target": "user@host:port", "identity": [...], "known_hosts": ...}: record a codex on another host
 RECORD_KEYS = {"live", "ssh"}

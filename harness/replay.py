@@ -29,8 +29,8 @@ from typing import Any, Callable
 
 from harness.cassette import Cassette, Event
 from harness.channel import Channel, ReadTimeout
-from harness.matching import (MatchContext, compare, diff_text, distance, learn_values, strip_transport,
-                               substitute_learned)
+from harness.matching import (DEFAULT_ORDER, MatchContext, check_order, compare, diff_text, distance,
+                               learn_values, strip_transport, substitute_learned)
 from harness.placeholders import Placeholders, has_marker, unbound_markers
 from harness.report import Divergence, ReplayReport
 from harness.wire import Kind, Line, classify, encode
@@ -59,6 +59,7 @@ class ReplayOptions:
     floating: list[str] = field(default_factory=list)  # peer notification methods matched wherever they arrive
     tolerant: bool = False       # note surprises and missing messages (report.notes) and play on
     startup_timeout: float = 0.0  # the first peer message may take this long (a codex starting up)
+    match_on: tuple[str, ...] = DEFAULT_ORDER  # matchers deciding whether a peer message is the recorded one
     scrub: Callable[[Any], Any] | None = None
     # Values for markers the played side must say before the peer revealed them
     # (codexHome in the initialize answer): this machine's, as codex would say.
@@ -95,7 +96,7 @@ class ReplayEngine:
             raise ValueError(f"role must be 'server' or 'client', not {self.role!r}")
         self.ctx = MatchContext(placeholders=Placeholders(dict(self.options.bindings)),
                                 scrub=self.options.scrub, ignore=list(self.options.ignore),
-                                learn=list(self.options.learn))
+                                learn=list(self.options.learn), order=check_order(self.options.match_on))
         self.report = ReplayReport(cassette=str(cassette.path or "<memory>"), role=self.role,
                                    total=len(cassette.events))
         self._id_map: dict[str, Any] = {}   # recorded peer request id -> live id

@@ -28,7 +28,7 @@ class Divergence:
 class ReplayReport:
     cassette: str
     role: str
-    status: str = "running"      # running | ok | diverged | incomplete | stopped (by a signal)
+    status: str = "running"      # running | ok | diverged | incomplete | stopped (by a signal) | error
     total: int = 0
     played: int = 0
     matched: int = 0
@@ -43,7 +43,7 @@ class ReplayReport:
     seconds: float = 0.0
 
     def failed(self, strict: bool = True) -> bool:
-        if self.status == "diverged":
+        if self.status in ("diverged", "error"):
             return True
         if not strict:
             return False

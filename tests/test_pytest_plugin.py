@@ -317,3 +317,62 @@ def test_a_fake_left_running_is_stopped_and_judged_at_teardown(pytester: pytest.
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_stopped_half_way*",
                                  "*the session was still running*"])
+
+
+def test_match_on_and_ignore_reach_the_fake_in_and_out_of_process(pytester: pytest.Pytester) -> None:
+    setup_project(pytester, "test_match", """
+        import asyncio, json, pytest
+        from inner_helpers import SESSION, drive
+        from harness.matching import register_matcher
+
+        OTHER_CWD = [dict(m, params={"cwd": "/not/recorded"}) if m.get("method") == "thread/start" else m
+                     for m in SESSION]
+
+        @pytest.mark.codex_cassette("test_session", match_on=["kind", "method", "id"])
+        def test_without_the_body_matcher_params_may_differ(fake_codex):
+            code, out, err = drive(fake_codex.argv, OTHER_CWD)
+            assert code == 0, err
+
+        @pytest.mark.codex_cassette("test_session", ignore=["params.cwd"])
+        def test_an_ignored_path_may_differ(fake_codex):
+            code, out, err = drive(fake_codex.argv, OTHER_CWD)
+            assert code == 0, err
+
+        @pytest.mark.codex_cassette("test_session")
+        def test_by_default_it_may_not(fake_codex):
+            code, out, err = drive(fake_codex.argv, OTHER_CWD)
+            assert code == 3 and "/not/recorded" in err
+            fake_codex.assert_diverged()
+
+        def cwd_under_work(rec, live, ctx, event):
+            cwd = (live.get("params") or {}).get("cwd")
+            return None if cwd is None or cwd.startswith("/work/") else f"cwd {cwd!r} is not under /work"
+
+        register_matcher("cwd_under_work", cwd_under_work)
+
+        @pytest.mark.asyncio
+        @pytest.mark.codex_cassette("test_session", match_on=["kind", "method", "id", "cwd_under_work"])
+        async def test_a_registered_matcher_decides_in_process(fake_codex):
+            handle = fake_codex.handle()
+            for m in OTHER_CWD:
+                handle.stdin.write((json.dumps(m) + "\\n").encode())
+            handle.stdin.close()
+            await asyncio.wait_for(handle.wait(), 10)
+            report = fake_codex.assert_diverged()
+            assert report.divergence.matcher == "cwd_under_work"
+            assert "/not/recorded" in report.divergence.message
+
+        @pytest.mark.asyncio
+        @pytest.mark.codex_cassette("test_session", match_on=["kind", "nonsense"])
+        async def test_an_unknown_matcher_is_named(fake_codex):
+            from fake_server import FakeCodexCommand
+            from harness.errors import UsageError
+            with pytest.raises(UsageError, match="nonsense.*register_matcher"):
+                fake_codex.handle()
+            command = FakeCodexCommand.from_options(fake_codex.cassette_path, fake_codex.options)
+            code, out, err = drive(command.argv())
+            assert code == 2 and "nonsense" in err and "register_matcher" in err
+        """, cassettes={"test_session.yaml": SCENARIO})
+    pytester.makeini("[pytest]\nasyncio_mode = strict\nasyncio_default_fixture_loop_scope = function\n")
+    result = run(pytester)
+    result.assert_outcomes(passed=5)
