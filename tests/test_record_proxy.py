@@ -442,3 +442,59 @@ async def test_optio_through_proxy_to_real_codex_then_to_the_fake_server(tmp_pat
         return sorted(json.dumps(e.msg, sort_keys=True) for e in c.messages(side))
     assert msgs(b, "client") == msgs(a, "client")
     assert msgs(b, "server") == msgs(a, "server")
+
+
+@pytest.mark.asyncio
+async def test_round_trip_through_the_proxy_then_replayed_with_placeholders_rebound(tmp_path: Path) -> None:
+    """optio -> proxy -> fake server (a core-suite scenario) records C; C then replays to
+    optio from another directory: the same messages, live ids mapped, {{cwd}} bound anew."""
+    from optio_host.host import LocalHost
+
+    from fake_server import FakeCodexCommand, InProcessCodex
+
+    scenario = REPO / "tests" / "scenarios" / "text_turn.yaml"
+    host = LocalHost(str(tmp_path / "host"))
+    os.makedirs(host.workdir, exist_ok=True)
+    recorded = tmp_path / "c.jsonl"
+    fake = FakeCodexCommand(scenario, timeout=10)
+    argv = record_argv(recorded, *fake.argv())
+    raw = await host.launch_subprocess(" ".join(argv), env=proxy_env(), cwd=host.workdir, stdin=True,
+                                       merge_stderr=False)
+    first_cwd = host.workdir
+    answer = await drive_optio_turns(raw, first_cwd, ["Say hello to the world", "Say hello"])
+    await asyncio.wait_for(raw.pid_like.wait(), WAIT)
+    assert answer == ["Hello, world.", "Hello!"]
+    c = load_cassette(recorded)
+    assert c.complete and "cwd" in c.meta["placeholders"]
+    assert first_cwd.encode() not in recorded.read_bytes()          # the cwd became {{cwd}}
+    start = next(e.msg for e in c.messages("client") if e.msg.get("method") == "thread/start")
+    assert start["params"]["cwd"] == "{{cwd}}"
+
+    elsewhere = str(tmp_path / "elsewhere")
+    handle = InProcessCodex(c)
+    answer = await drive_optio_turns(handle, elsewhere, ["Say hello to the world", "Say hello"])
+    await asyncio.wait_for(handle.wait(), WAIT)
+    assert answer == ["Hello, world.", "Hello!"]
+    report = handle.report
+    assert report.status == "ok" and not report.unplayed, report.summary()
+    assert report.bindings["cwd"] == elsewhere
+
+
+async def drive_optio_turns(handle: Any, cwd: str, prompts: list[str]) -> list[str]:
+    from optio_codex.conversation import CodexConversation
+
+    conv = CodexConversation(cwd=cwd)
+    conv.attach(handle)
+    reader = asyncio.create_task(conv.run_reader())
+    answers: asyncio.Queue[str] = asyncio.Queue()
+    conv.on_message(answers.put_nowait)
+    try:
+        await asyncio.wait_for(conv.bootstrap(), WAIT)
+        out = []
+        for prompt in prompts:
+            await conv.send(prompt)
+            out.append(await asyncio.wait_for(answers.get(), WAIT))
+        return out
+    finally:
+        handle.stdin.close()
+        await asyncio.wait_for(reader, WAIT)
