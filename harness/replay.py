@@ -159,21 +159,23 @@ class ReplayEngine:
         thousands of these, and draining every DRAIN_EVERY messages bounds the
         buffered bytes just as well.
         """
-        events, role, report = self.cassette.events, self.role, self.report
-        encode_outgoing, send = self._encode_outgoing, self._send
-        count = 0
+        events, role = self.cassette.events, self.role
+        encode_outgoing, drain = self._encode_outgoing, self.channel.drain
+        # After our side was closed (a scripted close_stdout) the play goes on, saying nothing.
+        write = (lambda data: None) if self._write_closed else self.channel.write
+        start = pos
         while pos < len(events):
             event = events[pos]
             if event.side != role or event.msg is None:
                 break
-            self._last_t = event.t
-            send(encode_outgoing(event.msg))
-            report.played += 1
+            write(encode_outgoing(event.msg))
             pos += 1
-            count += 1
-            if count % DRAIN_EVERY == 0:
-                await self.channel.drain()
-        await self.channel.drain()
+            if (pos - start) % DRAIN_EVERY == 0:
+                self.report.played += DRAIN_EVERY
+                await drain()
+        self.report.played += (pos - start) % DRAIN_EVERY
+        self._last_t = events[pos - 1].t
+        await drain()
         return pos
 
     async def _play(self, event: Event) -> None:
