@@ -8,6 +8,8 @@ sides alike.
 
 from __future__ import annotations
 
+import asyncio
+
 import os
 import platform
 import statistics
@@ -154,3 +156,13 @@ def fmt(x: float, digits: int = 3) -> str:
     if abs(x) >= 1000:
         return f"{x:,.0f}"
     return f"{x:.{digits}g}"
+
+
+async def end_process(proc: "asyncio.subprocess.Process", grace: float = 10.0) -> int:
+    """Close a child's stdin and wait for it (bounded); kill it if it does not go."""
+    proc.stdin.close()
+    try:
+        return await asyncio.wait_for(proc.wait(), grace)
+    except asyncio.TimeoutError:
+        proc.kill()
+        return await proc.wait()

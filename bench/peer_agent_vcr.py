@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fmt, machine, table  # noqa: E402
+from _common import end_process, fmt, machine, table  # noqa: E402
 
 from fake_server import FakeCodexCommand, InProcessCodex  # noqa: E402
 from harness.cassette import Cassette, Event, load_cassette  # noqa: E402
@@ -148,12 +148,7 @@ async def over_stdio(argv: list[str], env: dict[str, str], session: list[tuple[d
         await asyncio.wait_for(talk(), WAIT)
         return time.perf_counter() - t0
     finally:
-        proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), 10.0)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
+        await end_process(proc)
 
 
 async def measure(sizes: list[int], workdir: Path) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import INIT_PARAMS, fmt, machine, median, table, verdict  # noqa: E402
+from _common import INIT_PARAMS, end_process, fmt, machine, median, table, verdict  # noqa: E402
 
 from fake_server import FakeCodexCommand  # noqa: E402
 from harness.cassette import Cassette, Event  # noqa: E402
@@ -64,12 +64,7 @@ async def time_to_initialize(argv: Sequence[str], env: Mapping[str, str], cwd: s
         await asyncio.wait_for(answer(), WAIT)
         return time.perf_counter() - t0
     finally:
-        proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), 10.0)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
+        await end_process(proc)
 
 
 async def measure(runs: int, workdir: Path) -> dict[str, Any]:
