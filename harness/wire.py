@@ -12,7 +12,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Protocol
+from typing import Any
 
 CHUNK = 1 << 16
 
@@ -91,10 +91,6 @@ class Line:
             return None, False
 
 
-class ByteSource(Protocol):
-    async def read(self, n: int = -1) -> bytes: ...
-
-
 class LineSplitter:
     """Feeds raw chunks in, gets complete lines out. Keeps the partial tail."""
 
@@ -119,21 +115,3 @@ class LineSplitter:
         rest = b"".join(self._parts)
         self._parts = []
         return rest
-
-
-async def iter_lines(source: ByteSource) -> AsyncIterator[Line]:
-    """Lines of any length from a byte stream; a last line without newline is kept."""
-    splitter = LineSplitter()
-    while True:
-        chunk = await source.read(CHUNK)
-        if not chunk:
-            break
-        for data in splitter.feed(chunk):
-            yield Line(data)
-    rest = splitter.rest()
-    if rest:
-        yield Line(rest, newline=False)
-
-
-def strip_cr(data: bytes) -> bytes:
-    return data[:-1] if data.endswith(b"\r") else data
