@@ -1,9 +1,10 @@
 """Recording: the transparent proxy (`codex-cassette record`) and in-process tee.
 
 The proxy sits where a client would start ``codex app-server``. It forwards
-raw chunks both ways the moment they arrive and hands a copy to a recorder
-task, which alone splits lines, parses, redacts and writes: recording never
-delays the wire. ``RecordingHandle`` does the same for a process handle a
+raw chunks both ways the moment they arrive (a thread per direction for a
+local server, harness.hop; event-loop tasks for a remote one) and hands a copy
+to a recorder task, which alone splits lines, parses, redacts and writes, and
+does so when the wire is quiet: recording never delays the wire. ``RecordingHandle`` does the same for a process handle a
 driver launched itself (optio's host layer), without a wrapper binary.
 
 A cassette is marked ``complete: true`` only when the session ended the clean
@@ -17,15 +18,20 @@ and the reason in ``meta.end``.
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
+import math
 import os
 import re
 import select
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from harness.cassette import CassetteWriter, Event
 from harness.errors import HarnessError
+from harness.hop import Hop
 from harness.placeholders import Placeholders
 from harness.redact import Redactor
 from harness.transport import PeerProcess, exit_status, open_local_process, signal_number
@@ -36,6 +42,12 @@ FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 DRAIN_AFTER_EXIT = 5.0     # a grandchild may hold the child's pipes open
 CLIENT_GONE_GRACE = 10.0   # the client vanished: give the server this long to notice
 RECORD_BATCH = 32          # lines recorded between two chances for the wire to move
+# The recorder works when the wire is quiet: it waits while chunks keep arriving
+# (QUIET), but never lets the oldest unrecorded chunk get older than MAX_LAG.
+QUIET = 0.002
+MAX_LAG = 0.5
+# While the recorder holds the GIL, a forwarding thread waits at most this long for it.
+SWITCH_INTERVAL = 0.0005
 _VERSION_RE = re.compile(r"/(\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?)")
 
 
@@ -267,6 +279,31 @@ class _FdSink:
             os.close(devnull)
 
 
+class _ThreadedStdout:
+    """Our stdout as a forwarding thread writes it: what the verdict needs to know."""
+
+    def __init__(self, hop: Hop) -> None:
+        self.hop = hop
+        self.closed_by_us = False
+
+    @property
+    def broken(self) -> bool:
+        return self.hop.broken
+
+    @property
+    def hung_up(self) -> bool:
+        return self.hop.broken or (not self.closed_by_us and _reader_gone(1))
+
+    def close(self) -> None:
+        if _reader_gone(1):
+            self.hop.broken = True  # the reader left before the server ended
+        self.closed_by_us = True
+        # Drop fd 1, so the client sees end-of-file now, not when we exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+
+
 def _reader_gone(fd: int) -> bool:
     """A pipe whose read end is closed polls as an error on its write end."""
     try:
@@ -335,17 +372,47 @@ class RecordingProxy:
 
     def __post_init__(self) -> None:
         self.tee = Tee(self.writer, self.placeholders, self.redactor)
-        self._queue: asyncio.Queue[tuple[str, str, Any, float]] = asyncio.Queue()
+        # Filled by the forwarding threads and the loop alike (deque appends are atomic).
+        self._queue: collections.deque[tuple[str, str, Any, float]] = collections.deque()
+        self._waiting: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._last_wire = -math.inf  # when a forwarding thread last moved a chunk
         self._stderr_split = LineSplitter()
         self._stderr_fh = open(self.stderr_file, "wb") if self.stderr_file else None
         self.client_gone = False
 
-    def _put(self, side: str, what: str, data: Any = None) -> None:
-        self._queue.put_nowait((side, what, data, self.writer.now()))
+    def _put(self, side: str, what: str, data: Any = None) -> float:
+        """Queue something for the recorder; safe from any thread. Returns its time."""
+        t = self.writer.now()
+        self._queue.append((side, what, data, t))
+        waiting = self._waiting
+        if waiting is not None and self._loop is not None:
+            self._waiting = None
+            self._loop.call_soon_threadsafe(_wake, waiting)
+        return t
+
+    async def _next(self) -> tuple[str, str, Any, float]:
+        while not self._queue:
+            self._waiting = self._loop.create_future()  # type: ignore[union-attr]
+            if not self._queue:  # an item that came in meanwhile did not see the future
+                await self._waiting
+            self._waiting = None
+        await self._let_burst_pass(self._queue[0][3])
+        return self._queue.popleft()
+
+    async def _let_burst_pass(self, oldest: float) -> None:
+        """Wait while a forwarding thread is streaming, so recording does not take the CPU
+        (and the GIL) the wire needs, unless what waits to be recorded (since ``oldest``)
+        is getting stale."""
+        while True:
+            now = self.writer.now()
+            if now - self._last_wire >= QUIET or now - oldest >= MAX_LAG:
+                return
+            await asyncio.sleep(QUIET)
 
     async def _recorder(self) -> None:
         while True:
-            side, what, data, t = await self._queue.get()
+            side, what, data, t = await self._next()
             if what == "stop":
                 return
             if side == "stderr":
@@ -365,6 +432,7 @@ class RecordingProxy:
                 self.tee.line(side, Line(line), t)
                 if n % RECORD_BATCH == 0:
                     await asyncio.sleep(0)
+                    await self._let_burst_pass(t)
 
     def _stderr(self, data: bytes | None) -> None:
         if self._stderr_fh is None:
@@ -419,6 +487,43 @@ class RecordingProxy:
             if self.client_out.broken:
                 self.client_gone = True
 
+    # -- the wire, a thread per direction (a local server with raw pipes) -------------
+
+    def _hop_chunk(self, side: str, data: bytes) -> None:
+        self._last_wire = self._put(side, "data", data)
+
+    def _hop_guard(self, data: bytes) -> int:
+        assert self.guard is not None
+        allowed = self.guard.safe_prefix(data)
+        if self.guard.violation:
+            self._loop.call_soon_threadsafe(self.process.send_signal, "SIGKILL")  # type: ignore[union-attr]
+        return allowed
+
+    def _hop_end(self, side: str, eof: bool) -> None:
+        if side == "client":
+            if eof:
+                self.client_closed = True
+                self._put("client", "eof")
+            os.close(self.process.stdin_fd)  # the server's end of file, whatever ended us
+        else:
+            if eof:
+                self._put("server", "eof")
+                self.client_out.close()
+            os.close(self.process.stdout_fd)
+            if self.client_out.broken:
+                self.client_gone = True
+
+    def _start_hops(self) -> tuple[Hop, Hop]:
+        up = Hop("client", 0, self.process.stdin_fd, self._hop_chunk, self._hop_end)
+        down = Hop("server", self.process.stdout_fd, 1, self._hop_chunk, self._hop_end,
+                   check=self._hop_guard if self.guard is not None else None)
+        self.client_out = _ThreadedStdout(down)
+        return up.start(), down.start()
+
+    async def _hop_done(self, hop: Hop) -> None:
+        while not hop.done:
+            await asyncio.sleep(0.01)
+
     async def _stderr_pump(self) -> None:
         while True:
             chunk = await self.process.stderr.read(CHUNK)
@@ -435,14 +540,25 @@ class RecordingProxy:
             self.signalled.append(name)
         self.process.send_signal(name)
 
+    @property
+    def _threaded(self) -> bool:
+        """Our own stdio to a local server's raw pipes: forwarded by threads."""
+        return (self.client_in is None and self.client_out is None
+                and getattr(self.process, "stdin_fd", None) is not None)
+
     async def run(self) -> ProxyResult:
-        if self.client_in is None:
+        loop = self._loop = asyncio.get_running_loop()
+        hops: tuple[Hop, Hop] | None = None
+        switch_interval = sys.getswitchinterval()
+        if self._threaded:
+            sys.setswitchinterval(min(switch_interval, SWITCH_INTERVAL))
+            hops = self._start_hops()
+        if self.client_in is None and hops is None:
             self.client_in = await _FdSource(0).open()
         if self.client_out is None:
             self.client_out = await _FdSink(1).open()
         if self.err_out is None:
             self.err_out = await _FdSink(2).open()
-        loop = asyncio.get_running_loop()
         installed = []
         for name in FORWARDED_SIGNALS:
             try:
@@ -451,8 +567,11 @@ class RecordingProxy:
             except (ValueError, RuntimeError, NotImplementedError):
                 pass  # not the main thread: the caller handles signals
         recorder = asyncio.create_task(self._recorder())
-        up = asyncio.create_task(self._client_to_server())
-        down = asyncio.create_task(self._server_to_client())
+        if hops is None:
+            up = asyncio.create_task(self._client_to_server())
+            down = asyncio.create_task(self._server_to_client())
+        else:
+            up, down = (asyncio.create_task(self._hop_done(hop)) for hop in hops)
         err = asyncio.create_task(self._stderr_pump())
         try:
             status = await self._wait_child()
@@ -464,6 +583,15 @@ class RecordingProxy:
                 await asyncio.sleep(0)
                 up.cancel()
             await asyncio.gather(up, down, err, return_exceptions=True)
+            if hops is not None:
+                for hop in hops:
+                    hop.stop()
+                # A stopped hop ends at its next poll, unless it is stuck writing to a
+                # client that never reads: that one is left behind (a daemon thread).
+                waits = [asyncio.create_task(self._hop_done(hop)) for hop in hops]
+                await asyncio.wait(waits, timeout=5.0)
+                for task in waits:
+                    task.cancel()
             self._put("server", "exit", status)
             self._put("", "stop")
             await asyncio.wait_for(recorder, 120.0)
@@ -472,6 +600,10 @@ class RecordingProxy:
                 loop.remove_signal_handler(signal_number(name))
             for task in (up, down, err, recorder):
                 task.cancel()
+            if hops is not None:
+                for hop in hops:
+                    hop.stop()
+            sys.setswitchinterval(switch_interval)
             if self._stderr_fh:
                 self._stderr_fh.close()
             close = getattr(self.process, "close", None)
@@ -526,19 +658,27 @@ class RecordingProxy:
         return True, "clean"
 
 
+def _wake(waiting: asyncio.Future[None]) -> None:
+    if not waiting.done():
+        waiting.set_result(None)
+
+
 async def record_command(argv: Sequence[str], output: str | Path, *,
                          placeholders: Placeholders | None = None, redactor: Redactor | None = None,
                          stderr_file: str | Path | None = None, env: Mapping[str, str] | None = None,
                          cwd: str | None = None,
-                         open_process: Callable[..., Awaitable[PeerProcess]] = open_local_process,
+                         open_process: Callable[..., Awaitable[PeerProcess]] | None = None,
                          meta: Mapping[str, Any] | None = None,
                          guard: ProviderGuard | None = None,
                          ) -> ProxyResult:
     """Run ``argv`` behind the recording proxy on this process's stdio.
 
     ``open_process(argv, env, cwd)`` starts the server: a local subprocess by
-    default, or e.g. a remote one over SSH. ``meta`` is added to the header.
+    default (with raw pipes, forwarded by threads), or e.g. a remote one over
+    SSH. ``meta`` is added to the header.
     """
+    if open_process is None:
+        open_process = functools.partial(open_local_process, raw_stdio=True)
     env = dict(os.environ if env is None else env)
     placeholders = placeholders or default_placeholders(env=env)
     redactor = redactor or Redactor.default(env=env)

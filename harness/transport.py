@@ -9,6 +9,7 @@ never care where codex runs.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol, Sequence, Union
@@ -92,13 +93,20 @@ class _PipeSource:
 
 @dataclass
 class LocalProcess:
-    """A local subprocess with piped stdio, in the common PeerProcess shape."""
+    """A local subprocess with piped stdio, in the common PeerProcess shape.
+
+    With ``raw_stdio`` its stdin and stdout are plain pipe fds (``stdin_fd``,
+    ``stdout_fd``) that the event loop does not touch, so a forwarding thread
+    can move bytes with blocking reads and writes (harness.hop).
+    """
 
     proc: asyncio.subprocess.Process
-    stdin: _PipeSink
-    stdout: _PipeSource
+    stdin: _PipeSink | None
+    stdout: _PipeSource | None
     stderr: _PipeSource
     argv: tuple[str, ...] = ()
+    stdin_fd: int | None = None
+    stdout_fd: int | None = None
 
     @property
     def pid(self) -> int:
@@ -125,19 +133,37 @@ class LocalProcess:
 
 
 async def open_local_process(argv: Sequence[str], env: Mapping[str, str] | None = None,
-                             cwd: str | None = None) -> LocalProcess:
-    """Start ``argv`` with piped stdin/stdout/stderr (no shell)."""
+                             cwd: str | None = None, *, raw_stdio: bool = False) -> LocalProcess:
+    """Start ``argv`` with piped stdin/stdout/stderr (no shell); see LocalProcess for ``raw_stdio``."""
     if not argv:
         raise TransportError("no command given to start")
+    ours: list[int] = []   # our ends of the raw pipes
+    theirs: list[int] = []  # the child's ends, closed here once it has them
+    if raw_stdio:
+        r_in, w_in = os.pipe()
+        r_out, w_out = os.pipe()
+        ours, theirs = [w_in, r_out], [r_in, w_out]
+        for fd in ours:
+            os.set_inheritable(fd, False)
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            *argv, stdin=theirs[0] if raw_stdio else asyncio.subprocess.PIPE,
+            stdout=theirs[1] if raw_stdio else asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env=dict(env) if env is not None else None, cwd=cwd,
             limit=1 << 20)
     except OSError as exc:
+        for fd in ours:
+            os.close(fd)
         raise TransportError(f"cannot start {argv[0]!r}: {exc.strerror or exc}. Check that the "
                              "command exists and is executable (the part after `--`).") from None
-    assert proc.stdin and proc.stdout and proc.stderr
+    finally:
+        for fd in theirs:
+            os.close(fd)
+    assert proc.stderr
+    if raw_stdio:
+        return LocalProcess(proc, None, None, _PipeSource(proc.stderr), tuple(argv),
+                            stdin_fd=ours[0], stdout_fd=ours[1])
+    assert proc.stdin and proc.stdout
     return LocalProcess(proc, _PipeSink(proc.stdin), _PipeSource(proc.stdout),
                         _PipeSource(proc.stderr), tuple(argv))
 
