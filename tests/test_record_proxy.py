@@ -44,6 +44,13 @@ elif mode == "env":
     send({"method": "peer/env", "params": {"token": token, "key": key, "cwd": os.getcwd()}})
     sys.stderr.write("peer env: token=%s key=%s\n" % (token, key)); sys.stderr.flush()
     echo()
+elif mode == "burst":
+    # Each request {"id": k, "params": {"n": N}} gets N notifications, written in one go, then its answer.
+    for line in iter(sys.stdin.buffer.readline, b""):
+        req = json.loads(line)
+        out.write(b"".join(b'{"method":"burst/item","params":{"k":%d,"i":%d}}\n' % (req["id"], i)
+                           for i in range(req["params"]["n"])))
+        send({"id": req["id"], "result": {"n": req["params"]["n"]}})
 elif mode == "pid":
     send({"method": "peer/hello", "params": {"pid": os.getpid()}})
     echo()
@@ -145,6 +152,36 @@ async def test_bytes_pass_unchanged_and_are_recorded_exactly(tmp_path: Path, pee
     assert kinds(cassette_path)[-2:] == [("server", "eof"), ("server", "exit")]
     assert c.events[-1].exit == 0
     print(f"16 MiB line echoed through the proxy and recorded in {elapsed:.2f} s")
+
+
+@pytest.mark.asyncio
+async def test_bursts_are_recorded_whole_and_in_the_order_both_sides_saw(tmp_path: Path, peer: Path) -> None:
+    # The recorder waits while a burst streams; what it writes afterwards must still be every
+    # line, each request before the burst it provoked and that burst before the next request.
+    proc, cassette_path, _ = await start_proxy(tmp_path, PY, str(peer), "burst")
+    assert proc.stdin is not None and proc.stdout is not None
+    sizes = [20_000, 1, 5_000, 0, 3]
+    for k, n in enumerate(sizes, 1):
+        proc.stdin.write(b'{"id":%d,"method":"burst","params":{"n":%d}}\n' % (k, n))
+        for i in range(n):
+            assert json.loads(await asyncio.wait_for(proc.stdout.readline(), WAIT))["params"] == {"k": k, "i": i}
+        assert (await read_json_line(proc)) == {"id": k, "result": {"n": n}}
+    proc.stdin.close()
+    out, err, rc = await finish(proc)
+    assert rc == 0 and out == b"", err.decode(errors="replace")
+
+    c = load_cassette(cassette_path)
+    assert c.complete, c.meta.get("end")
+    expected: list[tuple[str, Any]] = []
+    for k, n in enumerate(sizes, 1):
+        expected.append(("client", {"id": k, "method": "burst", "params": {"n": n}}))
+        expected += [("server", {"method": "burst/item", "params": {"k": k, "i": i}}) for i in range(n)]
+        expected.append(("server", {"id": k, "result": {"n": n}}))
+    got = [(e.side, e.msg) for e in c.events if e.kind == "msg"]
+    assert len(got) == len(expected)
+    assert got == expected
+    times = [e.t for e in c.events]
+    assert times == sorted(times)
 
 
 # -- secrets and placeholders ---------------------------------------------------------
