@@ -119,7 +119,8 @@ async def _one_turn(handle: Any) -> tuple[float, float]:
 
 
 async def run_inprocess(cassette: Any, path: Path) -> tuple[float, float]:
-    fake = InProcessCodex(cassette, ReplayOptions(timeout=WAIT, linger=WAIT))
+    # From the file, as a test would: loading keeps each message's bytes to send as they are.
+    fake = InProcessCodex(path, ReplayOptions(timeout=WAIT, linger=WAIT))
     try:
         return await _one_turn(fake)
     finally:

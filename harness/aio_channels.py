@@ -100,8 +100,11 @@ class MemoryChannel:
         return self._lines.ready.popleft()
 
     def write(self, data: bytes) -> None:
-        if not self._out.closed:
-            self._out.put(data)
+        out = self._out
+        if not out.closed and data:  # _Pipe.put, inlined: every replayed message comes here
+            out.chunks.append(data)
+            if out._waiters:
+                out._wake()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)

@@ -43,6 +43,9 @@ class Event:
     match: dict[str, Any] | None = None  # per-event matching options (scenarios)
     index: int = 0                # "i": position in the recording
     line: int = 0                 # line in the cassette file (0: not from a file)
+    # msg's own bytes (and newline) as the file holds them, when the line is laid out
+    # as the writer lays it out: what a replay sends, unchanged and without re-encoding.
+    wire: bytes | None = None
 
     @property
     def kind(self) -> str:
@@ -185,6 +188,24 @@ def parse_event(path: Path, line_no: int, obj: Any) -> Event:
     return ev
 
 
+_MSG_KEY = b',"msg":'
+_PLAIN_MSG_EVENT = {"i", "from", "t", "msg"}
+
+
+def _verbatim_msg(raw: bytes, obj: dict[str, Any]) -> bytes | None:
+    """The bytes of ``msg`` in an event line whose other fields all come before it
+    (``{"i":..,"from":..,"t":..,"msg":{...}}``, as written), else None; None too
+    for a message holding a placeholder marker, which a replay must substitute."""
+    if (obj.keys() != _PLAIN_MSG_EVENT or not raw.startswith(b'{"i":') or not raw.endswith(b"}")
+            or b"{{" in raw):
+        return None
+    at = raw.find(_MSG_KEY)
+    # i and t are numbers and from is a word, so the first ',"msg":' is the key itself.
+    if at < 0 or b',"t":' not in raw[:at] or b',"from":' not in raw[:at]:
+        return None
+    return raw[at + len(_MSG_KEY):-1] + b"\n"
+
+
 def load_cassette(path: str | Path) -> Cassette:
     """Load a cassette; every problem is a CassetteError naming file and line.
 
@@ -215,7 +236,10 @@ def load_cassette(path: str | Path) -> Cassette:
         if n == 1:
             cassette.meta = parse_header(path, n, obj)
         else:
-            cassette.events.append(parse_event(path, n, obj))
+            event = parse_event(path, n, obj)
+            if event.msg is not None:
+                event.wire = _verbatim_msg(raw, obj)
+            cassette.events.append(event)
     return cassette
 
 

@@ -157,18 +157,25 @@ class ReplayEngine:
 
         What _play does per message, minus two awaits each: a streamed turn is
         thousands of these, and draining every DRAIN_EVERY messages bounds the
-        buffered bytes just as well.
+        buffered bytes just as well. A message whose recorded bytes the cassette
+        kept (event.wire) goes out as they are while nothing was learned; the
+        rest take _encode_outgoing.
         """
         events, role = self.cassette.events, self.role
         encode_outgoing, drain = self._encode_outgoing, self.channel.drain
         # After our side was closed (a scripted close_stdout) the play goes on, saying nothing.
         write = (lambda data: None) if self._write_closed else self.channel.write
+        verbatim = not self.ctx.learned
         start = pos
         while pos < len(events):
             event = events[pos]
-            if event.side != role or event.msg is None:
+            msg = event.msg
+            if event.side != role or msg is None:
                 break
-            write(encode_outgoing(event.msg))
+            data = event.wire
+            if data is None or not verbatim or ("method" not in msg and msg.get("id") is not None):
+                data = encode_outgoing(event)
+            write(data)
             pos += 1
             if (pos - start) % DRAIN_EVERY == 0:
                 self.report.played += DRAIN_EVERY
@@ -181,7 +188,7 @@ class ReplayEngine:
     async def _play(self, event: Event) -> None:
         await self._pace(event)
         if event.msg is not None:
-            self._send(self._encode_outgoing(event.msg))
+            self._send(self._encode_outgoing(event))
         elif event.raw is not None:
             self._send(event.raw + (b"\n" if event.newline else b""))
         elif event.eof:
@@ -201,12 +208,16 @@ class ReplayEngine:
         if not self._write_closed:
             self.channel.write(data)
 
-    def _encode_outgoing(self, msg: dict[str, Any]) -> bytes:
+    def _encode_outgoing(self, event: Event) -> bytes:
         # Fast path for the bulk of a replay (streamed deltas): nothing learned,
         # no id to map and no marker in the bytes means _outgoing would return
-        # an equal copy, so skip its two walks of the message. JSON never
-        # escapes braces, so a marker in any key or string shows up as b"{{".
+        # an equal copy, so skip its two walks of the message, and send the
+        # recorded bytes themselves when the cassette kept them (event.wire).
+        # JSON never escapes braces, so a marker in any key or string shows up as b"{{".
+        msg = event.msg
         if not self.ctx.learned and ("method" in msg or msg.get("id") is None):  # not a response
+            if event.wire is not None:
+                return event.wire  # holds no marker: the loader keeps none that does
             data = encode(msg)
             if b"{{" not in data:
                 return data

@@ -614,6 +614,37 @@ async def test_recorded_raw_lines_are_replayed_byte_for_byte(tmp_path: Path) -> 
     assert report.status == "ok", report.summary()
 
 
+@pytest.mark.asyncio
+async def test_recorded_messages_go_out_as_the_recording_holds_them(tmp_path: Path) -> None:
+    # A cassette in the writer's layout keeps each message's own bytes: the escapes, number
+    # forms and key order codex used reach the client unchanged, not re-encoded. A line laid
+    # out otherwise, and a message holding a placeholder, are encoded from the parsed message.
+    path = tmp_path / "verbatim.jsonl"
+    as_codex_wrote_it = '{"method":"note","params":{"text":"caf\\u00e9 \\/","n":1.50,"z":1,"a":2}}'
+    path.write_text("\n".join([
+        '{"codex_cassette":1,"meta":{"complete":true}}',
+        '{"i":1,"from":"client","t":0.0,"msg":{"id":7,"method":"hello"}}',
+        '{"i":2,"from":"server","t":0.001,"msg":' + as_codex_wrote_it + '}',
+        '{"i":3,"from":"server","t":0.002,"msg":{"id":7,"result":{"x":1.50}}}',
+        '{"msg":{"method":"other","params":{"n":2.50}},"i":4,"from":"server","t":0.003}',
+        '{"i":5,"from":"server","t":0.004,"msg":{"method":"where","params":{"cwd":"{{cwd}}"}}}',
+    ]) + "\n")
+    c = load_cassette(path)
+    assert c.events[1].wire == as_codex_wrote_it.encode() + b"\n"
+    assert c.events[3].wire is None and c.events[4].wire is None
+
+    async def peer(p: Peer) -> list[bytes]:
+        p.send({"id": 70, "method": "hello"})
+        return [await p.line() for _ in range(4)]
+
+    report, lines = await play(c, peer, bindings={"cwd": "/work/here"})
+    assert report.status == "ok", report.summary()
+    assert lines == [as_codex_wrote_it.encode() + b"\n",
+                     b'{"id":70,"result":{"x":1.5}}\n',  # a response: its id is the live one
+                     b'{"method":"other","params":{"n":2.5}}\n',
+                     b'{"method":"where","params":{"cwd":"/work/here"}}\n']
+
+
 # -- the client role -------------------------------------------------------------------------------
 
 
