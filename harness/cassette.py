@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -188,22 +189,18 @@ def parse_event(path: Path, line_no: int, obj: Any) -> Event:
     return ev
 
 
-_MSG_KEY = b',"msg":'
-_PLAIN_MSG_EVENT = {"i", "from", "t", "msg"}
+# The head of an event line as the writer lays it out: i, from and t, then msg, last.
+_WRITER_HEAD = re.compile(rb'\{"i":\d+,"from":"(?:client|server)","t":[-+.0-9eE]+,"msg":')
 
 
 def _verbatim_msg(raw: bytes, obj: dict[str, Any]) -> bytes | None:
-    """The bytes of ``msg`` in an event line whose other fields all come before it
-    (``{"i":..,"from":..,"t":..,"msg":{...}}``, as written), else None; None too
-    for a message holding a placeholder marker, which a replay must substitute."""
-    if (obj.keys() != _PLAIN_MSG_EVENT or not raw.startswith(b'{"i":') or not raw.endswith(b"}")
-            or b"{{" in raw):
-        return None
-    at = raw.find(_MSG_KEY)
-    # i and t are numbers and from is a word, so the first ',"msg":' is the key itself.
-    if at < 0 or b',"t":' not in raw[:at] or b',"from":' not in raw[:at]:
-        return None
-    return raw[at + len(_MSG_KEY):-1] + b"\n"
+    """The bytes of ``msg`` in an event line laid out as the writer lays it out, else
+    None; None too for a message holding a placeholder marker, which a replay must
+    substitute."""
+    head = _WRITER_HEAD.match(raw)
+    if head is None or len(obj) != 4 or not raw.endswith(b"}") or b"{{" in raw:
+        return None  # four keys: i, from, t and msg, which is therefore the last
+    return raw[head.end():-1] + b"\n"
 
 
 def load_cassette(path: str | Path) -> Cassette:
