@@ -4,6 +4,10 @@ It plays the server side of a cassette (or a compiled YAML scenario) with the
 replay engine, over its own stdin/stdout when run as a process, or over an
 in-memory pipe pair inside the caller's event loop (``InProcessCodex``).
 
+As a process it starts warm, through a fork server that has the engine imported
+already (fake_server.forkserver), once the launching process runs one; the
+harness's FakeCodex starts it on first use.
+
 Names are imported on first use: `python -m fake_server` must not pay for the
 in-process handle's asyncio when it serves stdio.
 """

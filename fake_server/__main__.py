@@ -15,7 +15,7 @@ import sys
 from harness.errors import HarnessError
 from harness.replay import ReplayOptions
 
-from fake_server.serve import serve_stdio
+from fake_server.serve import client_pid, serve_stdio
 
 USAGE_EXIT = 2
 
@@ -86,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
             # The same report as a replay's, so whoever launched us reads why we did not start.
             from harness.report import Divergence, ReplayReport
 
-            report = ReplayReport(cassette=str(args.cassette), role="server", status="error", pid=os.getpid(),
+            report = ReplayReport(cassette=str(args.cassette), role="server", status="error", pid=client_pid(),
                                   divergence=Divergence(kind="error", message=f"fake codex: {exc}"))
-            report.write(args.report.replace("{pid}", str(os.getpid())))
+            report.write(args.report.replace("{pid}", str(client_pid())))
         return USAGE_EXIT
 
 

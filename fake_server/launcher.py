@@ -1,4 +1,10 @@
-"""Ways to launch the fake as a process: an argv, or a `codex` executable on PATH."""
+"""Ways to launch the fake as a process: an argv, or a `codex` executable on PATH.
+
+Both are warm (fake_server/_launch.py through a fork server, see
+fake_server.forkserver) when this process runs a fork server, else cold (a
+fresh interpreter that imports the engine itself). Either way the process the
+client starts is the one whose pid the reports carry and whose signals count.
+"""
 
 from __future__ import annotations
 
@@ -48,7 +54,19 @@ class FakeCodexCommand:
                    bindings=dict(options.bindings), extra=extra)
 
     def argv(self, *codex_args: str) -> list[str]:
-        args = [sys.executable, "-S", BOOT, SITE_DIRS, "--cassette", str(self.cassette)]
+        """The warm launcher's command when this process runs a fork server, else the cold one."""
+        from fake_server.forkserver import launcher_argv
+
+        args = self.fake_args(*codex_args)
+        return launcher_argv(args) or self.cold_argv(*codex_args)
+
+    def cold_argv(self, *codex_args: str) -> list[str]:
+        """A fresh interpreter that imports the engine itself (no fork server involved)."""
+        return [sys.executable, "-S", BOOT, SITE_DIRS, *self.fake_args(*codex_args)]
+
+    def fake_args(self, *codex_args: str) -> list[str]:
+        """The arguments of fake_server.__main__.main."""
+        args = ["--cassette", str(self.cassette)]
         if self.report is not None:
             args += ["--report", str(self.report)]
         if self.timeout is not None:
@@ -65,15 +83,36 @@ class FakeCodexCommand:
         return env
 
 
+MARKER = "codex-cassette"
+# Linux reads at most this much of a #! line (older kernels; newer ones read 256).
+_SHEBANG_MAX = 127
+
+
 def write_bin_dir(directory: str | Path, command: FakeCodexCommand) -> Path:
     """A directory with an executable `codex` that starts the fake; put it first on PATH."""
+    from fake_server.forkserver import LAUNCH, launcher_argv
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     exe = directory / "codex"
-    fixed = shlex.join(command.argv()[:-1])  # everything but the default "app-server"
+    warm = launcher_argv(command.fake_args()[:-1])  # everything but the default "app-server"
+    shebang = f"#!{sys.executable} -SI"
+    if warm is not None and len(shebang) <= _SHEBANG_MAX and not any(c.isspace() for c in sys.executable):
+        # The launcher itself, with its arguments built in: no sh to start first.
+        exe.write_text(
+            f"{shebang}\n"
+            f"# {MARKER}: a fake codex serving one cassette through a fork server; "
+            "codex's own arguments pass through.\n"
+            "import sys\n"
+            f"sys.path[0:0] = [{os.path.dirname(LAUNCH)!r}]\n"
+            "import _launch\n"
+            f"_launch.main([*{warm[4:]!r}, *sys.argv[1:]], _launch.BOOT)\n")
+        exe.chmod(exe.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        return directory
+    fixed = shlex.join(warm or command.cold_argv()[:-1])
     exe.write_text(
         "#!/bin/sh\n"
-        "# codex-cassette: a fake codex serving one cassette; codex's own arguments pass through.\n"
+        f"# {MARKER}: a fake codex serving one cassette; codex's own arguments pass through.\n"
         f"PYTHONPATH={shlex.quote(SOURCE_ROOT)}${{PYTHONPATH:+:$PYTHONPATH}}\n"
         "export PYTHONPATH\n"
         f'exec {fixed} "$@"\n'

@@ -16,12 +16,20 @@ from harness.channel import StdioChannel, Stopped, run_sync
 from harness.replay import DIVERGED_EXIT, ReplayEngine, ReplayOptions
 from harness.report import ReplayReport
 
+# The pid a client knows this fake by, in reports and in a report path's {pid}: our
+# own, or, in a fork server's child (fake_server.forkserver), its launcher's.
+CLIENT_PID: int | None = None
+
+
+def client_pid() -> int:
+    return CLIENT_PID or os.getpid()
+
 
 def _serve(cassette_path: Path, options: ReplayOptions, report_path: Path | None) -> ReplayReport:
     cassette = open_cassette(cassette_path)
     channel = StdioChannel()
     engine = ReplayEngine(cassette, channel, options)
-    engine.report.pid = os.getpid()
+    engine.report.pid = client_pid()
     if report_path is not None:
         # A "running" report at once: whoever launched us can find (and stop) us by it.
         engine.report.write(report_path)
@@ -48,7 +56,7 @@ def serve_stdio(cassette_path: str | Path, options: ReplayOptions | None = None,
     options = options or ReplayOptions()
     if report_path is not None:
         # One report per process, so several launches in one test keep theirs.
-        report_path = Path(str(report_path).replace("{pid}", str(os.getpid())))
+        report_path = Path(str(report_path).replace("{pid}", str(client_pid())))
     report = _serve(Path(cassette_path), options, report_path)
     if report.failed(options.strict):
         print(report.summary(), file=sys.stderr, flush=True)

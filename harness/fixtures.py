@@ -46,8 +46,12 @@ class FakeCodex:
 
     @property
     def command(self):
+        """The fake's command line; warm (through this process's fork server, started
+        on first use) unless CODEX_CASSETTE_FORKSERVER=0."""
         from fake_server import FakeCodexCommand
+        from fake_server.forkserver import ensure_server
 
+        ensure_server()
         return FakeCodexCommand.from_options(self.cassette_path, self.options, self.workdir / "report-{pid}.json")
 
     @property
@@ -338,14 +342,27 @@ def _end_remote(recorder: Any, handle: Any) -> list[str]:
 
 
 def _is_fake(pid: int) -> bool:
-    """Whether pid is still a fake codex (not a process that reused the number)."""
+    """Whether pid is still a fake codex (not a process that reused the number): the cold
+    fake or the warm launcher (both run a file of fake_server), or a bin dir's `codex`
+    that is the launcher itself (a script marked as ours in its first lines)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except FileNotFoundError:
         return not Path("/proc/self").exists()  # no procfs to ask: trust the report
     except OSError:
         return False
-    return b"fake_server" in cmdline
+    if b"fake_server" in cmdline:
+        return True
+    from fake_server.launcher import MARKER
+
+    for arg in cmdline.split(b"\0")[1:4]:  # python, its flags, then the script
+        if arg.endswith(b"/codex"):
+            try:
+                with open(arg, "rb") as script:
+                    return MARKER.encode() in script.read(512)
+            except OSError:
+                return False
+    return False
 
 
 def _end_process(recorder: Any, proc: Any, grace: float) -> int | None:
