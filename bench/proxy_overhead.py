@@ -12,7 +12,7 @@ added latency is the proxy's round-trip percentile minus the direct one.
 Throughput: the peer streams M messages as fast as it can; messages/second at
 the client. Goals: p99 added < 1 ms; proxied throughput >= 0.9 x direct.
 
-    python bench/proxy_overhead.py [--quick] [--pings 2000] [--stream 100000]
+    python bench/proxy_overhead.py [--quick] [--pings 2000] [--stream 300000] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -144,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--pings", type=int, default=2000)
-    p.add_argument("--stream", type=int, default=100_000)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--stream", type=int, default=300_000)
+    p.add_argument("--rounds", type=int, default=5)
     args = p.parse_args(argv)
     rounds, n_pings, n_stream = (1, 300, 10_000) if args.quick else (args.rounds, args.pings, args.stream)
     print(f"recording proxy overhead, {machine()}, {rounds} round(s) of {n_pings} pings and "

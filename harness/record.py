@@ -43,9 +43,10 @@ DRAIN_AFTER_EXIT = 5.0     # a grandchild may hold the child's pipes open
 CLIENT_GONE_GRACE = 10.0   # the client vanished: give the server this long to notice
 RECORD_BATCH = 32          # lines recorded between two chances for the wire to move
 # The recorder works when the wire is quiet: it waits while chunks keep arriving
-# (QUIET), but never lets the oldest unrecorded chunk get older than MAX_LAG.
+# (QUIET); once the oldest unrecorded chunk is MAX_LAG old it works anyway, in SLICEs.
 QUIET = 0.002
-MAX_LAG = 0.5
+MAX_LAG = 2.0
+SLICE = 0.0005  # then QUIET's pause: a stale backlog takes about a fifth of a core
 # While the recorder holds the GIL, a forwarding thread waits at most this long for it.
 SWITCH_INTERVAL = 0.0005
 _VERSION_RE = re.compile(r"/(\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?)")
@@ -377,6 +378,7 @@ class RecordingProxy:
         self._waiting: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_wire = -math.inf  # when a forwarding thread last moved a chunk
+        self._slice_start = -math.inf  # when the recorder's current slice of stale work began
         self._stderr_split = LineSplitter()
         self._stderr_fh = open(self.stderr_file, "wb") if self.stderr_file else None
         self.client_gone = False
@@ -402,11 +404,18 @@ class RecordingProxy:
 
     async def _let_burst_pass(self, oldest: float) -> None:
         """Wait while a forwarding thread is streaming, so recording does not take the CPU
-        (and the GIL) the wire needs, unless what waits to be recorded (since ``oldest``)
-        is getting stale."""
+        (and the GIL) the wire needs. Once what waits to be recorded (since ``oldest``) is
+        stale, record anyway, but in slices with pauses between them, so a long stream
+        still gets most of the machine."""
         while True:
             now = self.writer.now()
-            if now - self._last_wire >= QUIET or now - oldest >= MAX_LAG:
+            if now - self._last_wire >= QUIET:
+                return
+            if now - oldest >= MAX_LAG:
+                if now - self._slice_start < SLICE:
+                    return
+                await asyncio.sleep(QUIET)
+                self._slice_start = self.writer.now()
                 return
             await asyncio.sleep(QUIET)
 
