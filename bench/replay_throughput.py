@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -106,6 +107,7 @@ async def _one_turn(handle: Any) -> tuple[float, float]:
     reader = asyncio.create_task(conv.run_reader())
     try:
         await asyncio.wait_for(conv.bootstrap(), WAIT)
+        gc.collect()  # each mode starts its turn with the same heap: no collection owed by the last run
         t0, c0 = time.perf_counter(), time.process_time()
         await conv.send(PROMPT)
         await asyncio.wait_for(done, WAIT)
