@@ -44,8 +44,8 @@ class Event:
     match: dict[str, Any] | None = None  # per-event matching options (scenarios)
     index: int = 0                # "i": position in the recording
     line: int = 0                 # line in the cassette file (0: not from a file)
-    # msg's own bytes (and newline) as the file holds them, when the line is laid out
-    # as the writer lays it out: what a replay sends, unchanged and without re-encoding.
+    # msg's own bytes (and newline) as the file holds them, for a server notification or
+    # request in a line laid out as the writer lays it out: what a fake sends as is.
     wire: bytes | None = None
 
     @property
@@ -234,7 +234,9 @@ def load_cassette(path: str | Path) -> Cassette:
             cassette.meta = parse_header(path, n, obj)
         else:
             event = parse_event(path, n, obj)
-            if event.msg is not None:
+            if event.side == "server" and event.msg is not None and "method" in event.msg:
+                # What a fake plays as is: server notifications and requests (a response
+                # carries the live request's id, so it is always encoded anew).
                 event.wire = _verbatim_msg(raw, obj)
             cassette.events.append(event)
     return cassette
