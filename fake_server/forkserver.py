@@ -324,7 +324,7 @@ class _Server:
                 self._drop(conn)  # the launcher sees no pid and runs cold
                 return
             if pid == 0:
-                _close_all(self, keep=())
+                _close_all(self, keep=tuple(conn.fds))
                 _play(conn.fds, request)  # never returns
         for fd in conn.fds:
             os.close(fd)  # only the child may hold the client's pipes, or stdout never ends
@@ -343,7 +343,10 @@ class _Server:
         try:
             spare.sock.settimeout(5.0)  # it reads as soon as its warm-up is done
             sent = spare.sock.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _pack(conn.fds))])
-            spare.sock.sendall(message[sent:])
+            if sent < len(message):
+                # Never a send of nothing: once the spare has it all it closes its end, and
+                # an empty send would then fail, and the request be played a second time.
+                spare.sock.sendall(message[sent:])
         except OSError:
             _kill(spare.pid, signal.SIGKILL)
             return 0
@@ -431,6 +434,11 @@ def _close_all(server: _Server, keep: tuple[int, ...]) -> None:
         os.close(fd)
     for conn in server.conns.values():
         conn.sock.close()
+        # Another launcher's pipes, received while its request is still coming in: a child
+        # holding them would keep that client's stdout from ever ending.
+        for fd in conn.fds:
+            if fd not in keep:
+                os.close(fd)
     if server.spare is not None:
         server.spare.sock.close()
     server.listener.close()

@@ -30,12 +30,13 @@ def _serve(cassette_path: Path, options: ReplayOptions, report_path: Path | None
     channel = StdioChannel()
     engine = ReplayEngine(cassette, channel, options)
     engine.report.pid = client_pid()
-    if report_path is not None:
-        # A "running" report at once: whoever launched us can find (and stop) us by it.
-        engine.report.write(report_path)
-    # SIGTERM/SIGINT (a test's teardown, a client's close()) end the play at its next wait.
+    # SIGTERM/SIGINT (a test's teardown, a client's close()) end the play at its next wait;
+    # in place before the "running" report, since whoever reads that may signal us at once.
     previous = {sig: signal.signal(sig, lambda *_: channel.request_stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        if report_path is not None:
+            # A "running" report at once: whoever launched us can find (and stop) us by it.
+            engine.report.write(report_path)
         try:
             report = run_sync(engine.run())
         except Stopped:

@@ -168,6 +168,19 @@ def test_exit_codes_pass_through(server: ForkServer, tmp_path: Path) -> None:
     assert (version.returncode, version.stdout) == (0, b"codex-cli 0.163.0\n")
 
 
+def test_every_launch_is_played_exactly_once(server: ForkServer, tmp_path: Path) -> None:
+    # Launches back to back, each taking the spare the one before left: a request handed to
+    # a spare must never be played a second time by a freshly forked child as well (which
+    # showed as a doubled --version line, or a session that saw its input eaten).
+    path = scenario(tmp_path)
+    wrong = [{"id": 1, "method": "thread/start", "params": {}}]
+    for n in range(25):
+        version = run(warm(server, FakeCodexCommand(path), "--version"), [])
+        assert (n, version.returncode, version.stdout) == (n, 0, b"codex-cli 0.163.0\n")
+        diverged = run(warm(server, FakeCodexCommand(path, timeout=WAIT)), wrong)
+        assert (n, diverged.returncode) == (n, DIVERGED_EXIT) and b"diverged" in diverged.stderr.lower()
+
+
 def test_the_report_carries_the_launchers_pid(server: ForkServer, tmp_path: Path) -> None:
     command = FakeCodexCommand(scenario(tmp_path, WAITING), report=tmp_path / "report-{pid}.json", timeout=30)
     proc = start(warm(server, command))
