@@ -45,6 +45,7 @@ RECORD_BATCH = 32          # lines recorded between two chances for the wire to 
 # The recorder works when the wire is quiet: it waits while chunks keep arriving
 # (QUIET); once the oldest unrecorded chunk is MAX_LAG old it works anyway, in SLICEs.
 QUIET = 0.002
+QUIET_MAX = 0.032  # the longest pause between two looks at a busy wire
 MAX_LAG = 2.0
 SLICE = 0.0005  # then QUIET's pause: a stale backlog takes about a fifth of a core
 # While the recorder holds the GIL, a forwarding thread waits at most this long for it.
@@ -407,6 +408,7 @@ class RecordingProxy:
         (and the GIL) the wire needs. Once what waits to be recorded (since ``oldest``) is
         stale, record anyway, but in slices with pauses between them, so a long stream
         still gets most of the machine."""
+        pause = QUIET
         while True:
             now = self.writer.now()
             if now - self._last_wire >= QUIET:
@@ -417,7 +419,9 @@ class RecordingProxy:
                 await asyncio.sleep(QUIET)
                 self._slice_start = self.writer.now()
                 return
-            await asyncio.sleep(QUIET)
+            await asyncio.sleep(pause)
+            # A long burst: look less often (each look takes the GIL from the wire).
+            pause = min(pause * 2, QUIET_MAX)
 
     async def _recorder(self) -> None:
         while True:
