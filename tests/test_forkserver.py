@@ -24,16 +24,7 @@ from harness.wire import encode
 
 WAIT = 10.0
 
-SIMPLE = """
-    meta: {codex_version: "0.163.0"}
-    steps:
-      - expect: initialize
-        reply: {userAgent: "codex_cli_rs/0.163.0"}
-      - expect: initialized
-      - expect: thread/start
-        params: {cwd: "{{cwd}}"}
-        reply: {thread: {id: thr_1, cwd: "{{cwd}}"}}
-    """
+SIMPLE = (Path(__file__).parent / "data" / "simple_session.yaml").read_text()
 SESSION = [
     {"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "x"}}},
     {"method": "initialized"},
@@ -239,14 +230,7 @@ def test_sigkill_of_the_launcher_ends_its_child(server: ForkServer, tmp_path: Pa
 
 def test_close_stdout_gives_the_client_end_of_stream_while_the_fake_lives(server: ForkServer,
                                                                          tmp_path: Path) -> None:
-    path = scenario(tmp_path, """
-        steps:
-          - expect: initialize
-            reply: {}
-          - close: true
-          - expect_close: true
-          - exit: 0
-        """)
+    path = Path(__file__).parent / "data" / "close_stdout.yaml"
     proc = start(warm(server, FakeCodexCommand(path, timeout=WAIT)))
     try:
         proc.stdin.write(encode(SESSION[0]))

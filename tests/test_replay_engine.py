@@ -712,16 +712,7 @@ def test_engine_refuses_an_unknown_role(tmp_path: Path) -> None:
 
 # -- the fake server as a real subprocess --------------------------------------------------------------
 
-SIMPLE = """
-    meta: {codex_version: "0.163.0"}
-    steps:
-      - expect: initialize
-        reply: {userAgent: "codex_cli_rs/0.163.0"}
-      - expect: initialized
-      - expect: thread/start
-        params: {cwd: "{{cwd}}"}
-        reply: {thread: {id: thr_1, cwd: "{{cwd}}"}}
-    """
+SIMPLE = (Path(__file__).parent / "data" / "simple_session.yaml").read_text()
 
 
 def fake(tmp_path: Path, *args: str, scenario: str = SIMPLE, input_msgs: list[Any] | None = None,
@@ -919,15 +910,7 @@ async def test_a_scripted_delay_is_not_doubled_by_recorded_pace(tmp_path: Path) 
 
 
 def test_fake_server_close_stdout_over_real_pipes(tmp_path: Path) -> None:
-    path = tmp_path / "s.yaml"
-    path.write_text(textwrap.dedent("""
-        steps:
-          - expect: initialize
-            reply: {}
-          - close: true
-          - expect_close: true
-          - exit: 0
-        """).lstrip("\n"))
+    path = Path(__file__).parent / "data" / "close_stdout.yaml"
     cmd = FakeCodexCommand(path, timeout=WAIT)
     proc = subprocess.Popen(cmd.argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=cmd.env())
