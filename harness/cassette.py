@@ -10,6 +10,7 @@ renames onto the target in one atomic step.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import re
 import time
@@ -46,7 +47,12 @@ class Event:
     line: int = 0                 # line in the cassette file (0: not from a file)
     # msg's own bytes (and newline) as the file holds them, for a server notification or
     # request in a line laid out as the writer lays it out: what a fake sends as is.
+    # Code that changes a loaded msg must set wire to None (or use with_msg).
     wire: bytes | None = None
+
+    def with_msg(self, msg: Any) -> "Event":
+        """This event saying ``msg`` instead (the recorded bytes no longer apply)."""
+        return dataclasses.replace(self, msg=msg, wire=None)
 
     @property
     def kind(self) -> str:

@@ -22,7 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -69,7 +69,7 @@ def _carried_meta(old: Cassette) -> dict[str, Any]:
 
 def _for_matching(cassette: Cassette) -> Cassette:
     """The cassette the engine plays: server text scrubbed as the live side will be."""
-    events = [replace(e, msg=scrub_text(e.msg)) if e.side == "server" and e.msg is not None else e
+    events = [e.with_msg(scrub_text(e.msg)) if e.side == "server" and e.msg is not None else e
               for e in cassette.events]
     return Cassette(path=cassette.path, meta=cassette.meta, events=events)
 
