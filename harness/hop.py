@@ -56,10 +56,6 @@ class Hop:
         (the thread is a daemon: it does not hold the process's exit)."""
         self._stop.set()
 
-    @property
-    def done(self) -> bool:
-        return self._thread is not None and not self._thread.is_alive()
-
     def _run(self) -> None:
         eof = False
         try:

@@ -4,8 +4,9 @@ The proxy sits where a client would start ``codex app-server``. It forwards
 raw chunks both ways the moment they arrive (a thread per direction for a
 local server, harness.hop; event-loop tasks for a remote one) and hands a copy
 to a recorder task, which alone splits lines, parses, redacts and writes, and
-does so when the wire is quiet: recording never delays the wire. ``RecordingHandle`` does the same for a process handle a
-driver launched itself (optio's host layer), without a wrapper binary.
+does so when the wire is quiet: recording never delays the wire.
+``RecordingHandle`` does the same for a process handle a driver launched
+itself (optio's host layer), without a wrapper binary.
 
 A cassette is marked ``complete: true`` only when the session ended the clean
 way: the client closed its stdin, the server closed its stdout and exited with
@@ -379,6 +380,7 @@ class RecordingProxy:
         self._waiting: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_wire = -math.inf  # when a forwarding thread last moved a chunk
+        self._hops_ended: dict[str, asyncio.Future[None]] = {}  # by side, set from the thread
         self._slice_start = -math.inf  # when the recorder's current slice of stale work began
         self._stderr_split = LineSplitter()
         self._stderr_fh = open(self.stderr_file, "wb") if self.stderr_file else None
@@ -513,20 +515,24 @@ class RecordingProxy:
         return allowed
 
     def _hop_end(self, side: str, eof: bool) -> None:
-        if side == "client":
-            if eof:
-                self.client_closed = True
-                self._put("client", "eof")
-            os.close(self.process.stdin_fd)  # the server's end of file, whatever ended us
-        else:
-            if eof:
-                self._put("server", "eof")
-                self.client_out.close()
-            os.close(self.process.stdout_fd)
-            if self.client_out.broken:
-                self.client_gone = True
+        try:
+            if side == "client":
+                if eof:
+                    self.client_closed = True
+                    self._put("client", "eof")
+                os.close(self.process.stdin_fd)  # the server's end of file, whatever ended us
+            else:
+                if eof:
+                    self._put("server", "eof")
+                    self.client_out.close()
+                os.close(self.process.stdout_fd)
+                if self.client_out.broken:
+                    self.client_gone = True
+        finally:
+            self._loop.call_soon_threadsafe(_wake, self._hops_ended[side])  # type: ignore[union-attr]
 
     def _start_hops(self) -> tuple[Hop, Hop]:
+        self._hops_ended = {side: self._loop.create_future() for side in ("client", "server")}  # type: ignore[union-attr]
         up = Hop("client", 0, self.process.stdin_fd, self._hop_chunk, self._hop_end)
         down = Hop("server", self.process.stdout_fd, 1, self._hop_chunk, self._hop_end,
                    check=self._hop_guard if self.guard is not None else None)
@@ -534,8 +540,7 @@ class RecordingProxy:
         return up.start(), down.start()
 
     async def _hop_done(self, hop: Hop) -> None:
-        while not hop.done:
-            await asyncio.sleep(0.01)
+        await asyncio.shield(self._hops_ended[hop.side])
 
     async def _stderr_pump(self) -> None:
         while True:
