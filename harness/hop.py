@@ -44,11 +44,9 @@ class Hop:
     check: Callable[[bytes], int] | None = None
     broken: bool = False  # dst's reader went away; reading (and recording) goes on
     _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
 
     def start(self) -> "Hop":
-        self._thread = threading.Thread(target=self._run, name=f"codex-cassette hop ({self.side})", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._run, name=f"codex-cassette hop ({self.side})", daemon=True).start()
         return self
 
     def stop(self) -> None:

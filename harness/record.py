@@ -32,13 +32,12 @@ from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from harness.cassette import CassetteWriter, Event
 from harness.errors import HarnessError
-from harness.hop import Hop
+from harness.hop import CHUNK, Hop, write_all
 from harness.placeholders import Placeholders
 from harness.redact import Redactor
 from harness.transport import PeerProcess, exit_status, open_local_process, signal_number
 from harness.wire import Line, LineSplitter
 
-CHUNK = 1 << 18
 FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 DRAIN_AFTER_EXIT = 5.0     # a grandchild may hold the child's pipes open
 CLIENT_GONE_GRACE = 10.0   # the client vanished: give the server this long to notice
@@ -258,7 +257,7 @@ class _FdSink:
             return
         try:
             if self._writer is None:
-                _write_all(self.fd, data)
+                write_all(self.fd, data)
             else:
                 self._writer.write(data)
                 await self._writer.drain()
@@ -315,12 +314,6 @@ def _reader_gone(fd: int) -> bool:
         return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
     except (OSError, AttributeError):
         return False
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 class _FdSource:
