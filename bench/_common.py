@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python bench/x.py` from a source checkout
     sys.path.insert(0, str(ROOT))
 
-from harness.cassette import Cassette, Event  # noqa: E402
-from harness.wire import encode  # noqa: E402
+from harness.format.cassette import Cassette, Event  # noqa: E402
+from harness.format.wire import encode  # noqa: E402
 
 CWD = "/work/project"          # the cwd optio's CodexConversation is given
 THREAD = "thr_bench"

@@ -35,8 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import end_process, fmt, machine, table  # noqa: E402
 
 from fake_server import FakeCodexCommand, InProcessCodex  # noqa: E402
-from harness.cassette import Cassette, Event, load_cassette  # noqa: E402
-from harness.replay import ReplayOptions  # noqa: E402
+from harness.format.cassette import Cassette, Event, load_cassette  # noqa: E402
+from harness.format.writer import dump_cassette  # noqa: E402
+from harness.replay.options import ReplayOptions  # noqa: E402
 
 WAIT = 120.0   # the longest one side may take for one whole session
 AGENT_VCR_SERVE = ("import asyncio, sys\nfrom agent_vcr.replayer import MCPReplayer\n"
@@ -61,7 +62,7 @@ def write_ours(session: list[tuple[dict, dict]], path: Path) -> Path:
     events += [Event(side="client", eof=True), Event(side="server", exit=0)]
     for n, ev in enumerate(events, 1):
         ev.index, ev.t = n, n * 1e-4
-    return Cassette(path=None, meta={"complete": True}, events=events).dump(path)
+    return dump_cassette(Cassette(path=None, meta={"complete": True}, events=events), path)
 
 
 def write_theirs(session: list[tuple[dict, dict]], path: Path) -> Path:
@@ -102,7 +103,7 @@ def theirs_inprocess(path: Path, session: list[tuple[dict, dict]]) -> tuple[floa
 
 
 async def ours_inprocess(path: Path, session: list[tuple[dict, dict]]) -> tuple[float, float]:
-    from harness.wire import encode
+    from harness.format.wire import encode
 
     t0 = time.perf_counter()
     cassette = load_cassette(path)

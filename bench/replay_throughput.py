@@ -38,7 +38,8 @@ from _common import (CWD, PROMPT, ROOT, fmt, machine, median, server_blocks, tab
                      turn_cassette, verdict)
 
 from fake_server import FakeCodexCommand, InProcessCodex  # noqa: E402
-from harness.replay import ReplayOptions  # noqa: E402
+from harness.replay.options import ReplayOptions  # noqa: E402
+from harness.format.writer import dump_cassette  # noqa: E402
 
 WAIT = 60.0          # the longest one turn may take before the run counts as failed
 GOALS = {"inprocess": 0.8, "subprocess": 0.5}
@@ -165,7 +166,7 @@ async def measure(sizes: list[int], runs: int, workdir: Path) -> list[dict[str, 
     results = []
     for n in sizes:
         cassette = turn_cassette(n)
-        path = cassette.dump(workdir / f"turn-{n}.jsonl")
+        path = dump_cassette(cassette, workdir / f"turn-{n}.jsonl")
         messages = len(server_blocks(cassette)[-1])  # the turn's server messages
         walls: dict[str, list[float]] = {m: [] for m in MODES}
         cpus: dict[str, list[float]] = {m: [] for m in MODES}

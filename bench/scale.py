@@ -30,7 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ITEM, THREAD, TURN, fmt, machine, table, turn_cassette, verdict  # noqa: E402
 
-from harness.cassette import FORMAT_VERSION  # noqa: E402
+from harness.format.cassette import FORMAT_VERSION  # noqa: E402
 
 WAIT = 120.0
 GOAL = 1.5
@@ -64,8 +64,8 @@ def write_cassette(path: Path, megabytes: float, delta_size: int = 64) -> int:
 async def _replay(cassette: Any) -> int:
     """Play the server side to a client that says what optio would say; lines read."""
     from fake_server import InProcessCodex
-    from harness.replay import ReplayOptions
-    from harness.wire import encode
+    from harness.replay.options import ReplayOptions
+    from harness.format.wire import encode
 
     fake = InProcessCodex(cassette, ReplayOptions(timeout=WAIT, linger=WAIT))
     lines = 0
@@ -82,7 +82,7 @@ async def _replay(cassette: Any) -> int:
 
 
 def child(path: str) -> None:
-    from harness.cassette import load_cassette
+    from harness.format.cassette import load_cassette
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()

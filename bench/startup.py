@@ -28,7 +28,8 @@ from _common import INIT_PARAMS, end_process, fmt, machine, median, table, verdi
 
 from fake_server import FakeCodexCommand  # noqa: E402
 from fake_server.forkserver import ensure_server, stop_server  # noqa: E402
-from harness.cassette import Cassette, Event  # noqa: E402
+from harness.format.cassette import Cassette, Event  # noqa: E402
+from harness.format.writer import dump_cassette  # noqa: E402
 
 WAIT = 30.0
 GOAL = 1 / 3
@@ -74,7 +75,7 @@ async def time_to_initialize(argv: Sequence[str], env: Mapping[str, str], cwd: s
 async def measure(runs: int, workdir: Path) -> dict[str, Any]:
     from harness.live import MockModelThread, codex_version, find_codex_binary, make_codex_home
 
-    path = init_cassette().dump(workdir / "init.jsonl")
+    path = dump_cassette(init_cassette(), workdir / "init.jsonl")
     fake = FakeCodexCommand(path, timeout=WAIT)
     binary = find_codex_binary()
     version = codex_version(binary)

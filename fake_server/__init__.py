@@ -15,8 +15,8 @@ in-process handle's asyncio when it serves stdio.
 from typing import Any
 
 __all__ = ["InProcessCodex", "FakeCodexCommand", "serve_stdio", "write_bin_dir"]
-_HOMES = {"InProcessCodex": "fake_server.inprocess", "FakeCodexCommand": "fake_server.launcher",
-          "write_bin_dir": "fake_server.launcher", "serve_stdio": "fake_server.serve"}
+_HOMES = {"InProcessCodex": "fake_server.inprocess", "FakeCodexCommand": "fake_server.commands",
+          "write_bin_dir": "fake_server.commands", "serve_stdio": "fake_server.serve"}
 
 
 def __getattr__(name: str) -> Any:

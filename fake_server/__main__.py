@@ -13,7 +13,7 @@ import os
 import sys
 
 from harness.errors import HarnessError
-from harness.replay import ReplayOptions
+from harness.replay.options import ReplayOptions
 
 from fake_server.serve import client_pid, serve_stdio
 
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.cassette:
             raise HarnessError("no cassette: pass --cassette PATH or set CODEX_CASSETTE")
         if args.version:
-            from harness.cassette import open_cassette
+            from harness.format.load import open_cassette
             version = open_cassette(args.cassette).meta.get("codex_version", "0.0.0")
             print(f"codex-cli {version}")
             return 0
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fake codex: {exc}", file=sys.stderr, flush=True)
         if args.report:
             # The same report as a replay's, so whoever launched us reads why we did not start.
-            from harness.report import Divergence, ReplayReport
+            from harness.replay.report import Divergence, ReplayReport
 
             report = ReplayReport(cassette=str(args.cassette), role="server", status="error", pid=client_pid(),
                                   divergence=Divergence(kind="error", message=f"fake codex: {exc}"))

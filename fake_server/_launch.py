@@ -15,7 +15,7 @@ child ended (same exit code, or killed by the same signal). When the server
 cannot be reached, or is not ready yet, it becomes the cold fake (exec of
 ``_boot.py``), so it always works.
 
-A bin dir's ``codex`` (fake_server.launcher.write_bin_dir) imports it the same way,
+A bin dir's ``codex`` (fake_server.commands.write_bin_dir) imports it the same way,
 with the arguments fixed; it is imported as a top-level module, hence no imports of
 this package here.
 """

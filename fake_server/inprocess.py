@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from harness.cassette import Cassette, open_cassette
-from harness.aio_channels import memory_pair
-from harness.replay import DIVERGED_EXIT, ReplayEngine, ReplayOptions
-from harness.report import ReplayReport
+from harness.format.cassette import Cassette
+
+from harness.format.load import open_cassette
+from harness.replay.aio_channels import memory_pair
+from harness.replay.engine import DIVERGED_EXIT, ReplayEngine
+from harness.replay.options import ReplayOptions
+from harness.replay.report import ReplayReport
 
 
 class InProcessCodex:

@@ -1,6 +1,6 @@
 """Serving a cassette on this process's stdio, as `codex app-server` would.
 
-No event loop: the engine runs on the blocking StdioChannel (harness.channel),
+No event loop: the engine runs on the blocking StdioChannel (harness.replay.channel),
 so a fake codex is answering before an asyncio import would have finished.
 """
 
@@ -11,10 +11,11 @@ import signal
 import sys
 from pathlib import Path
 
-from harness.cassette import open_cassette
-from harness.channel import StdioChannel, Stopped, run_sync
-from harness.replay import DIVERGED_EXIT, ReplayEngine, ReplayOptions
-from harness.report import ReplayReport
+from harness.format.load import open_cassette
+from harness.replay.channel import StdioChannel, Stopped, run_sync
+from harness.replay.engine import DIVERGED_EXIT, ReplayEngine
+from harness.replay.options import ReplayOptions
+from harness.replay.report import ReplayReport
 
 # The pid a client knows this fake by, in reports and in a report path's {pid}: our
 # own, or, in a fork server's child (fake_server.forkserver), its launcher's.

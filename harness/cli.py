@@ -17,13 +17,32 @@ import sys
 from harness.errors import HarnessError
 
 COMMANDS: dict[str, str] = {
-    "record": "harness.record_cli",
+    "record": "harness.record.cli",
     "record-live": "harness.live.record_live",
     "replay": "harness.replay_cli",
     "show": "harness.show",
-    "validate": "harness.drift",
-    "drift": "harness.drift",
+    "validate": "harness.drift.cli",
+    "drift": "harness.drift.cli",
 }
+
+
+def cli_register(sub: argparse._SubParsersAction) -> None:
+    """`codex-cassette replay PATH [options] [codex arguments]`: the same program as
+    `python -m fake_server --cassette PATH`, for launchers that take one command line."""
+    p = sub.add_parser("replay", help="serve a cassette or YAML scenario as a fake `codex app-server` on stdio",
+                       description="Serve a cassette (.jsonl) or scenario (.yaml) on stdin/stdout, "
+                                   "impersonating `codex app-server`. Options after PATH are those of "
+                                   "`python -m fake_server` (--report, --timeout, --pace, --bind, ...) "
+                                   "and codex's own (app-server, --listen stdio://, -c key=value).")
+    p.add_argument("cassette", metavar="PATH")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p.set_defaults(func=_replay)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from fake_server.__main__ import main as fake_main
+
+    return fake_main(["--cassette", args.cassette, *args.rest])
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

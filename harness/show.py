@@ -15,8 +15,10 @@ import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from harness.cassette import Cassette, Event, open_cassette
-from harness.wire import Kind, classify
+from harness.format.cassette import Cassette, Event
+
+from harness.format.load import open_cassette
+from harness.format.wire import Kind, classify
 
 APPROVALS = ("requestApproval", "execCommandApproval", "applyPatchApproval", "requestUserInput", "elicitation")
 FOLDABLE_SUFFIXES = ("/delta", "Delta", "/outputDelta")

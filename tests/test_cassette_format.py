@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.cassette import CassetteWriter, Event, load_cassette, open_cassette
+from harness.format.writer import CassetteWriter, dump_cassette
+
+from harness.format.cassette import Event, load_cassette
+
+from harness.format.load import open_cassette
 from harness.errors import CassetteError, HarnessError
 
 HEADER = '{"codex_cassette": 1, "meta": {"complete": true}}'
@@ -214,7 +218,7 @@ def test_cassette_dump_round_trips(tmp_path: Path) -> None:
     src = write(tmp_path, HEADER, GOOD_EVENT, '{"i": 2, "from": "server", "t": 0.1, "fault": {"stall": 2}}',
                 '{"i": 3, "from": "client", "t": 0.2, "msg": {"method": "x"}, "match": {"mode": "method"}}')
     c = load_cassette(src)
-    out = c.dump(tmp_path / "copy.jsonl")
+    out = dump_cassette(c, tmp_path / "copy.jsonl")
     again = load_cassette(out)
     assert [e.to_json() for e in again.events] == [e.to_json() for e in c.events]
     assert again.events[2].match == {"mode": "method"}

@@ -16,15 +16,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.cassette import Cassette, Event, load_cassette
-from harness.aio_channels import ProcessChannel, memory_pair
+from harness.format.cassette import Cassette, Event, load_cassette
+from harness.replay.aio_channels import ProcessChannel, memory_pair
 from harness.cli import main as cli_main
 from harness.live.record_live import record_live
-from harness.replay import ReplayEngine, ReplayOptions
-from harness.compare import compare_cassettes
-from harness.rerecord import check_cassette, check_session, find_sessions, render_text, update_command
-from harness.schema_snapshot import load_snapshot
-from harness.validate import validate_paths
+from harness.replay.engine import ReplayEngine
+from harness.replay.options import ReplayOptions
+from harness.drift.compare import compare_cassettes
+from harness.drift.rerecord import check_cassette, check_session, find_sessions, render_text, update_command
+from harness.drift.snapshot import load_snapshot
+from harness.drift.validate import validate_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 CASSETTES = ROOT / "cassettes"

@@ -14,12 +14,12 @@ import pytest
 
 from harness.live import make_codex_home
 
-from harness import drift
-from harness.cassette import CassetteWriter
-from harness.schema_diff import diff_snapshots
-from harness.validate import validate_paths
-from harness.cassette import load_cassette
-from harness.schema_snapshot import (BUNDLE, INDEX, SchemaError, dumps, load_snapshot,
+from harness.drift import cli as drift_cli
+from harness.format.writer import CassetteWriter
+from harness.drift.schema_diff import diff_snapshots
+from harness.drift.validate import validate_paths
+from harness.format.cassette import load_cassette
+from harness.drift.snapshot import (BUNDLE, INDEX, SchemaError, dumps, load_snapshot,
                                      normalise, snapshot)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +30,7 @@ OLDER = ROOT / "cassettes" / "schema" / "0.144.4"
 def run_cli(argv: list[str]) -> int:
     """The drift commands through their real argparse wiring."""
     parser = argparse.ArgumentParser(prog="codex-cassette")
-    drift.cli_register(parser.add_subparsers())
+    drift_cli.cli_register(parser.add_subparsers())
     args = parser.parse_args(argv)
     return args.func(args)
 

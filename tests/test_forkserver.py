@@ -17,10 +17,10 @@ import pytest
 
 from fake_server import FakeCodexCommand, write_bin_dir
 from fake_server.forkserver import ForkServer, ensure_server, launcher_argv, start_server
-from harness.fixtures import _is_fake
-from harness.replay import DIVERGED_EXIT
-from harness.report import ReplayReport
-from harness.wire import encode
+from harness.pytest.servers import _is_fake
+from harness.replay.engine import DIVERGED_EXIT
+from harness.replay.report import ReplayReport
+from harness.format.wire import encode
 
 WAIT = 10.0
 
@@ -327,8 +327,8 @@ def test_argv_is_warm_while_the_server_runs_and_cold_when_switched_off(tmp_path:
 
 
 def test_fake_codex_hands_out_the_launcher_and_stops_one_left_running(tmp_path: Path) -> None:
-    from harness.fixtures import FakeCodex
-    from harness.replay import ReplayOptions
+    from harness.pytest.servers import FakeCodex
+    from harness.replay.options import ReplayOptions
 
     fake = FakeCodex(cassette_path=scenario(tmp_path, WAITING), options=ReplayOptions(timeout=30),
                      workdir=tmp_path / "work")

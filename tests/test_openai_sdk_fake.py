@@ -16,7 +16,7 @@ openai_codex = pytest.importorskip("openai_codex")
 from openai_codex import AsyncCodex, Codex, CodexConfig  # noqa: E402
 from openai_codex.errors import JsonRpcError  # noqa: E402
 
-from harness.replay import DIVERGENCE_CODE  # noqa: E402
+from harness.replay.engine import DIVERGENCE_CODE  # noqa: E402
 
 SCENARIO = "openai_sdk_text_turn"
 THREAD_ID = "019b2f3c-8a41-7e52-9c07-5d1e2f3a4b6c"

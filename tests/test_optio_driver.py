@@ -21,11 +21,11 @@ from optio_codex.conversation import CodexConversation
 
 from fake_server import InProcessCodex
 from harness.errors import ScenarioError
-from harness.replay import ReplayOptions
-from harness.report import ReplayReport
-from harness.scenario import load_scenario
-from harness.schema_snapshot import load_snapshot
-from harness.validate import validate_cassette
+from harness.replay.options import ReplayOptions
+from harness.replay.report import ReplayReport
+from harness.format.scenario import load_scenario
+from harness.drift.snapshot import load_snapshot
+from harness.drift.validate import validate_cassette
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = Path(__file__).parent / "scenarios"

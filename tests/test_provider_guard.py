@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from fake_server import FakeCodexCommand, InProcessCodex
-from harness.cassette import load_cassette
+from harness.format.cassette import load_cassette
 from harness.live.client import LiveClientError, ScriptedClient
-from harness.record import ProviderGuard, RecordingHandle
+from harness.record.guard import ProviderGuard
+from harness.record.handle import RecordingHandle
 
 DATA = Path(__file__).parent / "data"
 WAIT = 20

@@ -323,7 +323,7 @@ def test_match_on_and_ignore_reach_the_fake_in_and_out_of_process(pytester: pyte
     setup_project(pytester, "test_match", """
         import asyncio, json, pytest
         from inner_helpers import SESSION, drive
-        from harness.matching import register_matcher
+        from harness.replay.matching import register_matcher
 
         OTHER_CWD = [dict(m, params={"cwd": "/not/recorded"}) if m.get("method") == "thread/start" else m
                      for m in SESSION]

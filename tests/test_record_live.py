@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fake_server import FakeCodexCommand, InProcessCodex
-from harness.cassette import load_cassette
+from harness.format.cassette import load_cassette
 from harness.live.client import ScriptedClient
 from harness.live.session import LiveScenario
 
@@ -88,7 +88,7 @@ async def test_the_live_cassette_replays_to_the_client_that_recorded_it(recorded
     if mode == "inprocess":
         assert handle.report.status == "ok", handle.report.summary()
     else:
-        from harness.report import ReplayReport
+        from harness.replay.report import ReplayReport
         final = ReplayReport.read(report)
         assert final.status == "ok", final.summary()
         assert final.bindings["cwd"] == str(tmp_path)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fake_server import FakeCodexCommand, write_bin_dir
-from harness.cassette import load_cassette
+from harness.format.cassette import load_cassette
 
 pytest_plugins = ["pytester"]
 

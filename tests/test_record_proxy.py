@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from harness.cassette import load_cassette
+from harness.format.cassette import load_cassette
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -410,7 +410,7 @@ async def drive_optio(handle: Any, cwd: str) -> str:
 async def test_recording_handle_around_optio_host_process(tmp_path: Path) -> None:
     from optio_host.host import LocalHost
 
-    from harness.record import RecordingHandle
+    from harness.record.handle import RecordingHandle
 
     script = tmp_path / "app_server.py"
     script.write_text(APP_SERVER)

@@ -1,4 +1,4 @@
-"""harness.redact: built-in detectors, user rules, idempotence, bytes."""
+"""harness.format.redact: built-in detectors, user rules, idempotence, bytes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import pytest
 
 from harness.errors import UsageError
-from harness.redact import (
+from harness.format.redact import (
     LiteralRule,
     Redactor,
     parse_path,

@@ -19,12 +19,14 @@ from typing import Any, Awaitable, Callable
 import pytest
 
 from fake_server import FakeCodexCommand, write_bin_dir
-from harness.cassette import Cassette, load_cassette, open_cassette
-from harness.aio_channels import memory_pair
-from harness.redact import Redactor
-from harness.replay import DIVERGENCE_CODE, SERVER_CHOSEN, ReplayEngine, ReplayOptions
-from harness.report import ReplayReport
-from harness.wire import encode
+from harness.format.cassette import Cassette, load_cassette
+from harness.format.load import open_cassette
+from harness.replay.aio_channels import memory_pair
+from harness.format.redact import Redactor
+from harness.replay.engine import DIVERGENCE_CODE, SERVER_CHOSEN, ReplayEngine
+from harness.replay.options import ReplayOptions
+from harness.replay.report import ReplayReport
+from harness.format.wire import encode
 
 WAIT = 5.0  # the longest any step here waits
 

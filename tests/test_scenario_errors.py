@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.cassette import open_cassette
+from harness.format.load import open_cassette
 from harness.errors import CassetteError, ScenarioError
-from harness.scenario import load_scenario
+from harness.format.scenario import load_scenario
+from harness.format.writer import dump_cassette
 
 
 def scenario(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
@@ -351,7 +352,7 @@ def test_faults_compile_to_events(tmp_path: Path) -> None:
 
 
 def test_compiled_scenario_dumps_to_a_loadable_cassette(tmp_path: Path) -> None:
-    from harness.cassette import load_cassette
+    from harness.format.cassette import load_cassette
 
     path = scenario(tmp_path, """
         steps:
@@ -362,6 +363,6 @@ def test_compiled_scenario_dumps_to_a_loadable_cassette(tmp_path: Path) -> None:
             expect_reply: {decision: accept}
         """)
     c = load_scenario(path)
-    out = load_cassette(c.dump(tmp_path / "compiled.jsonl"))
+    out = load_cassette(dump_cassette(c, tmp_path / "compiled.jsonl"))
     assert [e.to_json() for e in out.events] == [e.to_json() for e in c.events]
     assert out.complete

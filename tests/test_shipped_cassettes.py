@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import pytest
 
-from harness.cassette import open_cassette
+from harness.format.load import open_cassette
 
 ROOT = Path(__file__).resolve().parent.parent
 LIVE = ROOT / "cassettes" / "live"

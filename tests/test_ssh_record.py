@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from sshd import SSHTestServer  # noqa: E402
 
-from harness.cassette import load_cassette  # noqa: E402
+from harness.format.cassette import load_cassette  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable

@@ -1,4 +1,4 @@
-"""harness.ssh against a real asyncssh server on 127.0.0.1 (tests/sshd.py).
+"""harness.record.ssh against a real asyncssh server on 127.0.0.1 (tests/sshd.py).
 
 Every remote command really runs, as a local /bin/sh -c child of the test sshd.
 """
@@ -20,11 +20,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 from sshd import SSHTestServer  # noqa: E402
 
 from harness.errors import HarnessError  # noqa: E402
-from harness.ssh import (  # noqa: E402
-    CONNECTION_LOST,
-    RemoteExit,
+from harness.record.ssh import CONNECTION_LOST, RemoteExit, RemoteProcess, open_ssh_process  # noqa: E402
+from harness.record.ssh_target import (  # noqa: E402
     RemoteCommandNotFound,
-    RemoteProcess,
     SSHAuthError,
     SSHConnectError,
     SSHConnectionLost,
@@ -32,7 +30,6 @@ from harness.ssh import (  # noqa: E402
     SSHHostKeyError,
     SSHTarget,
     build_remote_command,
-    open_ssh_process,
 )
 
 T = 10  # seconds: the bound on every single wait in this file

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.cassette import load_cassette
-from harness.wire import Kind, Line, LineSplitter, classify, decode, encode
+from harness.format.cassette import load_cassette
+from harness.format.wire import Kind, Line, LineSplitter, classify, decode, encode
 
 HUGE = 123456789012345678901234567890
 

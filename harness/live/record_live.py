@@ -16,7 +16,8 @@ from pathlib import Path
 
 from harness.live.client import ScriptedClient
 from harness.live.session import LiveCodex, LiveScenario
-from harness.record import ProviderGuard, RecordingHandle
+from harness.record.guard import ProviderGuard
+from harness.record.handle import RecordingHandle
 
 EXIT_WAIT = 10.0
 

@@ -22,7 +22,7 @@ from harness.live.binary import codex_version, find_codex_binary
 from harness.live.codex_home import CodexHome, make_codex_home
 from harness.live.mock_model import MockModelThread
 from harness.live.model_script import Step, load_model_script
-from harness.placeholders import Placeholders
+from harness.format.placeholders import Placeholders
 
 CODEX_KEYS = {"approval_policy", "sandbox_mode", "model"}
 TOP_KEYS = {"name", "description", "codex", "model", "client"}

@@ -4,7 +4,7 @@ At record time a known value is replaced by its marker in every string, inside
 longer paths too. At replay the marker binds to whatever the live peer sends
 the first time it appears, and that value is substituted into everything the
 replayed side says afterwards. Markers ``{{redacted:KIND}}`` belong to
-harness.redact and are never bound here.
+harness.format.redact and are never bound here.
 """
 
 from __future__ import annotations

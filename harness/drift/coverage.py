@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from harness.cassette import load_cassette
-from harness.schema_snapshot import UNIONS, Snapshot
-from harness.validate import expand_paths
+from harness.format.cassette import load_cassette
+from harness.drift.snapshot import UNIONS, Snapshot
+from harness.drift.validate import expand_paths
 
 _LABEL = {
     "client_requests": "client requests",

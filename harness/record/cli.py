@@ -1,4 +1,4 @@
-"""`codex-cassette record`: the recording proxy's command line (harness.record does the work)."""
+"""`codex-cassette record`: the recording proxy's command line (harness.record.proxy does the work)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import sys
 from typing import Any
 
 from harness.errors import HarnessError, UsageError
-from harness.placeholders import NAME
-from harness.record import ProviderGuard, default_placeholders, record_command
-from harness.redact import Redactor, Rule, parse_rule_arg
-from harness.transport import signal_number
+from harness.format.placeholders import NAME
+from harness.record.guard import ProviderGuard
+from harness.record.tee import default_placeholders
+from harness.record.proxy import record_command
+from harness.format.redact import Redactor, Rule, parse_rule_arg
+from harness.record.process import signal_number
 
 def _placeholder_arg(arg: str) -> tuple[str, str]:
     name, sep, value = arg.partition("=")
@@ -80,7 +82,7 @@ def _cli_record(args: argparse.Namespace) -> int:
     extra = dict(_placeholder_arg(a) for a in args.placeholder)
     remote: Any = None
     if args.ssh:
-        from harness.ssh import SSHRecording  # asyncssh only when SSH is asked for
+        from harness.record.ssh_recording import SSHRecording  # asyncssh only when SSH is asked for
 
         remote = SSHRecording.from_args(args)
         extra = {**remote.placeholders(), **extra}

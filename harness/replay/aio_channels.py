@@ -12,7 +12,7 @@ import sys
 from collections import deque
 from typing import Any, AsyncIterator
 
-from harness.channel import Line, ReadTimeout, _Lines
+from harness.replay.channel import Line, ReadTimeout, _Lines
 
 if sys.version_info >= (3, 11):
     async def bounded(awaitable: Any, timeout: float | None) -> Any:

@@ -2,7 +2,7 @@
 
 The recording proxy (and anything else that drives a codex process) talks to a
 ``PeerProcess``: byte streams plus ``wait``/``send_signal``. A local subprocess
-(here) and a remote one over SSH (harness.ssh) have the same shape, so callers
+(here) and a remote one over SSH (harness.record.ssh) have the same shape, so callers
 never care where codex runs.
 """
 
@@ -97,7 +97,7 @@ class LocalProcess:
 
     With ``raw_stdio`` its stdin and stdout are plain pipe fds (``stdin_fd``,
     ``stdout_fd``) that the event loop does not touch, so a forwarding thread
-    can move bytes with blocking reads and writes (harness.hop).
+    can move bytes with blocking reads and writes (harness.record.hop).
     """
 
     proc: asyncio.subprocess.Process
@@ -271,7 +271,7 @@ class DriverHandle:
     ``stdin.close()``, ``async for line in stdout``, ``await wait()``, ``returncode``.
 
     Made so a driver written for local subprocesses can drive a codex on another
-    host (``harness.ssh.RemoteProcess``), e.g. under ``RecordingHandle``. Writes
+    host (``harness.record.ssh.RemoteProcess``), e.g. under ``RecordingHandle``. Writes
     go out in order through one task; a failed write (a lost connection) is
     raised by the next ``drain()`` or ``write()``. The peer's stderr is read all
     along, because over SSH an unread stderr fills the flow-control window it

@@ -18,8 +18,8 @@ from typing import Any, Iterable
 
 from deepdiff import DeepDiff
 
-from harness.cassette import Cassette
-from harness.placeholders import map_strings
+from harness.format.cassette import Cassette
+from harness.format.placeholders import map_strings
 
 # Notifications codex sends unprompted while it starts up; where they land
 # relative to the first requests is a race, so they are matched anywhere.

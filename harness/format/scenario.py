@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from harness.cassette import FAULT_KINDS, Cassette, Event
+from harness.format.cassette import FAULT_KINDS, Cassette, Event
 from harness.errors import ScenarioError
 
 LINE_KEY = "__line__"

@@ -1,7 +1,7 @@
 """How the replay engine talks to its live peer: a line-oriented duplex channel.
 
 The engine only ever awaits its channel, never an event loop directly, so the
-same engine runs inside asyncio (harness.aio_channels: an in-memory pipe pair
+same engine runs inside asyncio (harness.replay.aio_channels: an in-memory pipe pair
 behind a subprocess-shaped handle; a process handle) and, with this module's
 blocking ``StdioChannel``, as a plain synchronous program: the fake codex
 subprocess answers ``initialize`` without paying for importing asyncio.
@@ -16,7 +16,7 @@ import time
 from collections import deque
 from typing import Any, Coroutine, Protocol, TypeVar
 
-from harness.wire import CHUNK, Line, LineSplitter
+from harness.format.wire import CHUNK, Line, LineSplitter
 
 T = TypeVar("T")
 WRITE_STALL = 60.0  # a peer that reads nothing of ours for this long has gone

@@ -23,7 +23,7 @@ from typing import Any, Iterable
 
 from deepdiff import DeepDiff
 
-from harness.schema_snapshot import UNIONS, Snapshot, definition_names
+from harness.drift.snapshot import UNIONS, Snapshot, definition_names
 
 SEVERITIES = ("breaking", "risky", "additive")
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}

@@ -11,7 +11,7 @@ recorded. The rules (DESIGN.md, "Replay semantics"):
    unless one of its method is still awaited here: then it is this set's divergence.
 3. Request ids the peer picks are mapped onto the recorded ones; the played
    side's own ids go out verbatim.
-4./5. Matching and placeholders: harness.matching.
+4./5. Matching and placeholders: harness.replay.matching.
 6. The first divergence stops the play, answers an offending request with an
    error that says what was expected, and ends the session. Every wait is bounded.
 7. Events left unplayed are reported.
@@ -21,19 +21,17 @@ recorded. The rules (DESIGN.md, "Replay semantics"):
 from __future__ import annotations
 
 import json
-import os
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from harness.cassette import Cassette, Event
-from harness.channel import Channel, ReadTimeout
-from harness.matching import (DEFAULT_ORDER, MatchContext, check_order, compare, diff_text, distance,
+from harness.format.cassette import Cassette, Event
+from harness.replay.channel import Channel, ReadTimeout
+from harness.replay.matching import (MatchContext, check_order, compare, diff_text, distance,
                                learn_values, strip_transport, substitute_learned)
-from harness.placeholders import Placeholders, has_marker, unbound_markers
-from harness.report import Divergence, ReplayReport
-from harness.wire import Kind, Line, classify, encode
+from harness.format.placeholders import Placeholders, has_marker, unbound_markers
+from harness.replay.options import ReplayOptions
+from harness.replay.report import Divergence, ReplayReport
+from harness.format.wire import Kind, Line, classify, encode
 
 DIVERGENCE_CODE = -32099  # in JSON-RPC's server-error range, unused by codex
 DIVERGED_EXIT = 3         # the fake server's exit code after a divergence
@@ -42,38 +40,6 @@ DRAIN_EVERY = 32          # played messages between two drains of the channel
 # What the live server chooses afresh each run; learned, not compared, when
 # the engine plays the client against a real codex.
 SERVER_CHOSEN = ["**.threadId", "**.thread.id", "**.turnId", "**.turn.id", "**.conversationId"]
-
-
-@dataclass
-class ReplayOptions:
-    role: str = "server"
-    timeout: float = 10.0        # longest wait for one expected peer message
-    linger: float = 60.0         # after the last event: how long to wait for the peer to hang up
-    pace: str = "instant"        # or "recorded"
-    pace_scale: float = 1.0
-    strict: bool = True          # unplayed events fail the replay
-    bindings: dict[str, str] = field(default_factory=dict)
-    ignore: list[str] = field(default_factory=list)
-    learn: list[str] = field(default_factory=list)
-    # For re-recording against a live codex that may have changed (harness.rerecord):
-    floating: list[str] = field(default_factory=list)  # peer notification methods matched wherever they arrive
-    tolerant: bool = False       # note surprises and missing messages (report.notes) and play on
-    startup_timeout: float = 0.0  # the first peer message may take this long (a codex starting up)
-    match_on: tuple[str, ...] = DEFAULT_ORDER  # matchers deciding whether a peer message is the recorded one
-    scrub: Callable[[Any], Any] | None = None
-    # Values for markers the played side must say before the peer revealed them
-    # (codexHome in the initialize answer): this machine's, as codex would say.
-    fallbacks: dict[str, str] = field(default_factory=lambda: environment_fallbacks())
-
-    @property
-    def peer(self) -> str:
-        return "client" if self.role == "server" else "server"
-
-
-def environment_fallbacks() -> dict[str, str]:
-    home = os.environ.get("HOME", str(Path.home()))
-    return {"cwd": os.getcwd(), "home": home,
-            "codex_home": os.environ.get("CODEX_HOME", os.path.join(home, ".codex"))}
 
 
 class _Stop(Exception):

@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from harness.cassette import open_cassette
+from harness.format.load import open_cassette
 from harness.errors import HarnessError
-from harness.fixtures import CodexAppServer, FakeCodex
-from harness.record_mode import MODES, CassetteLock, should_record
-from harness.replay import ReplayOptions
+from harness.pytest.servers import CodexAppServer, FakeCodex
+from harness.pytest.record_modes import MODES, CassetteLock, should_record
+from harness.replay.options import ReplayOptions
 
 SUFFIXES = ("", ".jsonl", ".yaml", ".yml")
 OPTION_KEYS = {"timeout", "linger", "pace", "pace_scale", "strict", "bindings", "ignore", "learn", "match_on"}
@@ -187,7 +187,7 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
     if lock is not None:
         live = _live_scenario(request, merged["live"], directory) if merged.get("live") else None
         if merged.get("ssh") is not None:
-            from harness.ssh import SSHRecording
+            from harness.record.ssh_recording import SSHRecording
 
             try:
                 SSHRecording.from_config(merged["ssh"])  # a bad option fails the test here, said once

@@ -1,7 +1,7 @@
 """What the pytest fixtures hand a test: a fake codex replaying a cassette, and a
 codex app-server that replays or records according to the record mode.
 
-Plain classes, usable without pytest; harness.pytest_plugin only builds them.
+Plain classes, usable without pytest; harness.pytest.plugin only builds them.
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.cassette import Cassette, open_cassette
+from harness.format.cassette import Cassette
+
+from harness.format.load import open_cassette
 from harness.errors import HarnessError
-from harness.replay import ReplayOptions
-from harness.report import ReplayReport
-from harness.transport import exit_status
+from harness.replay.options import ReplayOptions
+from harness.replay.report import ReplayReport
+from harness.record.process import exit_status
 
 
 @dataclass
@@ -202,10 +204,10 @@ class CodexAppServer:
         return str(live.workdir) if live is not None else os.getcwd()
 
     def _remote(self) -> Any:
-        """The ssh option as a harness.ssh.SSHRecording. With a live scenario the remote
+        """The ssh option as a harness.record.ssh.SSHRecording. With a live scenario the remote
         codex gets the live CODEX_HOME, HOME and workdir: only useful when the remote host
         is this one (the mock model listens on loopback), as in the tests."""
-        from harness.ssh import SSHRecording
+        from harness.record.ssh_recording import SSHRecording
 
         remote = SSHRecording.from_config(self.ssh or {})
         live = self._live_codex()
@@ -245,7 +247,7 @@ class CodexAppServer:
         if not self.recording:
             assert self.fake is not None
             return self.fake.env
-        from fake_server.launcher import SOURCE_ROOT
+        from fake_server.paths import SOURCE_ROOT
 
         live = self._live_codex()
         env = live.env if live is not None else dict(os.environ)
@@ -271,13 +273,13 @@ class CodexAppServer:
         if not self.recording:
             assert self.fake is not None
             return self.fake.handle(path)
-        from harness.record import RecordingHandle
+        from harness.record.handle import RecordingHandle
 
         live = self._live_codex()
         ssh_meta: dict[str, Any] = {}
         if self.ssh is not None:
-            from harness.record import default_placeholders
-            from harness.transport import DriverHandle
+            from harness.record.tee import default_placeholders
+            from harness.record.process import DriverHandle
 
             remote = self._remote()
             proc = DriverHandle(await remote.open([remote.codex_bin, "app-server"]))
@@ -287,13 +289,13 @@ class CodexAppServer:
             proc = await live.spawn()
             placeholders = live.placeholders()
         else:
-            from harness.record import default_placeholders
+            from harness.record.tee import default_placeholders
 
             proc = await asyncio.create_subprocess_exec(
                 self._binary(), "app-server", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 limit=1 << 26)
             placeholders = default_placeholders()
-        from harness.record import ProviderGuard
+        from harness.record.guard import ProviderGuard
 
         # Offline recording must never go on once codex falls back to a real provider.
         guard = ProviderGuard("mock") if live is not None else None
@@ -310,7 +312,7 @@ class CodexAppServer:
         Returns the problems found, for the fixture to fail the test with."""
         problems: list[str] = []
         for recorder, proc in self._recorders:
-            if hasattr(proc, "exit_value"):  # a harness.transport.DriverHandle (codex over SSH)
+            if hasattr(proc, "exit_value"):  # a harness.record.process.DriverHandle (codex over SSH)
                 problems += _end_remote(recorder, proc)
                 continue
             code = _end_process(recorder, proc, grace)
@@ -353,7 +355,7 @@ def _is_fake(pid: int) -> bool:
         return False
     if b"fake_server" in cmdline:
         return True
-    from fake_server.launcher import MARKER
+    from fake_server.paths import MARKER
 
     for arg in cmdline.split(b"\0")[1:4]:  # python, its flags, then the script
         if arg.endswith(b"/codex"):

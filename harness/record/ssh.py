@@ -3,12 +3,12 @@
 A recording over SSH runs the recording proxy locally and the real codex on
 the remote host. The proxy does not care where codex runs: it talks to a
 "process" with ``stdin.write/close``, ``stdout.read``, ``stderr.read``,
-``wait``, ``send_signal`` (``harness.transport.PeerProcess``) -- a local
-subprocess (``harness.transport.LocalProcess``) or the :class:`RemoteProcess`
+``wait``, ``send_signal`` (``harness.record.process.PeerProcess``) -- a local
+subprocess (``harness.record.process.LocalProcess``) or the :class:`RemoteProcess`
 made here. ``codex-cassette record --ssh USER@HOST`` (:class:`SSHRecording` below)
 hands :func:`open_ssh_process` to the proxy as its ``open_process``; the pytest
 plugin does the same from ``codex_cassette_config()["ssh"]``, and
-``harness.transport.DriverHandle`` gives an in-process driver the same process.
+``harness.record.process.DriverHandle`` gives an in-process driver the same process.
 
 Every failure to get there (refused, unknown or changed host key, rejected
 keys, missing remote command or directory, a connection that dies mid-session)
@@ -19,202 +19,20 @@ caller sets ``insecure_no_host_key_check`` (CLI: ``--insecure-skip-host-key-chec
 ``~/.ssh/config`` is deliberately NOT read: what is used is what the flags say.
 """
 
-from __future__ import annotations
-
 import asyncio
 import os
-import re
-import shlex
-import argparse
 import signal as signal_mod
-from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+import shlex
+from dataclasses import dataclass
 
 import asyncssh
 
-from harness.errors import HarnessError, UsageError
-from harness.transport import PeerProcess
+from harness.record.ssh_target import (_CWD_MISSING, _NOT_FOUND, EnvMode, RemoteCommandNotFound, SSHAuthError,
+                                       SSHConnectError, SSHConnectionLost, SSHError, SSHHostKeyError, SSHTarget,
+                                       _preflight_command, build_remote_command)
 
-DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
-EnvMode = Literal["command", "ssh"]
-
-# Exit status a POSIX shell uses for "command not found"; `env` uses it too.
-_NOT_FOUND = 127
-# Private code the preflight probe uses for "cannot cd to the working directory".
-_CWD_MISSING = 90
 # Keep this much of the remote stderr to explain a failure after the fact.
 _STDERR_TAIL = 4096
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class SSHError(HarnessError):
-    """Something went wrong reaching or talking to a remote host over SSH."""
-
-
-class SSHConnectError(SSHError):
-    """The TCP connection or the SSH handshake could not be made."""
-
-
-class SSHHostKeyError(SSHError):
-    """The host key is not in known_hosts, or differs from the one recorded there."""
-
-
-class SSHAuthError(SSHError):
-    """The server accepted none of our keys, or a key file could not be used."""
-
-
-class RemoteCommandNotFound(SSHError):
-    """The remote shell could not find the command (or the working directory)."""
-
-
-class SSHConnectionLost(SSHError, ConnectionResetError):
-    """The connection dropped mid-session.
-
-    Also a ``ConnectionResetError`` so a proxy that handles a local pipe breaking
-    (``except (BrokenPipeError, ConnectionResetError)``) handles this the same way.
-    """
-
-
-# --------------------------------------------------------------------------- target
-
-# HOST[:PORT] or [IPV6][:PORT]; USER@ is split off first (at the last "@").
-_SPEC = re.compile(
-    r"""^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+))
-        (?::(?P<port>\d+))?$""",
-    re.X,
-)
-
-
-@dataclass
-class SSHTarget:
-    """Where and how to connect. Build it with :meth:`parse` from ``USER@HOST[:PORT]``."""
-
-    user: str | None
-    host: str
-    port: int = 22
-    # Private key files. Empty means asyncssh's defaults (~/.ssh/id_* and the ssh
-    # agent); non-empty means ONLY these files, like OpenSSH's IdentitiesOnly.
-    identity: list[str] = field(default_factory=list)
-    known_hosts: str | None = None  # None means ~/.ssh/known_hosts
-    insecure_no_host_key_check: bool = False
-    connect_timeout: float = 10.0
-    # A host that vanishes without closing TCP (cable pulled, VM paused) is
-    # noticed after keepalive_interval * keepalive_count_max seconds of silence.
-    keepalive_interval: float = 15.0
-    keepalive_count_max: int = 3
-
-    @classmethod
-    def parse(
-        cls,
-        spec: str,
-        *,
-        identity: list[str] | str | None = None,
-        known_hosts: str | None = None,
-        insecure_no_host_key_check: bool = False,
-        connect_timeout: float = 10.0,
-    ) -> "SSHTarget":
-        """Parse ``USER@HOST``, ``USER@HOST:PORT``, ``HOST``, ``USER@[::1]:PORT``."""
-        user: str | None = None
-        rest = spec.strip()
-        if "@" in rest:
-            user, _, rest = rest.rpartition("@")
-            if not user:
-                raise SSHError(f"SSH target {spec!r} has an empty user name before '@'.")
-        m = _SPEC.match(rest)
-        if m is None or (rest.count(":") > 1 and not rest.startswith("[")):
-            raise SSHError(
-                f"SSH target {spec!r} is not USER@HOST[:PORT]; write an IPv6 address "
-                "in brackets, e.g. user@[::1]:2222."
-            )
-        host = m.group("v6") or m.group("host")
-        port = int(m.group("port")) if m.group("port") else 22
-        if not 0 < port < 65536:
-            raise SSHError(f"SSH target {spec!r} has port {port}, outside 1-65535.")
-        if isinstance(identity, str):
-            identity = [identity]
-        return cls(
-            user=user,
-            host=host,
-            port=port,
-            identity=list(identity or []),
-            known_hosts=known_hosts,
-            insecure_no_host_key_check=insecure_no_host_key_check,
-            connect_timeout=connect_timeout,
-        )
-
-    @property
-    def effective_user(self) -> str:
-        if self.user:
-            return self.user
-        import getpass
-
-        return getpass.getuser()
-
-    @property
-    def display(self) -> str:
-        """``user@host:port`` as a person would type it (IPv6 in brackets)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.effective_user}@{host}:{self.port}"
-
-    @property
-    def known_hosts_path(self) -> str:
-        return os.path.expanduser(self.known_hosts or DEFAULT_KNOWN_HOSTS)
-
-    @property
-    def known_hosts_name(self) -> str:
-        """How the host appears in a known_hosts file (``[host]:port`` off port 22)."""
-        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def build_remote_command(
-    argv: list[str],
-    env: dict[str, str] | None = None,
-    cwd: str | None = None,
-    env_mode: EnvMode = "command",
-) -> str:
-    """The one string sshd hands to the user's login shell.
-
-    ``cd DIR && exec env K=V ... ARGV``. ``exec`` makes the remote process the
-    one the SSH channel's signals and exit status belong to, not a shell around it.
-    """
-    if not argv:
-        raise SSHError("No remote command given: argv is empty.")
-    parts: list[str] = []
-    if cwd is not None:
-        parts.append(f"cd {shlex.quote(cwd)} && ")
-    parts.append("exec ")
-    if env and env_mode == "command":
-        parts.append("env " + " ".join(_assignments(env)) + " ")
-    parts.append(shlex.join(argv))
-    return "".join(parts)
-
-
-def _assignments(env: dict[str, str]) -> list[str]:
-    out = []
-    for key, value in env.items():
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise SSHError(f"Environment variable name {key!r} cannot be passed to a remote shell.")
-        out.append(f"{key}={shlex.quote(value)}")
-    return out
-
-
-def _preflight_command(argv: list[str], env: dict[str, str] | None, cwd: str | None,
-                       env_mode: EnvMode) -> str:
-    """A probe run before the real command: is the directory there, is the command on PATH?
-
-    Run through ``env`` so a PATH given in ``env`` is honoured, and through
-    /bin/sh so it behaves the same whatever the user's login shell is.
-    """
-    script = f'command -v "$1" >/dev/null 2>&1 || exit {_NOT_FOUND}'
-    probe = ["/bin/sh", "-c", script, "sh", argv[0]]
-    cd = f"cd {shlex.quote(cwd)} >/dev/null 2>&1 || exit {_CWD_MISSING}; " if cwd else ""
-    prefix = "env " + " ".join(_assignments(env)) + " " if env and env_mode == "command" else ""
-    return f"{cd}exec {prefix}{shlex.join(probe)}"
 
 
 # --------------------------------------------------------------------------- process
@@ -301,7 +119,7 @@ class _Reader:
 
 
 class RemoteProcess:
-    """A command running on a remote host: a ``harness.transport.PeerProcess``.
+    """A command running on a remote host: a ``harness.record.process.PeerProcess``.
 
     ``stdin.write(bytes)`` / ``stdin.close()``; ``stdout.read(n)`` and
     ``stderr.read(n)`` return raw bytes (b"" at EOF, also when the connection
@@ -612,97 +430,3 @@ def _auth_error(target: SSHTarget, exc: Exception) -> SSHAuthError:
         "that the matching public key is in the remote ~/.ssh/authorized_keys, or pass "
         "the right key with --identity."
     )
-
-
-# -- what a recording over SSH needs (record --ssh, the plugin's ssh option) ------
-
-def env_assignment(arg: str) -> tuple[str, str]:
-    name, sep, value = arg.partition("=")
-    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise UsageError(f"--remote-env {arg!r} must look like NAME=VALUE with NAME a shell "
-                         "variable name (letters, digits, _)")
-    return name, value
-
-
-SSH_CONFIG_KEYS = {"target", "identity", "known_hosts", "insecure_skip_host_key_check", "remote_cwd",
-                   "remote_env", "codex_bin", "connect_timeout"}
-
-
-@dataclass
-class SSHRecording:
-    """What `record --ssh` adds: where the command runs and how to reach it. Built from
-    the flags, or from the pytest plugin's ``{"ssh": {...}}`` configuration."""
-
-    spec: str                        # USER@HOST[:PORT]
-    identity: list[str] = field(default_factory=list)
-    known_hosts: str | None = None
-    insecure: bool = False
-    env: dict[str, str] = field(default_factory=dict)
-    cwd: str | None = None
-    connect_timeout: float = 10.0
-    codex_bin: str | None = None     # the plugin's remote command; the CLI takes it after `--`
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "SSHRecording":
-        remote = cls(args.ssh, list(args.identity), args.known_hosts, args.insecure_skip_host_key_check,
-                     dict(env_assignment(a) for a in args.remote_env), args.remote_cwd, args.connect_timeout)
-        _ = remote.target  # a malformed USER@HOST fails here, before anything starts
-        return remote
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "SSHRecording":
-        """``{"target": "user@host:port", "identity": [...], "known_hosts": ..., ...}``."""
-        if not isinstance(config, Mapping) or not isinstance(config.get("target"), str):
-            raise UsageError("the 'ssh' option must be a mapping with at least 'target': "
-                             "\"USER@HOST[:PORT]\" (see docs/ssh.md)")
-        unknown = set(config) - SSH_CONFIG_KEYS
-        if unknown:
-            raise UsageError(f"unknown key(s) {sorted(unknown)} in the 'ssh' option; known: {sorted(SSH_CONFIG_KEYS)}")
-        identity = config.get("identity") or []
-        env = config.get("remote_env") or {}
-        if not isinstance(env, Mapping):
-            raise UsageError("the 'ssh' option's 'remote_env' must be a mapping of NAME: VALUE")
-        remote = cls(config["target"], [identity] if isinstance(identity, str) else [str(i) for i in identity],
-                     config.get("known_hosts"), bool(config.get("insecure_skip_host_key_check")),
-                     {str(k): str(v) for k, v in env.items()}, config.get("remote_cwd"),
-                     float(config.get("connect_timeout", 10.0)), config.get("codex_bin"))
-        for name in remote.env:
-            env_assignment(f"{name}=")
-        _ = remote.target  # a malformed USER@HOST fails here
-        return remote
-
-    @property
-    def target(self) -> "SSHTarget":
-        return SSHTarget.parse(self.spec, identity=list(self.identity), known_hosts=self.known_hosts,
-                               insecure_no_host_key_check=self.insecure, connect_timeout=self.connect_timeout)
-
-    def flags(self) -> list[str]:
-        """The `record` flags that say the same."""
-        out = ["--ssh", self.spec]
-        for key in self.identity:
-            out += ["--identity", str(key)]
-        if self.known_hosts:
-            out += ["--known-hosts", str(self.known_hosts)]
-        if self.insecure:
-            out.append("--insecure-skip-host-key-check")
-        if self.cwd:
-            out += ["--remote-cwd", self.cwd]
-        for name, value in self.env.items():
-            out += ["--remote-env", f"{name}={value}"]
-        return out + ["--connect-timeout", f"{self.connect_timeout:g}"]
-
-    def placeholders(self) -> dict[str, str]:
-        """The remote side's cwd, home and codex_home, which are what the server's messages
-        carry; the local ones are kept for what the client sends."""
-        values = {"cwd": self.cwd, "home": self.env.get("HOME"), "codex_home": self.env.get("CODEX_HOME")}
-        return {k: v.rstrip("/") for k, v in values.items() if v and len(v.rstrip("/")) > 1}
-
-    def meta(self) -> dict[str, Any]:
-        # The target only: never key paths or environment values.
-        return {"ssh": {"target": self.target.display, "host_key_checked": not self.insecure}}
-
-    async def open(self, argv: list[str], env: Mapping[str, str] | None = None,
-                   cwd: str | None = None) -> PeerProcess:
-        """``open_process`` for record_command. The local environment and cwd stay
-        here: the remote command gets only ``self.env`` and ``self.cwd``."""
-        return await open_ssh_process(self.target, list(argv), env=self.env, cwd=self.cwd)

@@ -13,10 +13,10 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from harness.cassette import Event
+from harness.format.cassette import Event
 from harness.errors import UsageError
-from harness.placeholders import Placeholders
-from harness.wire import Kind, classify
+from harness.format.placeholders import Placeholders
+from harness.format.wire import Kind, classify
 
 Scrub = Callable[[Any], Any]
 
@@ -200,7 +200,7 @@ def check_order(order: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     unknown = [name for name in order if name not in MATCHERS]
     if unknown:
         raise UsageError(f"unknown matcher(s) {unknown} in match_on; known: {sorted(MATCHERS)} "
-                         "(harness.matching.register_matcher adds one)")
+                         "(harness.replay.matching.register_matcher adds one)")
     return tuple(order)
 
 

@@ -9,7 +9,7 @@ recorded client message once the server messages recorded before it arrived,
 so interrupts, approval answers and model switches keep their causal place.
 It plays tolerantly: a changed codex still yields a whole recording plus notes.
 
-Then old and new are compared structurally (harness.compare).
+Then old and new are compared structurally (harness.drift.compare).
 """
 
 from __future__ import annotations
@@ -26,14 +26,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from harness.cassette import Cassette, load_cassette
+from harness.format.cassette import Cassette, load_cassette
 from harness.errors import HarnessError
 from harness.live.session import LiveCodex, LiveScenario
-from harness.record import RecordingHandle
-from harness.aio_channels import ProcessChannel
-from harness.compare import FLOATING, VOLATILE_KEYS, Change, FieldChange, compare_cassettes, scrub_text
-from harness.replay import SERVER_CHOSEN, ReplayEngine, ReplayOptions
-from harness.report import ReplayReport
+from harness.record.handle import RecordingHandle
+from harness.replay.aio_channels import ProcessChannel
+from harness.drift.compare import FLOATING, VOLATILE_KEYS, Change, FieldChange, compare_cassettes, scrub_text
+from harness.replay.engine import SERVER_CHOSEN, ReplayEngine
+from harness.replay.options import ReplayOptions
+from harness.replay.report import ReplayReport
 
 # The same keys as engine paths (ignored when matching), plus the rollout path.
 VOLATILE_PATHS = [f"**.{k}" for k in sorted(VOLATILE_KEYS)] + ["**.thread.path"]

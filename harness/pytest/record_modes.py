@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.cassette import load_cassette
+from harness.format.cassette import load_cassette
 from harness.errors import CassetteError, HarnessError, UsageError
 
 MODES = ("none", "once", "new", "all")

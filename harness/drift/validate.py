@@ -17,8 +17,8 @@ from typing import Any, Iterable
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from harness.cassette import Cassette, Event, load_cassette
-from harness.schema_snapshot import Snapshot
+from harness.format.cassette import Cassette, Event, load_cassette
+from harness.drift.snapshot import Snapshot
 
 # (side that sends it, has an id) -> index key
 _KIND = {

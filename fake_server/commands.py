@@ -1,4 +1,4 @@
-"""Ways to launch the fake as a process: an argv, or a `codex` executable on PATH.
+"""The commands that start the fake as a process: an argv, or a `codex` executable on PATH.
 
 Both are warm (fake_server/_launch.py through a fork server, see
 fake_server.forkserver) when this process runs a fork server, else cold (a
@@ -16,17 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.matching import DEFAULT_ORDER
+from fake_server.forkserver import launcher_argv
+from fake_server.paths import BOOT, LAUNCH, MARKER, SITE_DIRS, SOURCE_ROOT
+from harness.replay.matching import DEFAULT_ORDER
 
 if TYPE_CHECKING:
-    from harness.replay import ReplayOptions
-
-# The directory that holds the fake_server and harness packages, so a launched
-# fake finds them even when they are not installed (a source checkout).
-SOURCE_ROOT = str(Path(__file__).resolve().parent.parent)
-BOOT = str(Path(__file__).resolve().parent / "_boot.py")
-# Where this interpreter finds installed packages; the fake runs with -S and is told.
-SITE_DIRS = os.pathsep.join(p for p in sys.path if p.endswith(("site-packages", "dist-packages")))
+    from harness.replay.options import ReplayOptions
 
 
 @dataclass
@@ -55,8 +50,6 @@ class FakeCodexCommand:
 
     def argv(self, *codex_args: str) -> list[str]:
         """The warm launcher's command when this process runs a fork server, else the cold one."""
-        from fake_server.forkserver import launcher_argv
-
         args = self.fake_args(*codex_args)
         return launcher_argv(args) or self.cold_argv(*codex_args)
 
@@ -83,15 +76,12 @@ class FakeCodexCommand:
         return env
 
 
-MARKER = "codex-cassette"
 # Linux reads at most this much of a #! line (older kernels; newer ones read 256).
 _SHEBANG_MAX = 127
 
 
 def write_bin_dir(directory: str | Path, command: FakeCodexCommand) -> Path:
     """A directory with an executable `codex` that starts the fake; put it first on PATH."""
-    from fake_server.forkserver import LAUNCH, launcher_argv
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     exe = directory / "codex"

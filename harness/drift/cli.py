@@ -2,7 +2,7 @@
 
 The work lives beside each concept: schema_snapshot (generate + normalise),
 schema_diff (classify changes for a client), validate (cassette messages
-against a snapshot) and schema_coverage (which methods cassettes exercise).
+against a snapshot) and coverage (which methods cassettes exercise).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import argparse
 import sys
 from typing import Any
 
-from harness import schema_coverage, schema_diff
-from harness.schema_snapshot import GENERATE_TIMEOUT_S, load_snapshot, snapshot
-from harness.validate import validate_paths
+from harness.drift import coverage, schema_diff
+from harness.drift.snapshot import GENERATE_TIMEOUT_S, load_snapshot, snapshot
+from harness.drift.validate import validate_paths
 
 
 def _default_codex_bin() -> str:
@@ -41,8 +41,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
-    cov = schema_coverage.coverage(args.paths, load_snapshot(args.schema))
-    sys.stdout.write(schema_coverage.render(cov, args.format))
+    cov = coverage.coverage(args.paths, load_snapshot(args.schema))
+    sys.stdout.write(coverage.render(cov, args.format))
     return 0
 
 
@@ -58,7 +58,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_rerecord(args: argparse.Namespace) -> int:
-    from harness.rerecord import run_cli  # needs the live kit; load it only for this command
+    from harness.drift.rerecord import run_cli  # needs the live kit; load it only for this command
     return run_cli(args)
 
 

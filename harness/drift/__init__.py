@@ -1,0 +1,1 @@
+"""Drift: schema snapshots and diffs, coverage, validation, behaviour comparison and re-recording."""

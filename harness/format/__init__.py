@@ -1,0 +1,1 @@
+"""The cassette format: wire framing, cassettes, scenarios, placeholders, redaction, the writer."""

@@ -1,0 +1,132 @@
+"""In-process recording: ``RecordingHandle`` wraps the process handle a driver launched itself."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from harness.errors import HarnessError
+from harness.format.placeholders import Placeholders
+from harness.format.redact import Redactor
+from harness.format.writer import CassetteWriter
+from harness.record.guard import ProviderGuard
+from harness.record.process import exit_status
+from harness.record.tee import Tee, default_placeholders, header_meta
+
+class _RecordingStdin:
+    def __init__(self, inner: Any, owner: "RecordingHandle") -> None:
+        self._inner = inner
+        self._owner = owner
+
+    def write(self, data: bytes) -> Any:
+        result = self._inner.write(data)
+        self._owner.tee.chunk("client", bytes(data), self._owner.writer.now())
+        return result
+
+    async def drain(self) -> None:
+        drain = getattr(self._inner, "drain", None)
+        if drain is not None:
+            await drain()
+
+    def close(self) -> Any:
+        result = self._inner.close()
+        self._owner._eof("client")
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _RecordingStdout:
+    def __init__(self, inner: Any, owner: "RecordingHandle") -> None:
+        self._inner = inner
+        self._owner = owner
+
+    def __aiter__(self) -> Any:
+        return self._lines()
+
+    async def _lines(self) -> Any:
+        guard = self._owner.guard
+        try:
+            async for item in self._inner:
+                if guard is not None and not guard.check(item if isinstance(item, bytes) else item.encode()):
+                    self._owner.stop_server()
+                    raise HarnessError(guard.violation)
+                self._owner.tee.items("server", item, self._owner.writer.now())
+                yield item
+        finally:
+            self._owner._eof("server")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class RecordingHandle:
+    """Wraps a driver's process handle (``.stdin.write``, ``.stdout`` line iterator)
+    and records everything that passes through it; other attributes pass through.
+
+    ``async with RecordingHandle(handle, "x.jsonl") as h: conv.attach(h) ...``
+    """
+
+    def __init__(self, handle: Any, cassette: str | Path | CassetteWriter, *,
+                 placeholders: Placeholders | None = None, redactor: Redactor | None = None,
+                 command: Sequence[str] = (), env: Mapping[str, str] | None = None,
+                 guard: ProviderGuard | None = None) -> None:
+        env = os.environ if env is None else env
+        self._handle = handle
+        self.guard = guard
+        self.placeholders = placeholders or default_placeholders(env=env)
+        self.redactor = redactor or Redactor.default(env=env)
+        if isinstance(cassette, CassetteWriter):
+            self.writer = cassette
+            self.writer.meta.update(header_meta(command, self.placeholders, self.redactor, "in-process"))
+        else:
+            self.writer = CassetteWriter(cassette, header_meta(command, self.placeholders,
+                                                               self.redactor, "in-process"))
+        self.tee = Tee(self.writer, self.placeholders, self.redactor)
+        self.stdin = _RecordingStdin(handle.stdin, self) if handle.stdin is not None else None
+        self.stdout = _RecordingStdout(handle.stdout, self)
+
+    def _eof(self, side: str) -> None:
+        if not self.writer._closed:
+            self.tee.eof(side, self.writer.now())
+
+    def stop_server(self) -> None:
+        """Kill the wrapped process (the provider guard tripped)."""
+        for obj in (self._handle, getattr(self._handle, "pid_like", None), getattr(self._handle, "proc", None)):
+            kill = getattr(obj, "kill", None)
+            if callable(kill):
+                try:
+                    kill()
+                except (ProcessLookupError, OSError):
+                    pass
+                return
+
+    def _returncode(self) -> int | None:
+        for obj in (self._handle, getattr(self._handle, "pid_like", None), getattr(self._handle, "proc", None)):
+            code = getattr(obj, "returncode", None)
+            if isinstance(code, int):
+                return code
+        return None
+
+    def finish(self, *, complete: bool = True, exit: int | str | None = None) -> Path:
+        """Write the cassette. The exit status is taken from the handle when it has one."""
+        if exit is None:
+            code = self._returncode()
+            exit = exit_status(code) if code is not None else None
+        if exit is not None and not self.writer._closed:
+            self.tee.exit(exit, self.writer.now())
+        meta = self.tee.final_meta()
+        if self.guard is not None and self.guard.violation:
+            complete, meta["end"] = False, self.guard.violation
+        return self.writer.finish(complete=complete, **meta)
+
+    async def __aenter__(self) -> "RecordingHandle":
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.finish(complete=exc_type is None)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handle, name)

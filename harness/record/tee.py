@@ -1,0 +1,132 @@
+"""The tee: wire bytes into cassette events (split, parse, redact, templatize), and the header."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Mapping, Sequence
+
+from harness.format.cassette import Event
+from harness.format.placeholders import Placeholders
+from harness.format.redact import Redactor
+from harness.format.wire import Line, LineSplitter
+from harness.format.writer import CassetteWriter
+
+_VERSION_RE = re.compile(r"/(\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?)")
+
+def default_placeholders(extra: Mapping[str, str] | None = None,
+                         env: Mapping[str, str] | None = None) -> Placeholders:
+    """cwd, home and codex_home (when set), plus the user's; trivial values are skipped
+    because templatizing "/" would rewrite every path."""
+    env = os.environ if env is None else env
+    values: dict[str, str] = {}
+    for name, value in (("cwd", os.getcwd()), ("home", env.get("HOME", "")),
+                        ("codex_home", env.get("CODEX_HOME", ""))):
+        if value and len(value.rstrip("/")) > 1:
+            values[name] = value.rstrip("/")
+    values.update(extra or {})
+    return Placeholders(values)
+
+
+def _templatize_bytes(placeholders: Placeholders, data: bytes) -> bytes:
+    pairs = sorted(((v.encode(), n) for n, v in placeholders.values.items() if v), key=lambda p: -len(p[0]))
+    for value, name in pairs:
+        if value in data:
+            data = data.replace(value, b"{{" + name.encode() + b"}}")
+    return data
+
+
+class Tee:
+    """Turns wire bytes into cassette events: split, parse, redact, templatize.
+
+    Also notes what the header wants to know (client info, codex version).
+    """
+
+    def __init__(self, writer: CassetteWriter, placeholders: Placeholders, redactor: Redactor) -> None:
+        self.writer = writer
+        self.placeholders = placeholders
+        self.redactor = redactor
+        self._splitters = {"client": LineSplitter(), "server": LineSplitter()}
+        self.eofs: set[str] = set()
+        self.client_info: dict[str, Any] | None = None
+        self.codex_version: str | None = None
+        self._init_id: Any = None
+
+    def chunk(self, side: str, data: bytes, t: float) -> None:
+        for line in self.split(side, data):
+            self.line(side, Line(line), t)
+
+    def split(self, side: str, data: bytes) -> list[bytes]:
+        """The complete lines a chunk finishes (a partial tail waits for the next)."""
+        return self._splitters[side].feed(data)
+
+    def items(self, side: str, item: bytes | str, t: float) -> None:
+        """One item of a line iterator (with or without its newline)."""
+        data = item.encode("utf-8", "surrogateescape") if isinstance(item, str) else bytes(item)
+        parts = data.split(b"\n")
+        if parts[-1] == b"" and len(parts) > 1:
+            parts.pop()
+        for part in parts:
+            self.line(side, Line(part), t)
+
+    def eof(self, side: str, t: float) -> None:
+        if side in self.eofs:
+            return
+        rest = self._splitters[side].rest()
+        if rest:
+            self.line(side, Line(rest, newline=False), t)
+        self.eofs.add(side)
+        self.writer.write(Event(side=side, t=t, eof=True))
+
+    def exit(self, status: int | str, t: float) -> None:
+        self.writer.write(Event(side="server", t=t, exit=status))
+
+    def line(self, side: str, line: Line, t: float) -> None:
+        msg, ok = line.parse()
+        if ok and isinstance(msg, dict):
+            source = line.data.decode("utf-8", "replace")
+            kept = self.redactor.scrub(msg, source)
+            self._notice(side, kept)
+            if "\\u" in source or any(v and v in source for v in self.placeholders.values.values()):
+                kept = self.placeholders.templatize(kept)
+            if kept is msg:  # nothing to hide or generalise: keep the peer's own bytes
+                self.writer.write_verbatim(side, t, line.data, line.newline)
+            else:
+                self.writer.write(Event(side=side, t=t, msg=kept, newline=line.newline))
+            return
+        raw = self.redactor.scrub_bytes(line.data)
+        try:
+            raw = self.placeholders.templatize(raw.decode("utf-8")).encode("utf-8")
+        except UnicodeDecodeError:
+            raw = _templatize_bytes(self.placeholders, raw)
+        self.writer.write(Event(side=side, t=t, raw=raw, newline=line.newline))
+
+    def _notice(self, side: str, msg: dict[str, Any]) -> None:
+        if side == "client" and msg.get("method") == "initialize" and self.client_info is None:
+            params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
+            info = params.get("clientInfo") if isinstance(params.get("clientInfo"), dict) else {}
+            self.client_info = {k: info[k] for k in ("name", "version") if k in info}
+            self._init_id = msg.get("id")
+        elif side == "server" and self._init_id is not None and msg.get("id") == self._init_id:
+            result = msg.get("result") if isinstance(msg.get("result"), dict) else {}
+            found = _VERSION_RE.search(str(result.get("userAgent", "")))
+            if found:
+                self.codex_version = found.group(1)
+
+    def final_meta(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"redactions": sorted(self.redactor.applied)}
+        if self.client_info:
+            meta["client"] = self.client_info
+        if self.codex_version:
+            meta["codex_version"] = self.codex_version
+        return meta
+
+
+def header_meta(argv: Sequence[str], placeholders: Placeholders, redactor: Redactor,
+                recorder: str) -> dict[str, Any]:
+    return {
+        "recorder": recorder,
+        "command": placeholders.templatize(redactor.scrub(list(argv))),
+        "placeholders": sorted(placeholders.values),
+        "redactions": [],
+    }

@@ -1,0 +1,42 @@
+"""What a replay is asked to do: ``ReplayOptions`` and this machine's marker fallbacks."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.replay.matching import DEFAULT_ORDER
+
+
+@dataclass
+class ReplayOptions:
+    role: str = "server"
+    timeout: float = 10.0        # longest wait for one expected peer message
+    linger: float = 60.0         # after the last event: how long to wait for the peer to hang up
+    pace: str = "instant"        # or "recorded"
+    pace_scale: float = 1.0
+    strict: bool = True          # unplayed events fail the replay
+    bindings: dict[str, str] = field(default_factory=dict)
+    ignore: list[str] = field(default_factory=list)
+    learn: list[str] = field(default_factory=list)
+    # For re-recording against a live codex that may have changed (harness.drift.rerecord):
+    floating: list[str] = field(default_factory=list)  # peer notification methods matched wherever they arrive
+    tolerant: bool = False       # note surprises and missing messages (report.notes) and play on
+    startup_timeout: float = 0.0  # the first peer message may take this long (a codex starting up)
+    match_on: tuple[str, ...] = DEFAULT_ORDER  # matchers deciding whether a peer message is the recorded one
+    scrub: Callable[[Any], Any] | None = None
+    # Values for markers the played side must say before the peer revealed them
+    # (codexHome in the initialize answer): this machine's, as codex would say.
+    fallbacks: dict[str, str] = field(default_factory=lambda: environment_fallbacks())
+
+    @property
+    def peer(self) -> str:
+        return "client" if self.role == "server" else "server"
+
+
+def environment_fallbacks() -> dict[str, str]:
+    home = os.environ.get("HOME", str(Path.home()))
+    return {"cwd": os.getcwd(), "home": home,
+            "codex_home": os.environ.get("CODEX_HOME", os.path.join(home, ".codex"))}
