@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                                 bindings=_pairs(args.bind, "--bind"), ignore=list(args.ignore))
         if args.match_on:
             options.match_on = tuple(m.strip() for m in args.match_on.split(",") if m.strip())
+            options.matchers.resolve(options.match_on)  # an unknown or unimportable one is said before serving
         return serve_stdio(args.cassette, options, args.report)
     except HarnessError as exc:
         print(f"fake codex: {exc}", file=sys.stderr, flush=True)

@@ -41,7 +41,7 @@ class FakeCodexCommand:
         extra = [] if options.strict else ["--allow-unplayed"]
         extra += [f"--ignore={path}" for path in options.ignore]
         if tuple(options.match_on) != DEFAULT_ORDER:
-            extra.append("--match-on=" + ",".join(options.match_on))
+            extra.append("--match-on=" + ",".join(options.matchers.portable(name) for name in options.match_on))
         if options.pace_scale != 1.0:
             extra.append(f"--pace-scale={options.pace_scale:g}")
         extra.append(f"--linger={options.linger:g}")

@@ -42,6 +42,9 @@ def play(fds: list[int], request: "LaunchRequest") -> None:
                 os.close(fd)
         os.chdir(request.cwd)
         _set_environ(request.env)
+        # As a fresh interpreter would: the launcher's PYTHONPATH (a matcher named as
+        # module:function may live there).
+        sys.path[0:0] = [p for p in request.env.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
         # The launcher is the process its client knows: reports carry its pid (`{pid}`
         # in the report path; the `running` report says whom to stop).
         import fake_server.serve

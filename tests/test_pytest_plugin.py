@@ -84,7 +84,7 @@ def test_marker_name_and_sync_subprocess_via_argv(pytester: pytest.Pytester) -> 
     result.assert_outcomes(passed=2)
 
 
-def test_default_name_is_the_test_name(pytester: pytest.Pytester) -> None:
+def test_default_name_is_the_class_and_full_test_name(pytester: pytest.Pytester) -> None:
     setup_project(pytester, "test_defaults", """
         import pytest
         from inner_helpers import drive
@@ -96,13 +96,61 @@ def test_default_name_is_the_test_name(pytester: pytest.Pytester) -> None:
             code, out, err = drive(fake_codex.argv)
             assert code == 0, err
 
-        @pytest.mark.parametrize("n", [1, 2])
+        @pytest.mark.parametrize("n", [1, "a/b"])
         def test_session_param(fake_codex, n):
-            # Parametrised tests share the name without the [id].
-            assert fake_codex.cassette_path.name == "test_session_param.yaml"
+            # Each parametrized case has a cassette of its own; '/' is not kept in a file name.
+            assert fake_codex.cassette_path.name == {1: "test_session_param[1].yaml",
+                                                     "a/b": "test_session_param[a-b].yaml"}[n]
             assert drive(fake_codex.argv)[0] == 0
-        """, cassettes={"test_session.yaml": SCENARIO, "test_session_param.yaml": SCENARIO})
-    run(pytester).assert_outcomes(passed=3)
+
+        class TestGroup:
+            def test_in_class(self, fake_codex):
+                assert fake_codex.cassette_path.name == "TestGroup.test_in_class.yaml"
+                assert drive(fake_codex.argv)[0] == 0
+        """, cassettes={"test_session.yaml": SCENARIO, "test_session_param[1].yaml": SCENARIO,
+                        "test_session_param[a-b].yaml": SCENARIO, "TestGroup.test_in_class.yaml": SCENARIO})
+    run(pytester).assert_outcomes(passed=4)
+
+
+def test_markers_merge_from_module_class_and_function_closest_winning(pytester: pytest.Pytester) -> None:
+    setup_project(pytester, "test_merge", """
+        import pytest
+        from inner_helpers import drive
+
+        pytestmark = pytest.mark.codex_cassette("session", timeout=3, pace="instant")
+
+        @pytest.mark.codex_cassette(timeout=7)
+        class TestMerged:
+            def test_class_wins_over_module(self, fake_codex):
+                assert fake_codex.cassette_path.name == "session.yaml"
+                assert fake_codex.options.timeout == 7 and fake_codex.options.pace == "instant"
+                assert drive(fake_codex.argv)[0] == 0
+
+            @pytest.mark.codex_cassette("other", linger=0.5)
+            def test_function_wins(self, fake_codex):
+                assert fake_codex.cassette_path.name == "other.yaml"
+                assert fake_codex.options.timeout == 7 and fake_codex.options.linger == 0.5
+                assert drive(fake_codex.argv)[0] == 0
+        """, cassettes={"session.yaml": SCENARIO, "other.yaml": SCENARIO})
+    run(pytester).assert_outcomes(passed=2)
+
+
+def test_a_marker_name_cannot_leave_the_cassette_directory(pytester: pytest.Pytester) -> None:
+    setup_project(pytester, "test_escape", """
+        import pytest
+
+        @pytest.mark.codex_cassette("../../x")
+        def test_up(fake_codex):
+            pass
+
+        @pytest.mark.codex_cassette("/etc/passwd")
+        def test_absolute(codex_app_server):
+            pass
+        """, cassettes={"session.yaml": SCENARIO})
+    result = run(pytester)
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(["*cassette name '../../x' must be a relative path inside the cassette directory*",
+                                 "*cassette name '/etc/passwd' must be a relative path*"])
 
 
 def test_cassette_dir_and_config_overridden_in_a_conftest(pytester: pytest.Pytester) -> None:
@@ -323,7 +371,6 @@ def test_match_on_and_ignore_reach_the_fake_in_and_out_of_process(pytester: pyte
     setup_project(pytester, "test_match", """
         import asyncio, json, pytest
         from inner_helpers import SESSION, drive
-        from harness.replay.matching import register_matcher
 
         OTHER_CWD = [dict(m, params={"cwd": "/not/recorded"}) if m.get("method") == "thread/start" else m
                      for m in SESSION]
@@ -344,12 +391,6 @@ def test_match_on_and_ignore_reach_the_fake_in_and_out_of_process(pytester: pyte
             assert code == 3 and "/not/recorded" in err
             fake_codex.assert_diverged()
 
-        def cwd_under_work(rec, live, ctx, event):
-            cwd = (live.get("params") or {}).get("cwd")
-            return None if cwd is None or cwd.startswith("/work/") else f"cwd {cwd!r} is not under /work"
-
-        register_matcher("cwd_under_work", cwd_under_work)
-
         @pytest.mark.asyncio
         @pytest.mark.codex_cassette("test_session", match_on=["kind", "method", "id", "cwd_under_work"])
         async def test_a_registered_matcher_decides_in_process(fake_codex):
@@ -362,17 +403,57 @@ def test_match_on_and_ignore_reach_the_fake_in_and_out_of_process(pytester: pyte
             assert report.divergence.matcher == "cwd_under_work"
             assert "/not/recorded" in report.divergence.message
 
-        @pytest.mark.asyncio
+        @pytest.mark.codex_cassette("test_session", match_on=["kind", "method", "id", "cwd_under_work"])
+        def test_a_registered_module_level_matcher_decides_in_the_subprocess_too(fake_codex):
+            # The registry hands the subprocess the matcher as module:function.
+            assert any(a.endswith("inner_matchers:cwd_under_work") for a in fake_codex.argv)
+            code, out, err = drive(fake_codex.argv, OTHER_CWD)
+            assert code == 3 and "'/not/recorded' is not under /work" in err
+            assert fake_codex.assert_diverged().divergence.matcher == "inner_matchers:cwd_under_work"
+
+        @pytest.mark.codex_cassette("test_session", match_on=["kind", "method", "id", "inner_matchers:cwd_under_work"])
+        def test_a_module_function_matcher_needs_no_registration(fake_codex):
+            code, out, err = drive(fake_codex.argv, OTHER_CWD)
+            assert code == 3 and "is not under /work" in err
+            fake_codex.assert_diverged()
+
         @pytest.mark.codex_cassette("test_session", match_on=["kind", "nonsense"])
-        async def test_an_unknown_matcher_is_named(fake_codex):
-            from fake_server import FakeCodexCommand
-            from harness.errors import UsageError
-            with pytest.raises(UsageError, match="nonsense.*register_matcher"):
-                fake_codex.handle()
-            command = FakeCodexCommand.from_options(fake_codex.cassette_path, fake_codex.options)
-            code, out, err = drive(command.argv())
-            assert code == 2 and "nonsense" in err and "register_matcher" in err
+        def test_an_unknown_matcher_is_named(fake_codex):
+            pass
+
+        @pytest.mark.codex_cassette("test_session", match_on=["kind", "no_such_module_xyz:f"])
+        def test_an_unimportable_matcher_is_named(fake_codex):
+            pass
         """, cassettes={"test_session.yaml": SCENARIO})
+    pytester.makepyfile(inner_matchers="""
+        def cwd_under_work(rec, live, ctx, event):
+            cwd = (live.get("params") or {}).get("cwd")
+            return None if cwd is None or cwd.startswith("/work/") else f"cwd {cwd!r} is not under /work"
+        """)
+    pytester.makeconftest("""
+        import os
+        import inner_matchers
+
+        # The fake subprocess finds inner_matchers as any user's module would be found.
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p)
+
+        def pytest_codex_cassette_configure(config, registry):
+            registry.register("cwd_under_work", inner_matchers.cwd_under_work)
+        """)
     pytester.makeini("[pytest]\nasyncio_mode = strict\nasyncio_default_fixture_loop_scope = function\n")
     result = run(pytester)
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=6, errors=2)
+    result.stdout.fnmatch_lines(["*unknown matcher 'nonsense' in match_on*pytest_codex_cassette_configure*",
+                                 "*matcher 'no_such_module_xyz:f' in match_on cannot be imported*"])
+
+
+def test_the_fake_subprocess_names_an_unknown_matcher(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cassette = tmp_path / "s.yaml"
+    cassette.write_text(textwrap.dedent(SCENARIO).lstrip("\n"))
+    proc = subprocess.run([sys.executable, "-m", "fake_server", "--cassette", str(cassette),
+                           "--match-on=kind,nonsense", "app-server"], input="", capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 2 and "unknown matcher 'nonsense'" in proc.stderr

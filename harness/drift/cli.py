@@ -14,18 +14,11 @@ from typing import Any
 from harness.drift import coverage, schema_diff
 from harness.drift.snapshot import GENERATE_TIMEOUT_S, load_snapshot, snapshot
 from harness.drift.validate import validate_paths
-
-
-def _default_codex_bin() -> str:
-    try:
-        import codex_cli_bin  # the pinned PyPI binary, when installed
-        return str(codex_cli_bin.bundled_codex_path())
-    except Exception:  # not installed, or no binary for this platform
-        return "codex"
+from harness.live.binary import find_codex_binary
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    res = snapshot(args.codex_bin or _default_codex_bin(), args.output,
+    res = snapshot(str(find_codex_binary(args.codex_bin)), args.output,
                    experimental=args.experimental, timeout=args.timeout)
     counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in res.methods.items())
     print(f"codex {res.version}: {res.files} files, {res.bytes / 1e6:.1f} MB -> {res.out_dir} "

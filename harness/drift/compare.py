@@ -11,7 +11,6 @@ not count. deepdiff names what changed inside a message.
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -20,6 +19,7 @@ from deepdiff import DeepDiff
 
 from harness.format.cassette import Cassette
 from harness.format.placeholders import map_strings
+from harness.format.wire import request_key
 
 # Notifications codex sends unprompted while it starts up; where they land
 # relative to the first requests is a race, so they are matched anywhere.
@@ -99,7 +99,7 @@ def _entries(cassette: Cassette, floating: set[str]) -> list[_Entry]:
         at = cassette.where(e)
         if e.msg is not None and isinstance(e.msg, dict):
             msg = e.msg
-            idk = json.dumps(msg.get("id"), sort_keys=True)
+            idk = request_key(msg.get("id"))
             if msg.get("method") and "id" in msg:
                 pending[e.side][idk] = msg["method"]
                 label = msg["method"]

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.format.codex_version import find_codex_version
 
 BUNDLE = "codex_app_server_protocol.schemas.json"
 INDEX = "index.json"
@@ -107,10 +108,10 @@ def _run(argv: list[str], env: dict[str, str], timeout: float) -> str:
 def codex_version(codex_bin: str, env: dict[str, str] | None = None) -> str:
     """'0.163.0' from `codex --version` ("codex-cli 0.163.0")."""
     out = _run([codex_bin, "--version"], env or dict(os.environ), VERSION_TIMEOUT_S)
-    m = re.search(r"(\d+\.\d+\.\d+(?:[-+.\w]*)?)", out)
-    if not m:
+    version = find_codex_version(out)
+    if version is None:
         raise SchemaError(f"cannot read a version from `{codex_bin} --version`: {out.strip()!r}")
-    return m.group(1)
+    return version
 
 
 def generate_raw(codex_bin: str, out_dir: Path, *, experimental: bool = False,

@@ -19,6 +19,7 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from harness.format.cassette import Cassette, Event, load_cassette
 from harness.drift.snapshot import Snapshot
+from harness.format.wire import request_key
 
 # (side that sends it, has an id) -> index key
 _KIND = {
@@ -156,7 +157,7 @@ def validate_cassette(cassette: Cassette, snap: Snapshot,
                        f"of schema {snap.version}")
                 continue
             if "id" in msg:
-                pending[side][_id_key(msg["id"])] = method
+                pending[side][request_key(msg["id"])] = method
             if "params" in msg or entry.get("params_required"):
                 for path, text in checker.errors(entry.get("params"), msg.get("params"), "$.params"):
                     report(event, path, text)
@@ -166,7 +167,7 @@ def validate_cassette(cassette: Cassette, snap: Snapshot,
                         report(event, path, text)
         elif "id" in msg and ("result" in msg or "error" in msg):
             peer = "server" if side == "client" else "client"
-            method = pending[peer].pop(_id_key(msg["id"]), None)
+            method = pending[peer].pop(request_key(msg["id"]), None)
             if method is None:
                 report(event, "$.id", f"a response to id {msg['id']!r}, which the {peer} "
                        "never sent as a request (or was answered already)")
@@ -184,11 +185,6 @@ def validate_cassette(cassette: Cassette, snap: Snapshot,
         else:
             report(event, "$", "neither a request, a notification nor a response")
     return problems
-
-
-def _id_key(value: Any) -> str:
-    # 1 and "1" are different ids in JSON-RPC; keep them apart.
-    return f"{type(value).__name__}:{value!r}"
 
 
 def validate_paths(paths: Iterable[str | Path], snap: Snapshot) -> list[Problem]:

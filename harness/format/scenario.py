@@ -10,7 +10,7 @@ points into the scenario file, not into a generated cassette.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -79,7 +79,7 @@ class _Compiler:
         if self.default_mode not in MATCH_MODES:
             self.fail(doc.get(LINE_KEY, 1), f"'match' must be one of {', '.join(MATCH_MODES)}")
 
-    def fail(self, line: int | None, message: str) -> ScenarioError:
+    def fail(self, line: int | None, message: str) -> NoReturn:
         raise ScenarioError(self.path, line, message)
 
     def add(self, side: str, line: int, **payload: Any) -> Event:

@@ -3,6 +3,11 @@
 codex speaks JSON-RPC 2.0 without the ``"jsonrpc"`` field, one object per line.
 Lines can be huge (a command's whole output, a file's diff), so nothing here uses
 ``StreamReader.readline`` and its 64 KiB limit: lines are split out of raw chunks.
+
+One line policy for every reader (proxy, tee, channels, SSH, process handles):
+a line is what lies between two ``\n``; a ``\r`` before the ``\n`` stays part of
+the line's bytes (recorded and replayed byte for byte), and JSON parsing reads
+it as the whitespace it is.
 """
 
 from __future__ import annotations
@@ -115,3 +120,10 @@ class LineSplitter:
         rest = b"".join(self._parts)
         self._parts = []
         return rest
+
+
+def request_key(request_id: Any) -> str:
+    """A JSON-RPC id as a dictionary key: 1 and "1" are different ids, so kept apart."""
+    if type(request_id) is int:  # the usual id; what json.dumps gives, without its cost
+        return str(request_id)
+    return json.dumps(request_id, sort_keys=True)

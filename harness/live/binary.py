@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.format.codex_version import find_codex_version
 
 PINNED_PACKAGE = "openai-codex-cli-bin"
 PINNED_VERSION = "0.163.0"
@@ -51,7 +51,7 @@ def _bundled_binary() -> Path | None:
         return None
     try:
         path = Path(codex_cli_bin.bundled_codex_path())
-    except Exception:  # the package exists but lacks a binary for this platform
+    except OSError:  # the package exists but lacks its binary (another platform's wheel)
         return None
     return path if path.is_file() and os.access(path, os.X_OK) else None
 
@@ -64,15 +64,12 @@ def _must_be_executable(path: Path, origin: str) -> Path:
     return path
 
 
-_VERSION_RE = re.compile(r"codex(?:-cli)?\s+v?(\d+\.\d+\.\d+(?:[-+.][0-9A-Za-z.-]+)?)")
-
-
 def parse_codex_version(text: str) -> str:
     """`codex-cli 0.163.0` -> `0.163.0`."""
-    match = _VERSION_RE.search(text)
-    if not match:
+    version = find_codex_version(text)
+    if version is None:
         raise CodexBinaryError(f"Cannot read a version from `codex --version` output {text.strip()[:200]!r}.")
-    return match.group(1)
+    return version
 
 
 def codex_version(path: str | os.PathLike[str], timeout: float = 20.0) -> str:

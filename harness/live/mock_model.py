@@ -18,12 +18,13 @@ import asyncio
 import json
 import threading
 import time
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.live.http import MAX_BODY_BYTES, MAX_HEADER_BYTES, BadRequest, ClientGone, decode_content, read_chunked, send_plain
+from harness.live.sse import SseStream, completed, deltas, failed, message_added, message_done, stream_message
 from harness.live.model_script import (
     FailStep,
     GateStep,
@@ -34,8 +35,6 @@ from harness.live.model_script import (
     split_text,
 )
 
-MAX_HEADER_BYTES = 64 * 1024
-MAX_BODY_BYTES = 64 * 1024 * 1024
 # Codex compacts the context on its own, e.g. before a turn that switches to a
 # model of another family; these requests are answered without using a step.
 COMPACTION_MARKER = "CONTEXT CHECKPOINT COMPACTION"
@@ -100,14 +99,6 @@ class Gate:
     name: str
     reached: asyncio.Event = field(default_factory=asyncio.Event)
     opened: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-class _ClientGone(Exception):
-    """The HTTP client closed the connection while we were answering."""
-
-
-class _BadRequest(Exception):
-    pass
 
 
 class MockModel:
@@ -244,9 +235,9 @@ class MockModel:
                     return
                 try:
                     request = await self._read_request(head, reader)
-                except _BadRequest as exc:
+                except BadRequest as exc:
                     self.errors.append(f"bad request: {exc}")
-                    await _send_plain(writer, 400, {"error": {"message": str(exc)}}, close=True)
+                    await send_plain(writer, 400, {"error": {"message": str(exc)}}, close=True)
                     return
                 keep_alive = request.headers.get("connection", "").lower() != "close"
                 if request.method == "POST" and request.path.rstrip("/").endswith("/responses"):
@@ -257,10 +248,10 @@ class MockModel:
                     keep_alive = keep_alive and ok
                 else:
                     self.other_requests.append(request)
-                    await _send_plain(writer, 404, {"error": {"message": f"mock has no {request.path}"}})
+                    await send_plain(writer, 404, {"error": {"message": f"mock has no {request.path}"}})
                 if not keep_alive:
                     return
-        except (ConnectionError, _ClientGone, asyncio.IncompleteReadError, asyncio.TimeoutError):
+        except (ConnectionError, ClientGone, asyncio.IncompleteReadError, asyncio.TimeoutError):
             return
         finally:
             self._conn_tasks.discard(task)
@@ -271,7 +262,7 @@ class MockModel:
         try:
             method, path, _version = lines[0].split(" ", 2)
         except ValueError:
-            raise _BadRequest(f"malformed request line {lines[0]!r}") from None
+            raise BadRequest(f"malformed request line {lines[0]!r}") from None
         headers: dict[str, str] = {}
         for line in lines[1:]:
             if line:
@@ -279,15 +270,15 @@ class MockModel:
                 headers[name.strip().lower()] = value.strip()
         try:
             if "chunked" in headers.get("transfer-encoding", "").lower():
-                raw = await _read_chunked(reader)
+                raw = await read_chunked(reader)
             else:
                 length = int(headers.get("content-length") or 0)
                 if length > MAX_BODY_BYTES:
-                    raise _BadRequest(f"body of {length} bytes is over the {MAX_BODY_BYTES} limit")
+                    raise BadRequest(f"body of {length} bytes is over the {MAX_BODY_BYTES} limit")
                 raw = await asyncio.wait_for(reader.readexactly(length), 30.0) if length else b""
-            raw = _decode_content(raw, headers.get("content-encoding", ""))
-        except (ValueError, zlib.error) as exc:  # bad length, chunk size or compressed data
-            raise _BadRequest(f"{method} {path}: unreadable body ({exc})") from None
+            raw = decode_content(raw, headers.get("content-encoding", ""))
+        except ValueError as exc:  # a bad length or chunk size
+            raise BadRequest(f"{method} {path}: unreadable body ({exc})") from None
         body: Any = None
         if raw:
             try:
@@ -315,30 +306,30 @@ class MockModel:
         request.step = step
 
         if isinstance(step, FailStep) and step.kind == "http_500":
-            await _send_plain(
+            await send_plain(
                 writer, step.status, {"error": {"message": step.message, "type": "server_error", "code": None}}
             )
             return True
 
-        stream = _SseStream(reader, writer)
+        stream = SseStream(reader, writer)
         try:
             await stream.start()
             await self._play_step(step, n, stream)
             await stream.finish()
             return True
-        except _ClientGone:
+        except ClientGone:
             request.disconnected = True
             self._disconnect_seen.set()
             return False
         finally:
             stream.stop_watching()
 
-    async def _play_step(self, step: Step, n: int, s: "_SseStream") -> None:
+    async def _play_step(self, step: Step, n: int, s: "SseStream") -> None:
         resp_id = f"resp_{n}"
         await s.event("response.created", {"response": {"id": resp_id, "status": "in_progress"}})
         if isinstance(step, TextStep):
-            await _stream_message(s, f"msg_{n}", step.pieces(), step.delay)
-            await _completed(s, resp_id)
+            await stream_message(s, f"msg_{n}", step.pieces(), step.delay)
+            await completed(s, resp_id)
         elif isinstance(step, ShellStep):
             args: dict[str, Any] = {
                 "cmd": step.cmd,
@@ -357,7 +348,7 @@ class MockModel:
                 "status": "completed",
             }
             await s.event("response.output_item.done", {"output_index": 0, "item": item})
-            await _completed(s, resp_id)
+            await completed(s, resp_id)
         elif isinstance(step, PatchStep):
             item = {
                 "type": "custom_tool_call",
@@ -368,204 +359,31 @@ class MockModel:
                 "status": "completed",
             }
             await s.event("response.output_item.done", {"output_index": 0, "item": item})
-            await _completed(s, resp_id)
+            await completed(s, resp_id)
         elif isinstance(step, GateStep):
             gate = self.gate(step.name)
             item_id = f"msg_{n}"
-            await _message_added(s, item_id)
-            await _deltas(s, item_id, split_text(step.before, None), 0.0)
+            await message_added(s, item_id)
+            await deltas(s, item_id, split_text(step.before, None), 0.0)
             gate.reached.set()
             opened = await s.wait_or_gone(gate.opened.wait(), step.timeout)
             if not opened:
                 msg = f"gate {step.name!r} was not opened within {step.timeout:g} s"
                 self.errors.append(msg)
-                await _failed(s, resp_id, msg)
+                await failed(s, resp_id, msg)
                 return
-            await _deltas(s, item_id, split_text(step.after, None), 0.0)
-            await _message_done(s, item_id, step.before + step.after)
-            await _completed(s, resp_id)
+            await deltas(s, item_id, split_text(step.after, None), 0.0)
+            await message_done(s, item_id, step.before + step.after)
+            await completed(s, resp_id)
         elif isinstance(step, FailStep):
             if step.kind == "response_failed":
-                await _failed(s, resp_id, step.message)
+                await failed(s, resp_id, step.message)
             else:  # stream_cut: a partial message, then the body ends without response.completed
                 item_id = f"msg_{n}"
-                await _message_added(s, item_id)
-                await _deltas(s, item_id, ["Partial "], 0.0)
+                await message_added(s, item_id)
+                await deltas(s, item_id, ["Partial "], 0.0)
         else:  # pragma: no cover - the Step union is closed
             raise TypeError(f"unknown step {step!r}")
-
-
-# ------------------------------------------------------------------ SSE pieces
-
-
-class _SseStream:
-    """One chunked `text/event-stream` response, watching for the client leaving."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writer = writer
-        self._seq = 0
-        # A streaming client sends nothing more on this connection until the
-        # answer ends, so a read that returns means it hung up.
-        self._watch = asyncio.ensure_future(reader.read(1))
-
-    def stop_watching(self) -> None:
-        self._watch.cancel()
-
-    def _check(self) -> None:
-        if self._watch.done() or self._writer.is_closing():
-            raise _ClientGone()
-
-    async def _write(self, data: bytes) -> None:
-        self._check()
-        self._writer.write(data)
-        try:
-            await asyncio.wait_for(self._writer.drain(), 10.0)
-        except (ConnectionError, asyncio.TimeoutError):
-            raise _ClientGone() from None
-
-    async def start(self) -> None:
-        await self._write(
-            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
-            b"transfer-encoding: chunked\r\n\r\n"
-        )
-
-    async def event(self, kind: str, data: dict[str, Any]) -> None:
-        self._seq += 1
-        payload = {"type": kind, "sequence_number": self._seq, **data}
-        text = f"event: {kind}\ndata: {json.dumps(payload)}\n\n".encode()
-        await self._write(b"%x\r\n%s\r\n" % (len(text), text))
-
-    async def finish(self) -> None:
-        await self._write(b"0\r\n\r\n")
-
-    async def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            await self.wait_or_gone(asyncio.sleep(seconds), seconds + 1.0)
-
-    async def wait_or_gone(self, awaitable: Any, timeout: float) -> bool:
-        """Wait for `awaitable`; False on timeout, _ClientGone if the client leaves first."""
-        waiter = asyncio.ensure_future(awaitable)
-        try:
-            done, _ = await asyncio.wait({waiter, self._watch}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not waiter.done():
-                waiter.cancel()
-        if self._watch in done:
-            raise _ClientGone()
-        return waiter in done
-
-
-async def _message_added(s: _SseStream, item_id: str) -> None:
-    await s.event(
-        "response.output_item.added",
-        {
-            "output_index": 0,
-            "item": {"type": "message", "role": "assistant", "id": item_id, "status": "in_progress", "content": []},
-        },
-    )
-
-
-async def _deltas(s: _SseStream, item_id: str, pieces: list[str], delay: float) -> None:
-    for i, piece in enumerate(pieces):
-        if i and delay:
-            await s.sleep(delay)
-        await s.event(
-            "response.output_text.delta",
-            {"item_id": item_id, "output_index": 0, "content_index": 0, "delta": piece},
-        )
-
-
-async def _message_done(s: _SseStream, item_id: str, text: str) -> None:
-    await s.event(
-        "response.output_item.done",
-        {
-            "output_index": 0,
-            "item": {
-                "type": "message",
-                "role": "assistant",
-                "id": item_id,
-                "status": "completed",
-                "content": [{"type": "output_text", "text": text, "annotations": []}],
-            },
-        },
-    )
-
-
-async def _stream_message(s: _SseStream, item_id: str, pieces: list[str], delay: float) -> None:
-    await _message_added(s, item_id)
-    await _deltas(s, item_id, pieces, delay)
-    await _message_done(s, item_id, "".join(pieces))
-
-
-async def _completed(s: _SseStream, resp_id: str) -> None:
-    usage = {
-        "input_tokens": 10,
-        "input_tokens_details": {"cached_tokens": 0},
-        "output_tokens": 5,
-        "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": 15,
-    }
-    await s.event("response.completed", {"response": {"id": resp_id, "status": "completed", "usage": usage}})
-
-
-async def _failed(s: _SseStream, resp_id: str, message: str) -> None:
-    await s.event(
-        "response.failed",
-        {"response": {"id": resp_id, "status": "failed", "error": {"code": "server_error", "message": message}}},
-    )
-
-
-# ------------------------------------------------------------------ HTTP helpers
-
-
-async def _send_plain(writer: asyncio.StreamWriter, status: int, body: dict[str, Any], close: bool = False) -> None:
-    reason = {400: "Bad Request", 404: "Not Found", 500: "Internal Server Error"}.get(status, "Error")
-    data = json.dumps(body).encode()
-    head = (
-        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(data)}\r\n"
-        + ("connection: close\r\n" if close else "")
-        + "\r\n"
-    )
-    writer.write(head.encode() + data)
-    try:
-        await asyncio.wait_for(writer.drain(), 10.0)
-    except (ConnectionError, asyncio.TimeoutError):
-        raise _ClientGone() from None
-
-
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    parts: list[bytes] = []
-    total = 0
-    while True:
-        size_line = await asyncio.wait_for(reader.readuntil(b"\r\n"), 30.0)
-        size = int(size_line.split(b";")[0].strip() or b"0", 16)
-        if size == 0:
-            # Trailers (rare) end with an empty line.
-            while (await asyncio.wait_for(reader.readuntil(b"\r\n"), 30.0)) != b"\r\n":
-                pass
-            return b"".join(parts)
-        total += size
-        if total > MAX_BODY_BYTES:
-            raise _BadRequest("chunked body over the size limit")
-        parts.append(await asyncio.wait_for(reader.readexactly(size), 30.0))
-        await asyncio.wait_for(reader.readexactly(2), 30.0)
-
-
-def _decode_content(raw: bytes, encoding: str) -> bytes:
-    encoding = encoding.strip().lower()
-    if not encoding or encoding == "identity":
-        return raw
-    if encoding in ("gzip", "x-gzip"):
-        return zlib.decompress(raw, 16 + zlib.MAX_WBITS)
-    if encoding == "deflate":
-        return zlib.decompress(raw)
-    if encoding == "zstd":
-        try:
-            import zstandard  # type: ignore[import-not-found]
-        except ImportError:
-            raise _BadRequest("zstd request body but the `zstandard` package is not installed") from None
-        return zstandard.ZstdDecompressor().decompressobj().decompress(raw)
-    raise _BadRequest(f"unsupported content-encoding {encoding!r}")
 
 
 # ------------------------------------------------------------------ sync wrapper

@@ -1,7 +1,9 @@
 """pytest plugin: a thin layer over the library, in the manner of pytest-recording.
 
 - ``@pytest.mark.codex_cassette("name", **options)`` picks the cassette (or YAML
-  scenario) a test replays; without the marker the test's own name is used.
+  scenario) a test replays; without a name, the test's class and full name (so each
+  parametrized case has its own). Markers on the module, class and function merge,
+  the closest winning.
 - ``codex_cassette_dir`` (overridable) says where cassettes live: by default
   ``cassettes/<module name>/`` beside the test module.
 - ``codex_cassette_config`` (overridable) gives replay options for a module or
@@ -15,10 +17,13 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
+
+from harness.replay.matching import MatcherRegistry
 
 from harness.format.load import open_cassette
 from harness.errors import HarnessError
@@ -31,6 +36,24 @@ OPTION_KEYS = {"timeout", "linger", "pace", "pace_scale", "strict", "bindings", 
 # live: a live scenario (codex + model parts) to record against, offline;
 # ssh: {"target": "user@host:port", "identity": [...], "known_hosts": ...}: record a codex on another host
 RECORD_KEYS = {"live", "ssh"}
+
+
+MATCHERS_KEY = pytest.StashKey[MatcherRegistry]()
+MARKER_HELP = (
+    "codex_cassette(name=None, **options): the cassette or YAML scenario the fake codex serves "
+    "to this test (default: Class.test_name[params]). Options: timeout (seconds one expected client "
+    "message may take), linger (seconds to wait for the client to hang up after the last event), "
+    "pace ('instant' or 'recorded'), pace_scale (recorded gaps times this), strict (False: unplayed "
+    "events do not fail), bindings ({placeholder: value} bound up front), ignore (dotted paths not "
+    "compared), learn (paths whose live value is learned, not compared), match_on (matcher names or "
+    "'module:function', in order), live (a live scenario to record against), ssh (record a codex on "
+    "another host)")
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from harness.pytest import hooks
+
+    pluginmanager.add_hookspecs(hooks)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -50,18 +73,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "codex_cassette(name=None, **options): the cassette or YAML scenario the fake codex "
-        "serves to this test; options: timeout, pace, pace_scale, strict, bindings, ignore",
-    )
+    config.addinivalue_line("markers", MARKER_HELP)
+    registry = MatcherRegistry()
+    config.stash[MATCHERS_KEY] = registry
+    config.hook.pytest_codex_cassette_configure(config=config, registry=registry)
+
+
+def checked_name(name: str) -> str:
+    """A cassette name stays inside the cassette directory: no absolute path, no `..`."""
+    parts = Path(name).parts
+    if not parts or Path(name).is_absolute() or ".." in parts:
+        raise HarnessError(f"cassette name {name!r} must be a relative path inside the cassette directory "
+                           "(no leading '/', no '..')")
+    return name
 
 
 def resolve_cassette(directory: Path, name: str | os.PathLike[str]) -> Path | None:
     """The file a cassette name refers to, trying the known suffixes."""
-    base = Path(name)
-    if not base.is_absolute():
-        base = directory / base
+    base = directory / checked_name(os.fspath(name))
     for suffix in SUFFIXES:
         candidate = base.with_name(base.name + suffix) if suffix else base
         if candidate.is_file():
@@ -69,16 +98,35 @@ def resolve_cassette(directory: Path, name: str | os.PathLike[str]) -> Path | No
     return None
 
 
+def default_cassette_name(request: pytest.FixtureRequest) -> str:
+    """``Class.test_name[params]`` as pytest-recording names it, characters a file
+    name should not hold replaced by '-'."""
+    name = request.node.name
+    if request.cls is not None:
+        name = f"{request.cls.__name__}.{name}"
+    return re.sub(r"[^A-Za-z0-9_.\[\]=,+-]", "-", name)
+
+
 def _marker_args(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
-    marker = request.node.get_closest_marker("codex_cassette")
-    name = request.node.originalname if hasattr(request.node, "originalname") else request.node.name
+    """The cassette name and options from every codex_cassette marker on the module, class
+    and function: keywords merge, the closest winning; a name given closest wins too."""
+    name: str | None = None
     kwargs: dict[str, Any] = {}
-    if marker is not None:
+    for marker in reversed(list(request.node.iter_markers("codex_cassette"))):  # farthest first
+        given = dict(marker.kwargs)
         if marker.args:
-            name = marker.args[0]
-        kwargs = dict(marker.kwargs)
-        name = kwargs.pop("name", name)
-    return str(name), kwargs
+            given.setdefault("name", marker.args[0])
+        name = given.pop("name", name)
+        kwargs.update(given)
+    name = str(name) if name is not None else default_cassette_name(request)
+    try:
+        checked_name(name)
+        bad = None
+    except HarnessError as exc:
+        bad = str(exc)
+    if bad is not None:
+        pytest.fail(f"codex-cassette: {bad} ({request.node.nodeid})", pytrace=False)
+    return name, kwargs
 
 
 @pytest.fixture
@@ -118,7 +166,17 @@ def _replay_options(request: pytest.FixtureRequest, merged: dict[str, Any]) -> R
     if config.getoption("--codex-allow-unplayed"):
         merged["strict"] = False
     merged["bindings"] = dict(merged.get("bindings") or {})
-    return ReplayOptions(role="server", **merged)
+    if "match_on" in merged:
+        merged["match_on"] = tuple(merged["match_on"])
+    options = ReplayOptions(role="server", matchers=config.stash[MATCHERS_KEY], **merged)
+    try:
+        options.matchers.resolve(options.match_on)  # an unknown matcher fails the test here, said once
+        bad = None
+    except HarnessError as exc:
+        bad = str(exc)
+    if bad is not None:
+        pytest.fail(f"codex-cassette: {bad}", pytrace=False)
+    return options
 
 
 def _fake(request: pytest.FixtureRequest, path: Path, options: ReplayOptions,
@@ -131,7 +189,7 @@ def _fake(request: pytest.FixtureRequest, path: Path, options: ReplayOptions,
                      workdir=tmp_path_factory.mktemp("fake_codex", numbered=True))
 
 
-def _missing(request: pytest.FixtureRequest, directory: Path, name: str, hint: str = "") -> None:
+def _missing(request: pytest.FixtureRequest, directory: Path, name: str, hint: str = "") -> NoReturn:
     tried = ", ".join(str(directory / (name + s)) for s in SUFFIXES)
     pytest.fail(f"codex-cassette: no cassette {name!r} for {request.node.nodeid}; looked for {tried}{hint}",
                 pytrace=False)
@@ -146,7 +204,7 @@ def fake_codex(request: pytest.FixtureRequest, codex_cassette_dir: Path, codex_c
     path = resolve_cassette(Path(codex_cassette_dir), name)
     if path is None:
         _missing(request, Path(codex_cassette_dir), name)
-    fake = _fake(request, path, _replay_options(request, merged), tmp_path_factory)
+    fake = _fake(request, path, _replay_options(request, merged), tmp_path_factory).start()
     yield fake
     fake.close()
     bad = fake.failures()
@@ -207,6 +265,7 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
         server = CodexAppServer(cassette_path=existing, recording=False,
                                 fake=_fake(request, existing, _replay_options(request, merged), tmp_path_factory))
     try:
+        server.start()
         yield server
     finally:
         try:

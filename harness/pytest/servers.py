@@ -34,39 +34,51 @@ class FakeCodex:
     workdir: Path
     _handles: list[Any] = field(default_factory=list)
     _expected_failure: bool = False
+    _started: bool = False
 
-    @property
-    def cassette(self) -> Cassette:
+    def load_cassette(self) -> Cassette:
         return open_cassette(self.cassette_path)
+
+    def start(self) -> "FakeCodex":
+        """Make the launch paths ready: start this process's fork server (warm launches,
+        unless CODEX_CASSETTE_FORKSERVER=0) and write the bin dir. The fixture does this."""
+        from fake_server.forkserver import ensure_server
+
+        ensure_server()
+        self._started = True
+        self._write_bin_dir()
+        return self
 
     def bind(self, **values: str) -> "FakeCodex":
         """Bind placeholders up front (e.g. cwd) instead of on first sight."""
         self.options.bindings.update(values)
+        if self._started:
+            self._write_bin_dir()  # its `codex` has the bindings built in
         return self
+
+    def _write_bin_dir(self) -> None:
+        from fake_server.commands import write_bin_dir
+
+        write_bin_dir(self.bin_dir, self.command)
 
     # -- as a subprocess ----------------------------------------------------
 
     @property
-    def command(self):
-        """The fake's command line; warm (through this process's fork server, started
-        on first use) unless CODEX_CASSETTE_FORKSERVER=0."""
-        from fake_server import FakeCodexCommand
-        from fake_server.forkserver import ensure_server
+    def command(self) -> Any:
+        """The fake's command line (fake_server.commands.FakeCodexCommand)."""
+        from fake_server.commands import FakeCodexCommand
 
-        ensure_server()
         return FakeCodexCommand.from_options(self.cassette_path, self.options, self.workdir / "report-{pid}.json")
 
     @property
     def argv(self) -> list[str]:
-        """Launch this instead of `codex app-server`."""
+        """Launch this instead of `codex app-server`: warm through the fork server once it runs, else cold."""
         return self.command.argv("app-server")
 
     @property
     def bin_dir(self) -> Path:
-        """A directory whose `codex` is the fake; put it first on PATH."""
-        from fake_server import write_bin_dir
-
-        return write_bin_dir(self.workdir / "bin", self.command)
+        """A directory whose `codex` is the fake (written by start()); put it first on PATH."""
+        return self.workdir / "bin"
 
     @property
     def env(self) -> dict[str, str]:
@@ -166,7 +178,7 @@ class CodexAppServer:
     live_scenario: Any = None          # harness.live.session.LiveScenario
     workdir: Path = Path(".")
     ssh: dict[str, Any] | None = None  # {"target": "user@host:port", ...}: record a codex on another host
-    _live: Any = None                  # harness.live.session.LiveCodex, started on first use
+    _live: Any = None                  # harness.live.session.LiveCodex, started by start()
     _recorders: list[tuple[Any, Any]] = field(default_factory=list)
     _connections: int = 0              # in-process handles handed out so far
 
@@ -174,13 +186,24 @@ class CodexAppServer:
     def mode(self) -> str:
         return "record" if self.recording else "replay"
 
-    # -- recording setup ---------------------------------------------------------
-
-    def _live_codex(self) -> Any:
-        if self._live is None and self.live_scenario is not None:
+    def start(self) -> "CodexAppServer":
+        """What launching needs, started up front (the fixture's setup): the fake's fork
+        server and bin dir when replaying; the live codex's mock model and home when
+        recording against a live scenario."""
+        if not self.recording:
+            assert self.fake is not None
+            self.fake.start()
+        elif self.live_scenario is not None and self._live is None:
             from harness.live.session import LiveCodex
 
             self._live = LiveCodex(self.live_scenario, self.codex_bin).start()
+        return self
+
+    # -- recording setup ---------------------------------------------------------
+
+    def _live_codex(self) -> Any:
+        if self.live_scenario is not None and self._live is None:
+            raise HarnessError("CodexAppServer.start() was not called: the live codex is not running")
         return self._live
 
     def _binary(self) -> str:

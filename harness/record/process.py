@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Protocol, Sequence, Union
 
 from harness.errors import HarnessError
+from harness.format.wire import LineSplitter
 
 ExitStatus = Union[int, str]  # an exit code, or a signal name such as "SIGKILL"
 
@@ -249,18 +250,16 @@ class _HandleStdout:
         return self._lines()
 
     async def _lines(self) -> Any:
-        buf = b""
+        splitter = LineSplitter()
         while True:
             chunk = await self._owner.process.stdout.read(HANDLE_CHUNK)
             if not chunk:
                 break
-            buf += chunk
-            if b"\n" in buf:
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    yield line + b"\n"
-        if buf:
-            yield buf
+            for line in splitter.feed(chunk):
+                yield line + b"\n"
+        rest = splitter.rest()
+        if rest:
+            yield rest
         await self._owner._stdout_ended()
 
 

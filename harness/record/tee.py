@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-import re
 from typing import Any, Mapping, Sequence
 
 from harness.format.cassette import Event
+from harness.format.codex_version import find_codex_version
 from harness.format.placeholders import Placeholders
 from harness.format.redact import Redactor
 from harness.format.wire import Line, LineSplitter
 from harness.format.writer import CassetteWriter
-
-_VERSION_RE = re.compile(r"/(\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?)")
 
 def default_placeholders(extra: Mapping[str, str] | None = None,
                          env: Mapping[str, str] | None = None) -> Placeholders:
@@ -63,11 +61,12 @@ class Tee:
     def items(self, side: str, item: bytes | str, t: float) -> None:
         """One item of a line iterator (with or without its newline)."""
         data = item.encode("utf-8", "surrogateescape") if isinstance(item, str) else bytes(item)
-        parts = data.split(b"\n")
-        if parts[-1] == b"" and len(parts) > 1:
-            parts.pop()
-        for part in parts:
+        splitter = LineSplitter()
+        for part in splitter.feed(data):
             self.line(side, Line(part), t)
+        rest = splitter.rest()
+        if rest:  # an item without its newline is still a whole line (the iterator ended it)
+            self.line(side, Line(rest), t)
 
     def eof(self, side: str, t: float) -> None:
         if side in self.eofs:
@@ -109,9 +108,7 @@ class Tee:
             self._init_id = msg.get("id")
         elif side == "server" and self._init_id is not None and msg.get("id") == self._init_id:
             result = msg.get("result") if isinstance(msg.get("result"), dict) else {}
-            found = _VERSION_RE.search(str(result.get("userAgent", "")))
-            if found:
-                self.codex_version = found.group(1)
+            self.codex_version = find_codex_version(str(result.get("userAgent", ""))) or self.codex_version
 
     def final_meta(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"redactions": sorted(self.redactor.applied)}

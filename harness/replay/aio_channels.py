@@ -240,7 +240,7 @@ class ProcessChannel:
             return None
         newline = item.endswith(b"\n")
         data = item[:-1] if newline else item
-        return Line(data[:-1] if data.endswith(b"\r") else data, newline=newline)
+        return Line(data, newline=newline)
 
     def write(self, data: bytes) -> None:
         if not self.closed:

@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 from harness.format.cassette import Cassette, Event
 from harness.replay.channel import Channel, ReadTimeout
-from harness.replay.matching import (MatchContext, check_order, compare, diff_text, distance,
+from harness.replay.matching import (MatchContext, compare, diff_text, distance,
                                learn_values, strip_transport, substitute_learned)
 from harness.format.placeholders import Placeholders, has_marker, unbound_markers
 from harness.replay.options import ReplayOptions
 from harness.replay.report import Divergence, ReplayReport
-from harness.format.wire import Kind, Line, classify, encode
+from harness.format.wire import Kind, Line, classify, encode, request_key
 
 DIVERGENCE_CODE = -32099  # in JSON-RPC's server-error range, unused by codex
 DIVERGED_EXIT = 3         # the fake server's exit code after a divergence
@@ -46,12 +46,6 @@ class _Stop(Exception):
     """Ends the play (divergence, peer gone, or a scripted exit)."""
 
 
-def _id_key(value: Any) -> str:
-    if type(value) is int:  # the usual id; what json.dumps would give, without its cost
-        return str(value)
-    return json.dumps(value, sort_keys=True)
-
-
 class ReplayEngine:
     def __init__(self, cassette: Cassette, channel: Channel, options: ReplayOptions | None = None) -> None:
         self.cassette = cassette
@@ -62,7 +56,7 @@ class ReplayEngine:
             raise ValueError(f"role must be 'server' or 'client', not {self.role!r}")
         self.ctx = MatchContext(placeholders=Placeholders(dict(self.options.bindings)),
                                 scrub=self.options.scrub, ignore=list(self.options.ignore),
-                                learn=list(self.options.learn), order=check_order(self.options.match_on))
+                                learn=list(self.options.learn), matchers=self.options.matchers.resolve(self.options.match_on))
         self.report = ReplayReport(cassette=str(cassette.path or "<memory>"), role=self.role,
                                    total=len(cassette.events))
         self._id_map: dict[str, Any] = {}   # recorded peer request id -> live id
@@ -197,7 +191,7 @@ class ReplayEngine:
         if self.ctx.learned:
             out = substitute_learned(out, self.ctx.learned)
         if classify(msg) is Kind.RESPONSE:
-            key = _id_key(msg["id"])
+            key = request_key(msg["id"])
             if key in self._id_map:
                 out = dict(out)
                 out["id"] = self._id_map[key]
@@ -396,7 +390,7 @@ class ReplayEngine:
 
     def _accept(self, event: Event, live: dict[str, Any]) -> None:
         if classify(live) is Kind.REQUEST:
-            self._id_map[_id_key(event.msg["id"])] = live["id"]
+            self._id_map[request_key(event.msg["id"])] = live["id"]
         learn_values(event, live, self.ctx)
         self.report.matched += 1
         self.report.played += 1
@@ -412,7 +406,7 @@ class ReplayEngine:
             for n, e in enumerate(events[start:], start) if n not in self._early and n not in self._matched
         ]
 
-    def _diverge_timeout(self, waiting: list[int]) -> None:
+    def _diverge_timeout(self, waiting: list[int]) -> NoReturn:
         events = self.cassette.events
         first = events[waiting[0]]
         names = ", ".join(events[p].describe() for p in waiting[:3])
@@ -425,7 +419,7 @@ class ReplayEngine:
         raise _Stop
 
     async def _diverge_on(self, line: Line, waiting: list[int], first: Event, kind: str,
-                          unplayed_after: Event | None = None) -> None:
+                          unplayed_after: Event | None = None) -> NoReturn:
         events = self.cassette.events
         live, is_json = line.parse()
         received: Any = live if is_json else line.data.decode("utf-8", "replace")

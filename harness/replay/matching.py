@@ -11,7 +11,8 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 from harness.format.cassette import Event
 from harness.errors import UsageError
@@ -39,7 +40,8 @@ class MatchContext:
     ignore: list[str] = field(default_factory=list)  # dotted paths, '*' for any key
     learned: dict[str, Any] = field(default_factory=dict)  # recorded -> live (values the live peer chose)
     learn: list[str] = field(default_factory=list)   # paths whose live value is learned, not compared
-    order: tuple[str, ...] = ("kind", "method", "id", "body")  # the matchers that decide, in order
+    # The matchers that decide, in order (MatcherRegistry.resolve); the built-in four by default.
+    matchers: tuple[tuple[str, "Matcher"], ...] = ()
 
 
 @dataclass
@@ -122,7 +124,7 @@ def substitute_learned(obj: Any, learned: dict[Any, Any]) -> Any:
 # -- the matchers ----------------------------------------------------------
 
 # A matcher takes (recorded message, live message, context, recorded event) and
-# returns None for a match or a short reason. Register more with register_matcher
+# returns None for a match or a short reason. Register more on a MatcherRegistry
 # and name them in ReplayOptions.match_on (the plugin's `match_on` option).
 
 def match_kind(rec: dict, live: dict, ctx: MatchContext, event: Event | None = None) -> str | None:
@@ -182,26 +184,73 @@ def match_body(rec: dict, live: dict, ctx: MatchContext, event: Event | None = N
 
 
 Matcher = Callable[[dict, dict, "MatchContext", "Event | None"], "str | None"]
-MATCHERS: dict[str, Matcher] = {
+BUILTIN_MATCHERS: Mapping[str, Matcher] = MappingProxyType({
     "kind": match_kind,
     "method": match_method,
     "id": match_id,
     "body": match_body,
-}
+})
 DEFAULT_ORDER = ("kind", "method", "id", "body")
 
 
-def register_matcher(name: str, fn: Matcher) -> None:
-    """Add (or replace) a matcher that ``match_on`` can name."""
-    MATCHERS[name] = fn
+@dataclass
+class MatcherRegistry:
+    """Named matchers, kept on an instance as VCR.py keeps them: the built-in four plus
+    what a session registers (the plugin's ``pytest_codex_cassette_configure`` hook).
+
+    ``match_on`` may also name ``module:function``: resolved by import, it works in a
+    fake subprocess and the fork server too, not only in the registering process."""
+
+    matchers: dict[str, Matcher] = field(default_factory=lambda: dict(BUILTIN_MATCHERS))
+
+    def register(self, name: str, fn: Matcher) -> None:
+        """Add (or replace) a matcher that ``match_on`` can name."""
+        if not callable(fn):
+            raise UsageError(f"matcher {name!r} must be callable (rec, live, ctx, event) -> reason or None")
+        self.matchers[name] = fn
+
+    def resolve(self, order: tuple[str, ...] | list[str]) -> tuple[tuple[str, Matcher], ...]:
+        """The matchers ``order`` names, each found here or imported (``module:function``)."""
+        found = []
+        for name in order:
+            fn = self.matchers.get(name) or (_import_matcher(name) if ":" in name else None)
+            if fn is None:
+                raise UsageError(f"unknown matcher {name!r} in match_on; known: {sorted(self.matchers)}, or "
+                                 "'module:function' of an importable module (register one in the "
+                                 "pytest_codex_cassette_configure(config, registry) hook)")
+            found.append((name, fn))
+        return tuple(found)
+
+    def portable(self, name: str) -> str:
+        """``name`` as another process can resolve it: built-in and ``module:function`` names
+        as they are, a registered module-level function as its ``module:function``."""
+        if name in BUILTIN_MATCHERS or ":" in name:
+            return name
+        fn = self.matchers.get(name)
+        module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+        if fn is None or not module or module == "__main__" or "<" in qualname:
+            raise UsageError(f"matcher {name!r} was registered in this process only, so a fake subprocess "
+                             "cannot use it: name it in match_on as 'module:function' of an importable module, "
+                             "or replay in-process (fake_codex.handle())")
+        return f"{module}:{qualname}"
 
 
-def check_order(order: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    unknown = [name for name in order if name not in MATCHERS]
-    if unknown:
-        raise UsageError(f"unknown matcher(s) {unknown} in match_on; known: {sorted(MATCHERS)} "
-                         "(harness.replay.matching.register_matcher adds one)")
-    return tuple(order)
+def _import_matcher(spec: str) -> Matcher:
+    import importlib
+
+    module_name, _, attr = spec.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"matcher {spec!r} in match_on cannot be imported: {exc}") from None
+    if not callable(obj):
+        raise UsageError(f"matcher {spec!r} in match_on is not callable")
+    return obj
+
+
+_BUILTIN_ORDER = tuple(BUILTIN_MATCHERS.items())
 
 
 def compare(event: Event, live: Any, ctx: MatchContext, order: tuple[str, ...] | None = None) -> Mismatch | None:
@@ -209,11 +258,15 @@ def compare(event: Event, live: Any, ctx: MatchContext, order: tuple[str, ...] |
     rec = event.msg
     if not isinstance(live, dict):
         return Mismatch("kind", "expected a JSON-RPC object")
-    for name in order or ctx.order:
-        reason = MATCHERS[name](rec, live, ctx, event)
+    for name, matcher in (ctx.matchers or _BUILTIN_ORDER) if order is None else _builtin(order):
+        reason = matcher(rec, live, ctx, event)
         if reason:
             return Mismatch(name, reason)
     return None
+
+
+def _builtin(order: tuple[str, ...]) -> tuple[tuple[str, Matcher], ...]:
+    return tuple((name, BUILTIN_MATCHERS[name]) for name in order)
 
 
 def learn_values(event: Event, live: dict, ctx: MatchContext) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.replay.matching import DEFAULT_ORDER
+from harness.replay.matching import DEFAULT_ORDER, MatcherRegistry
 
 
 @dataclass
@@ -26,6 +26,7 @@ class ReplayOptions:
     tolerant: bool = False       # note surprises and missing messages (report.notes) and play on
     startup_timeout: float = 0.0  # the first peer message may take this long (a codex starting up)
     match_on: tuple[str, ...] = DEFAULT_ORDER  # matchers deciding whether a peer message is the recorded one
+    matchers: MatcherRegistry = field(default_factory=MatcherRegistry)  # where match_on's names are found
     scrub: Callable[[Any], Any] | None = None
     # Values for markers the played side must say before the peer revealed them
     # (codexHome in the initialize answer): this machine's, as codex would say.
