@@ -363,3 +363,86 @@ def test_additions_gated_by_an_initialize_capability_are_marked(tmp_path):
         "AskParams.hint:field-added-optional": ("additive", "experimentalApi"),
         "bonus/offer:method-added": ("additive", "fancyMode"),          # the capability names the request
     }
+
+
+# ---------------------------------------------------------------- real versions
+
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMAS = ROOT / "cassettes" / "schema"
+REPORTS = [("0.144.4", "0.163.0"), ("0.153.4", "0.163.0"), ("0.163.0", "0.169.0")]
+
+
+def real(old: str, new: str):
+    return diff_snapshots(load_snapshot(SCHEMAS / old), load_snapshot(SCHEMAS / new))
+
+
+@pytest.mark.parametrize("old,new", REPORTS, ids=[f"{a}-{b}" for a, b in REPORTS])
+def test_committed_reports_are_what_the_differ_says(old, new, capsys):
+    doc = (ROOT / "docs" / f"drift-{old}-to-{new}.md").read_text()
+    assert run_cli(["drift", "schema", str(SCHEMAS / old), str(SCHEMAS / new), "--format", "markdown"]) == 1
+    report = capsys.readouterr().out
+    assert report in doc, (f"docs/drift-{old}-to-{new}.md is stale: regenerate its report part with "
+                           f"`codex-cassette drift schema cassettes/schema/{old} cassettes/schema/{new} "
+                           "--format markdown` and check the hand-checked list above it")
+
+
+def test_0_163_0_to_0_169_0_breaks_where_it_does_and_nowhere_else():
+    d = real("0.163.0", "0.169.0")
+    judged = {(c.kind, c.path): c.severity for c in d.changes if c.severity != "additive"}
+    assert judged == {
+        ("enum-value-removed", "ReviewDelivery"): "breaking",
+        ("became-optional", "ThreadItem[type=imageGeneration].result"): "breaking",
+        ("became-optional", "UserInput[type=audio].url"): "breaking",
+        ("became-optional", "FunctionCallOutputContentItem[type=input_audio].audio_url"): "breaking",
+        ("variant-added", "Account[type=gcp]"): "risky",
+        ("enum-value-added", "HookEventName"): "risky",
+        ("enum-value-added", "PlanType"): "risky",
+    }
+    by_path = {c.path: c for c in d.changes}
+    human = next(c for c in d.changes if c.path == "CommandExecutionApprovalKind")
+    assert (human.kind, human.severity, human.gated) == ("enum-value-added", "additive", "requiredHumanApproval")
+    assert by_path["ThreadItem.startedAtMs"].detail.endswith("(in all 19 variants)")
+    assert "item/completed" in by_path["ThreadItem[type=imageGeneration].result"].methods
+    assert not [c for c in d.changes if "HookRunSummary" in c.path]  # an alias swap of two strings
+
+
+def test_0_144_4_to_0_163_0_names_known_changes():
+    got_ = {(c.kind, c.path): c.severity for c in real("0.144.4", "0.163.0").changes}
+    assert got_[("method-removed", "thread/rollback")] == "breaking"
+    assert got_[("enum-value-removed", "ReviewDecision")] == "breaking"
+    assert got_[("method-added", "thread/revert")] == "additive"
+    assert got_[("method-added", "thread/reverted")] == "additive"
+    assert got_[("became-optional", "UserInput[type=image].url")] == "breaking"
+    assert not any(k == "type-changed" for k, _ in got_)
+
+
+# ---------------------------------------------------------------- impact on cassettes
+
+
+def test_schema_diff_with_cassettes_lists_what_they_use_first(tmp_path, capsys):
+    new = with_types(Status={"enum": ["ok", "failed", "paused"], "type": "string"},     # risky, done.status
+                     AskParams=obj({"question": OPT_STR}, ["question"]),               # breaking, ask
+                     GoResponse=obj({"id": STR, "count": INT}, ["id"]))                # breaking, go result
+    o = make_snapshot(tmp_path / "o", base())
+    n = make_snapshot(tmp_path / "n", new)
+    cas = tmp_path / "cassettes" / "one.jsonl"
+    cas.parent.mkdir()
+    lines = [{"codex_cassette": 1, "meta": {"complete": True}},
+             {"i": 1, "from": "client", "t": 0.1, "msg": {"id": 1, "method": "go", "params": {"name": "x"}}},
+             {"i": 2, "from": "server", "t": 0.2, "msg": {"id": 1, "result": {"id": "r", "count": 2}}},
+             {"i": 3, "from": "server", "t": 0.3, "msg": {"method": "done", "params": {"status": "ok", "note": ""}}}]
+    cas.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert run_cli(["drift", "schema", str(o), str(n), "--cassettes", str(cas.parent)]) == 1
+    out = capsys.readouterr().out
+    touching = out.split("TOUCHING THE CASSETTES (2 breaking or risky)\n", 1)[1].split("\n\n", 1)[0]
+    assert touching.splitlines() == [
+        "  breaking [became-optional] GoResponse.count: required -> optional",
+        f"      used in {cas}:3",
+        "  risky [enum-value-added] Status: value 'paused' added",
+        f"      used in {cas}:4",
+    ]  # AskParams.question is breaking too, but no cassette has an `ask` request
+    assert run_cli(["drift", "schema", str(o), str(n), "--cassettes", str(cas.parent), "--format", "json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert {i["path"]: i["touches"] for i in data["impact"]} == {"GoResponse.count": [f"{cas}:3"],
+                                                                 "Status": [f"{cas}:4"]}

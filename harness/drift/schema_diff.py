@@ -23,7 +23,7 @@ from typing import Any, Iterator
 from harness.drift.reach import KIND_LABEL, SENDERS, Use, reach, sender_of
 from harness.drift.shapes import COSMETIC, Bundle, Obj, Scalar, Shape, shape_of
 from harness.drift.snapshot import UNIONS, Snapshot, definition_names
-from harness.drift.verdicts import GATEABLE, RANK, SEVERITIES, Gates, verdict
+from harness.drift.verdicts import GATEABLE, RANK, SEVERITIES, VERDICTS, Gates, verdict
 
 # Top-level keys of a method union's variants that are the envelope, not the method's data.
 _ENVELOPE = {"id", "method", "params", "jsonrpc"}
@@ -46,6 +46,7 @@ class Change:
     gated: str | None = None  # the initialize capability a client must opt into to see it
     also: list[str] = field(default_factory=list)       # other paths where the same swap happened
     at: dict[str, str] = field(default_factory=dict)    # method -> JSON path in its messages
+    by_sender: dict[str, list[str]] = field(default_factory=dict)  # client/server -> methods
 
     @property
     def where(self) -> str:
@@ -89,9 +90,13 @@ class Differ:
         sev = severity or verdict(kind, ctx.senders)
         if gated:
             sev = "additive"
+        elif severity is None and ctx.senders == {"client", "server"}:
+            by_client, by_server = VERDICTS[kind]
+            if by_client != by_server:
+                detail += f" ({by_server} where the server sends it, {by_client} where the client does)"
         self.changes.append(Change(sev, kind, path, detail, sender_of(ctx.uses),
                                    sorted({u.label for u in ctx.uses}), _example(path, ctx), gated,
-                                   at=_at(path, ctx)))
+                                   at=_at(path, ctx), by_sender=_by_sender(ctx)))
 
     # -- nodes and shapes
 
@@ -331,6 +336,15 @@ def _example(path: str, ctx: _Ctx) -> str:
     if not ctx.uses:
         return ""
     return f"{ctx.uses[0].label}: {ctx.uses[0].path}{path[len(ctx.root):]}"
+
+
+def _by_sender(ctx: _Ctx) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for u in ctx.uses:
+        out.setdefault(u.sender, [])
+        if u.label not in out[u.sender]:
+            out[u.sender].append(u.label)
+    return {k: sorted(v) for k, v in sorted(out.items())}
 
 
 def _at(path: str, ctx: _Ctx) -> dict[str, str]:

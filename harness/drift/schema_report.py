@@ -17,8 +17,12 @@ PLACES_SHOWN = 3
 def _methods(c: Change) -> str:
     if not c.methods:
         return "no stable method"
-    more = len(c.methods) - METHODS_SHOWN
-    return ", ".join(c.methods[:METHODS_SHOWN]) + (f" +{more} more" if more > 0 else "")
+    parts = []
+    for sender, labels in c.by_sender.items():
+        more = len(labels) - METHODS_SHOWN
+        shown = ", ".join(labels[:METHODS_SHOWN]) + (f" +{more} more" if more > 0 else "")
+        parts.append(f"{sender}: {shown}" if len(c.by_sender) > 1 else shown)
+    return "; ".join(parts)
 
 
 def _tail(c: Change) -> str:
