@@ -99,9 +99,13 @@ def cli_register(subparsers: Any) -> None:
     p.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     p.add_argument("--timeout", type=float, default=3.0,
                    help="longest wait for one expected codex message before it counts as missing (default 3)")
-    p.add_argument("--out-dir", default=None, metavar="DIR", help="also keep the new recordings here")
+    p.add_argument("--out-dir", default=None, metavar="DIR",
+                   help="also keep the new recordings here, under each cassette's relative path")
     p.add_argument("--floating", action="append", default=[], metavar="METHOD",
                    help="another notification method codex sends unprompted, matched wherever it arrives")
+    p.add_argument("--ignore", action="append", default=[], metavar="PATH",
+                   help="a field path whose changes are not drift (shell-style pattern over the dotted path, "
+                        "e.g. result.data or '*.moderation'; covers what is below it; repeatable)")
     p.set_defaults(func=cmd_rerecord)
 
     v = subparsers.add_parser("validate", help="validate cassette messages against a schema snapshot")
