@@ -9,6 +9,7 @@ invocation with ``--update``, so running the printed command accepts exactly wha
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
@@ -89,8 +90,17 @@ def _field_line(f: FieldChange) -> str:
     return f"{f.path}: {_short(f.old)} -> {_short(f.new)}"
 
 
+_ENTRY = re.compile(r"\[[^\]=\[]+=[^\]]*\](?=[.\[])")  # a named entry with more path after it
+
+
+def general(path: str) -> str:
+    """A field path with named array entries as `[*]`: `turn.items[id=msg_3].x` is the same
+    change in a cassette whose item is `msg_1`."""
+    return _ENTRY.sub("[*]", path)
+
+
 def _key(c: Change, f: FieldChange | None) -> str:
-    what = None if f is None else [f.path, f.kind, f.old, f.new]
+    what = None if f is None else [general(f.path), f.kind, f.old, f.new]
     return json.dumps([c.kind, c.side, c.label, c.floating, c.note, what], sort_keys=True, default=str)
 
 
@@ -114,17 +124,20 @@ def shared(results: list[DriftResult]) -> dict[str, tuple[Change, FieldChange | 
 def _own(r: DriftResult, common: set[str]) -> tuple[list[tuple[FieldChange, int]], list[tuple[Change, list[FieldChange]]]]:
     """What is left of a cassette's changes once the shared ones are taken out: field
     changes repeated in its messages (with their count), then each message's own."""
+    def fkey(f: FieldChange) -> str:
+        return json.dumps([general(f.path), f.kind, f.old, f.new], sort_keys=True, default=str)
+
     counts: dict[str, tuple[FieldChange, int]] = {}
     for c in r.changes:
         for f in c.fields:
             if _key(c, f) not in common:
-                k = json.dumps([f.path, f.kind, f.old, f.new], sort_keys=True, default=str)
-                counts[k] = (f, counts.get(k, (f, 0))[1] + 1)
+                k = fkey(f)
+                g = FieldChange(general(f.path), f.kind, f.old, f.new)
+                counts[k] = (g, counts.get(k, (g, 0))[1] + 1)
     folded = {k for k, (_, n) in counts.items() if n >= FOLD_AT}
     shown = []
     for c in r.changes:
-        rest = [f for f in c.fields if _key(c, f) not in common and json.dumps(
-            [f.path, f.kind, f.old, f.new], sort_keys=True, default=str) not in folded]
+        rest = [f for f in c.fields if _key(c, f) not in common and fkey(f) not in folded]
         if rest or (not c.fields and _key(c, None) not in common):
             shown.append((c, rest))
     return [counts[k] for k in sorted(folded)], shown
@@ -144,6 +157,10 @@ def _where(c: Change) -> str:
     return ", ".join(parts)
 
 
+def _rest(n: int, more: bool) -> str:
+    return f"{n} {'more ' if more else ''}changed message(s) differ only as listed above"
+
+
 def _tally(results: list[DriftResult]) -> str:
     counts = {s: sum(r.status == s for r in results) for s in STATUSES}
     return f"{len(results)} cassette(s): " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
@@ -151,7 +168,9 @@ def _tally(results: list[DriftResult]) -> str:
 
 def _what(c: Change, f: FieldChange | None) -> str:
     head = f"{SIGN[c.kind]} {c.kind} {c.side} {c.label}{_tag(c)}"
-    return head if f is None else f"{head}: {_field_line(f)}"
+    if f is None:
+        return head
+    return f"{head}: {_field_line(FieldChange(general(f.path), f.kind, f.old, f.new))}"
 
 
 # -- renderers -----------------------------------------------------------------------------
@@ -178,7 +197,7 @@ def render_text(results: list[DriftResult], invocation: Invocation | None = None
             lines.append(f"  {SIGN[c.kind]} {c.kind} {c.side} {c.label}{_tag(c)}  [{_where(c)}]")
             lines.extend(f"      {_field_line(f)}" for f in fields)
         if len(shown) < len(r.changes):
-            lines.append(f"  ({len(r.changes) - len(shown)} more changed message(s) differ only as listed above)")
+            lines.append(f"  ({_rest(len(r.changes) - len(shown), bool(shown))})")
         if r.notes:
             kinds = sorted({n["kind"] for n in r.notes})
             lines.append("  replay notes: " + ", ".join(f"{sum(n['kind'] == k for n in r.notes)} {k}"
@@ -215,7 +234,7 @@ def render_markdown(results: list[DriftResult], invocation: Invocation | None = 
             out.append(f"- **{c.kind}** {c.side} `{c.label}`{_tag(c)} — {_where(c)}")
             out += [f"  - `{_field_line(f)}`" for f in fields]
         if len(shown) < len(r.changes):
-            out.append(f"- ({len(r.changes) - len(shown)} more changed message(s) differ only as listed above)")
+            out.append(f"- ({_rest(len(r.changes) - len(shown), bool(shown))})")
     out += ["", _tally(results)]
     accept = _accept(results, invocation)
     if accept:
