@@ -237,3 +237,11 @@ def test_codex_0_169_0_installs_from_the_registries(tmp_path):
     assert done.source == "npm"
     assert subprocess.run([done.binary, "--version"], capture_output=True, text=True,
                           timeout=30).stdout.strip() == "codex-cli 0.169.0"
+
+
+def test_the_version_installed_here_is_used_where_it_is(tmp_path, capsys):
+    import codex_cli_bin
+    assert main(["codex", "install", "0.163.0", "--dir", str(tmp_path / "cache")]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{codex_cli_bin.bundled_codex_path()}\n" and "installed here" in err
+    assert not (tmp_path / "cache").exists()

@@ -52,7 +52,7 @@ def find_codex_binary(explicit: str | os.PathLike[str] | None = None) -> Path:
     if env:
         return native_binary(_must_be_executable(Path(env), "$CODEX_BIN"))
     tried.append("$CODEX_BIN (unset)")
-    bundled = _bundled_binary()
+    bundled = bundled_binary()
     if bundled is not None:
         return bundled
     tried.append(f"the {PINNED_PACKAGE} package (not installed)")
@@ -103,7 +103,7 @@ def native_binary(path: Path) -> Path:
     return path
 
 
-def _bundled_binary() -> Path | None:
+def bundled_binary() -> Path | None:
     try:
         import codex_cli_bin  # type: ignore[import-not-found]
     except ImportError:

@@ -6,7 +6,8 @@ before PyPI. Only the registries' own clients talk to the network; what they fet
 unpacked here into ``DIR/VERSION`` (default: ``$CODEX_CASSETTE_CACHE`` or
 ``~/.cache/codex-cassette/codex``), checked with ``codex --version``, and the binary's
 path is printed alone on stdout, so ``B=$(codex-cassette codex install 0.169.0)`` works.
-A second call finds it in the cache and fetches nothing.
+A second call finds it in the cache and fetches nothing; a version that is installed as
+this environment's `openai-codex-cli-bin` (the pinned one) is used where it is.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ import tarfile
 import tempfile
 import zipfile
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from harness.errors import HarnessError
-from harness.live.binary import NPM_PACKAGE, PINNED_PACKAGE, PLATFORMS, codex_version, target_triple
+from harness.live.binary import (NPM_PACKAGE, PINNED_PACKAGE, PLATFORMS, bundled_binary, codex_version,
+                                 target_triple)
 
 RECORD = "install.json"
 FETCH_TIMEOUT_S = 900.0  # a codex release is 130-170 MB
@@ -42,7 +45,7 @@ class InstallError(HarnessError):
 class Installed:
     version: str
     binary: Path
-    source: str          # pypi | npm
+    source: str          # pypi | npm | installed
 
 
 def cache_dir() -> Path:
@@ -57,6 +60,10 @@ def install(version: str, root: str | Path | None = None, *,
             log: Callable[[str], None] = lambda _: None) -> Installed:
     if not _VERSION.match(version):
         raise InstallError(f"{version!r} is not a codex version (e.g. 0.169.0)")
+    here = _installed_package(version)
+    if here is not None:
+        log(f"codex {version}: installed here as {PINNED_PACKAGE}")
+        return here
     root = Path(root) if root else cache_dir()
     dest = root / version
     cached = _cached(dest, version)
@@ -83,6 +90,16 @@ def install(version: str, root: str | Path | None = None, *,
         staged.rename(dest)
     log(f"codex {version}: from {source} into {dest}")
     return Installed(version, dest / rel, source)
+
+
+def _installed_package(version: str) -> Installed | None:
+    try:
+        if metadata.version(PINNED_PACKAGE) != version:
+            return None
+    except metadata.PackageNotFoundError:
+        return None
+    binary = bundled_binary()
+    return Installed(version, binary, "installed") if binary is not None else None
 
 
 def _cached(dest: Path, version: str) -> Installed | None:
