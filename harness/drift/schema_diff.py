@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from harness.drift.reach import KIND_LABEL, SENDERS, Use, reach, sender_of
 from harness.drift.shapes import COSMETIC, Bundle, Obj, Scalar, Shape, shape_of
@@ -47,10 +47,6 @@ class Change:
     also: list[str] = field(default_factory=list)       # other paths where the same swap happened
     at: dict[str, str] = field(default_factory=dict)    # method -> JSON path in its messages
     by_sender: dict[str, list[str]] = field(default_factory=dict)  # client/server -> methods
-
-    @property
-    def where(self) -> str:
-        return self.path
 
 
 @dataclass
@@ -494,10 +490,3 @@ def _envelope(snap: Snapshot, union: str) -> dict[str, Any]:
     node = snap.bundle.get("definitions", {}).get(union, {})
     props = {k: v for k, v in (node.get("properties") or {}).items() if k not in _ENVELOPE}
     return {"type": "object", "properties": props}
-
-
-def iter_severity(diff: SchemaDiff) -> Iterator[tuple[str, list[Change]]]:
-    for sev in SEVERITIES:
-        items = [c for c in diff.changes if c.severity == sev]
-        if items:
-            yield sev, items
