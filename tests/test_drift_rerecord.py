@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import shlex
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,8 +23,9 @@ from harness.cli import main as cli_main
 from harness.live.record_live import record_live
 from harness.replay.engine import ReplayEngine
 from harness.replay.options import ReplayOptions
-from harness.drift.compare import compare_cassettes
-from harness.drift.rerecord import check_cassette, check_session, find_sessions, render_text, update_command
+from harness.drift.compare import Change, FieldChange, compare_cassettes
+from harness.drift.rerecord import check_all, check_cassette, check_session, find_sessions
+from harness.drift.rerecord_report import DriftResult, Invocation, render_markdown, render_text
 from harness.drift.snapshot import load_snapshot
 from harness.drift.validate import validate_paths
 
@@ -116,6 +118,65 @@ def test_responses_are_labelled_by_their_request_and_exit_codes_compared():
     assert labels == {("removed", "result of initialize"), ("added", "error for initialize"), ("changed", "exit")}
 
 
+def _catalogue(*ids: str, upgrade: str = "gpt-6") -> dict:
+    return {"id": 3, "result": {"data": [{"id": i, "model": i, "upgrade": upgrade if i == "gpt-5" else None,
+                                          "efforts": [{"effort": "low"}, {"effort": "high"}]} for i in ids]}}
+
+
+def _with_catalogue(msg: dict, version: str = "0.163.0") -> Cassette:
+    events = session(T1, U1)
+    events.insert(3, ("client", {"id": 3, "method": "model/list", "params": {}}))
+    events.insert(4, ("server", msg))
+    events[6] = ("server", {"id": 2, "result": {"thread": {"id": T1, "createdAt": 1, "cliVersion": version}}})  # thread/start
+    return cassette(*events)
+
+
+def test_arrays_of_named_objects_are_lined_up_by_name_and_the_cli_version_is_volatile():
+    old = _with_catalogue(_catalogue("gpt-5", "gpt-4"))
+    new = _with_catalogue(_catalogue("gpt-6", "gpt-5", "gpt-4", upgrade="gpt-7"), version="0.169.0")
+    [change] = compare_cassettes(old, new)
+    assert (change.kind, change.label) == ("changed", "result of model/list")
+    assert [(f.path, f.kind, f.new) for f in change.fields] == [
+        ("result.data[id=gpt-5].upgrade", "changed", "gpt-7"),
+        ("result.data[id=gpt-6]", "added", {"id": "gpt-6", "model": "gpt-6", "upgrade": None,
+                                             "efforts": [{"effort": "low"}, {"effort": "high"}]}),
+    ]  # not gpt-5 -> gpt-6 at [0] and gpt-4 -> gpt-5 at [1]; cliVersion 0.163.0 -> 0.169.0 is no drift
+    # the entries both sides have, in another order: one change for the array
+    [change] = compare_cassettes(old, _with_catalogue(_catalogue("gpt-4", "gpt-5")))
+    assert [(f.path, f.old, f.new) for f in change.fields] == [
+        ("result.data (order)", ["[id=gpt-5]", "[id=gpt-4]"], ["[id=gpt-4]", "[id=gpt-5]"])]
+
+
+def test_ignored_paths_are_not_drift():
+    old = _with_catalogue(_catalogue("gpt-5", "gpt-4"))
+    new = _with_catalogue(_catalogue("gpt-6", "gpt-5", "gpt-4", upgrade="gpt-7"))
+    assert compare_cassettes(old, new, ignore=["result.data"]) == []
+    [change] = compare_cassettes(old, new, ignore=["*.upgrade"])
+    assert [f.path for f in change.fields] == ["result.data[id=gpt-6]"]
+
+
+def _result(name: str, *changes: Change) -> DriftResult:
+    return DriftResult(cassette=name, status="changed", old_version="0.163.0", new_version="0.169.0",
+                       replay="ok", changes=list(changes))
+
+
+def test_a_change_seen_in_several_cassettes_is_listed_once():
+    user_id = FieldChange("result.userId", "added", None, None)
+    common = Change("changed", "server", "result of account/read", "a:8", "a:8", [user_id])
+    own = Change("changed", "server", "turn/completed", "b:30", "b:30",
+                 [FieldChange("params.turn.status", "changed", "completed", "failed")])
+    gone = Change("removed", "server", "warning", old_at="a:42")
+    md = render_markdown([_result("a.jsonl", common, gone), _result("b.jsonl", common, own, gone)],
+                         Invocation(codex_bin="/opt/codex 0.169/codex"))
+    assert md.count("result.userId") == 1 and md.count("warning") == 1
+    assert "- `~ changed server result of account/read: result.userId: added null` — 2 cassettes" in md
+    assert "- `- removed server warning` — 2 cassettes" in md
+    assert "### `b.jsonl`" in md and "params.turn.status: 'completed' -> 'failed'" in md
+    assert "### `a.jsonl`" not in md  # nothing of its own left to say
+    assert md.rstrip().endswith("To accept: `codex-cassette drift rerecord a.jsonl b.jsonl "
+                                "--codex-bin '/opt/codex 0.169/codex' --update`")
+
+
 # -- the engine's client role: floating notifications and tolerant play -------------------
 
 
@@ -172,7 +233,7 @@ def fresh(tmp_path_factory) -> dict[str, Path]:
 def _assert_same(result) -> None:
     assert result.status == "same", (
         f"\n{render_text([result])}\nIf the change is expected, update the cassette with:\n"
-        f"  {update_command([result.cassette])}")
+        f"  {Invocation().accept_command([result.cassette])}")
 
 
 @pytest.mark.live
@@ -210,28 +271,53 @@ def _tampered(src: Path, dst: Path) -> Path:
     return dst
 
 
+def _codex_bin() -> str:
+    import codex_cli_bin
+    return str(codex_cli_bin.bundled_codex_path())
+
+
 @pytest.mark.live
 def test_drift_is_caught_reported_and_updated(fresh, tmp_path, capsys):
     tampered = _tampered(fresh["approval"], tmp_path / "approval.jsonl")
-    assert cli_main(["drift", "rerecord", str(tampered)]) == 1
+    # the invocation's own options come back in the accept command, so running it re-records the same way
+    argv = ["drift", "rerecord", str(tampered), "--codex-bin", _codex_bin(), "--timeout", "2.5",
+            "--floating", "account/rateLimits/updated", "--ignore", "*.cliVersion"]
+    assert cli_main(argv) == 1
     report = capsys.readouterr().out
     assert f"{tampered}: changed" in report
     assert "~ changed server item/completed" in report
     assert "params.item.aggregatedOutput: 'bye\\n' -> 'hi\\n'" in report
     assert "+ added server serverRequest/resolved" in report
-    assert f"drift rerecord {tampered} --update" in report
+    accept = report.rsplit("to accept the new recordings: ", 1)[1].strip()
+    assert shlex.split(accept) == ["codex-cassette", *argv, "--update"]
 
-    assert cli_main(["drift", "rerecord", str(tampered), "--format", "json"]) == 1
-    [result] = json.loads(capsys.readouterr().out)
+    assert cli_main([*argv, "--format", "json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["summary"] == {"cassettes": 1, "same": 0, "changed": 1, "updated": 0, "error": 0, "exit_code": 1}
+    assert data["accept"] == accept
+    [result] = data["results"]
     assert sorted({n["kind"] for n in result["notes"]}) == ["changed", "unexpected"]
     assert result["drift"] == 2
 
-    assert cli_main(["drift", "rerecord", str(tampered), "--update"]) == 0
+    assert cli_main(shlex.split(accept)[1:]) == 0  # the printed command, as printed
     assert "updated" in capsys.readouterr().out
     # codex's own recording again: only races (a notification earlier than the client's next message) may differ
     assert [c for c in compare_cassettes(load_cassette(fresh["approval"]), load_cassette(tampered)) if c.counts] == []
     assert cli_main(["drift", "rerecord", str(tampered), "--format", "markdown"]) == 0
     assert "| same |" in capsys.readouterr().out
+
+
+@pytest.mark.live
+def test_out_dir_keeps_cassettes_of_one_name_apart(fresh, tmp_path, monkeypatch):
+    for sub in ("a", "b"):
+        (tmp_path / "cassettes" / sub).mkdir(parents=True)
+        (tmp_path / "cassettes" / sub / "x.jsonl").write_bytes(fresh["approval"].read_bytes())
+    monkeypatch.chdir(tmp_path)
+    results = asyncio.run(check_all(["cassettes"], out_dir="out"))
+    assert [r.status for r in results] == ["same", "same"]
+    assert sorted(r.new_cassette for r in results) == ["out/cassettes/a/x.jsonl", "out/cassettes/b/x.jsonl"]
+    for r in results:
+        assert load_cassette(tmp_path / r.new_cassette).meta["rerecorded_from"]
 
 
 @pytest.mark.live

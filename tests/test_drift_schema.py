@@ -16,7 +16,6 @@ from harness.live import make_codex_home
 
 from harness.drift import cli as drift_cli
 from harness.format.writer import CassetteWriter
-from harness.drift.schema_diff import diff_snapshots
 from harness.drift.validate import validate_paths
 from harness.format.cassette import load_cassette
 from harness.drift.snapshot import (BUNDLE, INDEX, SchemaError, dumps, load_snapshot,
@@ -95,171 +94,6 @@ def test_snapshot_fails_readably_on_a_missing_binary(tmp_path: Path) -> None:
     assert not (tmp_path / "o").exists()
 
 
-# ---------------------------------------------------------------- diff
-
-def _union(methods: dict[str, str | None], with_id: bool) -> dict[str, Any]:
-    variants = []
-    for m, ptype in methods.items():
-        props: dict[str, Any] = {"method": {"enum": [m], "type": "string"}}
-        req = ["method"]
-        if with_id:
-            props["id"] = {"type": "integer"}
-            req.append("id")
-        if ptype:
-            props["params"] = {"$ref": f"#/definitions/{ptype}"}
-            req.append("params")
-        variants.append({"properties": props, "required": req, "type": "object"})
-    return {"oneOf": variants}
-
-
-def make_snapshot(path: Path, types: dict[str, Any], *, client_requests: dict[str, str | None],
-                  server_notifications: dict[str, str | None] | None = None,
-                  server_requests: dict[str, str | None] | None = None) -> Path:
-    defs = dict(types)
-    defs["ClientRequest"] = _union(client_requests, True)
-    defs["ClientNotification"] = _union({"initialized": None}, False)
-    defs["ServerRequest"] = _union(server_requests or {}, True)
-    defs["ServerNotification"] = _union(server_notifications or {}, False)
-    path.mkdir(parents=True)
-    (path / BUNDLE).write_text(dumps({"definitions": defs}))
-    return path
-
-
-def obj(props: dict[str, Any], required: list[str] = ()) -> dict[str, Any]:
-    return {"type": "object", "properties": props, "required": list(required)}
-
-
-STR = {"type": "string"}
-OPT_STR = {"type": ["string", "null"]}
-
-
-def base_types() -> dict[str, Any]:
-    return {
-        "GoParams": obj({"name": STR, "mode": {"$ref": "#/definitions/Mode"}}, ["name"]),
-        "GoResponse": obj({"id": STR, "count": {"type": "integer"}}, ["id", "count"]),
-        "Mode": {"enum": ["fast", "slow"], "type": "string"},
-        "DoneNotification": obj({"status": {"$ref": "#/definitions/Status"}, "note": STR},
-                                ["status", "note"]),
-        "Status": {"enum": ["ok", "failed"], "type": "string"},
-        "AskParams": obj({"question": STR}, ["question"]),
-        "AskResponse": obj({"answer": STR}, ["answer"]),
-    }
-
-
-def two_snapshots(tmp_path: Path, new_types: dict[str, Any], **new_methods: Any) -> tuple[Path, Path]:
-    old = make_snapshot(tmp_path / "old", base_types(),
-                        client_requests={"go": "GoParams", "stop": None},
-                        server_notifications={"done": "DoneNotification"},
-                        server_requests={"ask": "AskParams"})
-    methods = {"client_requests": {"go": "GoParams", "stop": None},
-               "server_notifications": {"done": "DoneNotification"},
-               "server_requests": {"ask": "AskParams"}}
-    methods.update(new_methods)
-    new = make_snapshot(tmp_path / "new", new_types, **methods)
-    return old, new
-
-
-def changes(old: Path, new: Path) -> dict[tuple[str, str], str]:
-    d = diff_snapshots(load_snapshot(old), load_snapshot(new))
-    return {(c.kind, c.where): c.severity for c in d.changes}
-
-
-def test_identical_snapshots_have_no_change_and_exit_0(tmp_path: Path, capsys) -> None:
-    old, new = two_snapshots(tmp_path, base_types())
-    assert changes(old, new) == {}
-    assert run_cli(["drift", "schema", str(old), str(new)]) == 0
-    assert "0 breaking, 0 risky, 0 additive" in capsys.readouterr().out
-
-
-def test_method_changes_by_direction(tmp_path: Path) -> None:
-    old, new = two_snapshots(
-        tmp_path, {**base_types(), "PingNotification": obj({})},
-        client_requests={"go": "GoParams", "fly": None},                 # stop removed, fly added
-        server_notifications={"done": "DoneNotification", "ping": "PingNotification"},
-        server_requests={"ask": "AskParams", "confirm": None})           # new server request
-    got = changes(old, new)
-    assert got[("method-removed", "stop")] == "breaking"
-    assert got[("method-added", "fly")] == "additive"
-    assert got[("method-added", "ping")] == "additive"
-    assert got[("method-added", "confirm")] == "risky"  # a client must answer it
-
-
-def test_field_changes_depend_on_who_sends_the_type(tmp_path: Path) -> None:
-    t = base_types()
-    # client-sent params: a new required field breaks, a new optional one does not
-    t["GoParams"] = obj({"name": STR, "mode": {"$ref": "#/definitions/Mode"}, "cwd": STR,
-                         "tag": OPT_STR}, ["name", "cwd", "mode"])
-    # server-sent result: a new required field is fine, required -> optional is not
-    t["GoResponse"] = obj({"id": STR, "count": {"type": "integer"}, "extra": STR},
-                          ["id", "extra"])
-    # server-sent notification: a field removed, a field renamed (same type)
-    t["DoneNotification"] = obj({"status": {"$ref": "#/definitions/Status"}, "remark": STR},
-                                ["status", "remark"])
-    got = changes(*two_snapshots(tmp_path, t))
-    assert got[("field-added-required", "GoParams.cwd")] == "breaking"
-    assert got[("field-added-optional", "GoParams.tag")] == "additive"
-    assert got[("became-required", "GoParams.mode")] == "breaking"
-    assert got[("field-added-required", "GoResponse.extra")] == "additive"
-    assert got[("became-optional", "GoResponse.count")] == "breaking"
-    assert got[("field-renamed", "DoneNotification.note")] == "breaking"
-    assert ("field-removed", "DoneNotification.note") not in got
-
-
-def test_enum_and_type_changes(tmp_path: Path) -> None:
-    t = base_types()
-    t["Mode"] = {"enum": ["fast"], "type": "string"}                        # client sends: removal breaks
-    t["Status"] = {"enum": ["ok", "failed", "paused"], "type": "string"}    # server sends: risky
-    t["AskParams"] = obj({"question": {"type": "integer"}}, ["question"])   # type change
-    t["AskResponse"] = obj({"answer": STR, "why": STR}, ["answer"])
-    got = changes(*two_snapshots(tmp_path, t))
-    assert got[("enum-value-removed", "Mode")] == "breaking"
-    assert got[("enum-value-added", "Status")] == "risky"
-    assert got[("type-changed", "AskParams.question")] == "breaking"
-    assert got[("field-added-optional", "AskResponse.why")] == "additive"
-
-
-def test_nullability_and_removed_field(tmp_path: Path) -> None:
-    t = base_types()
-    t["DoneNotification"] = obj({"status": {"anyOf": [{"$ref": "#/definitions/Status"},
-                                                      {"type": "null"}]}}, ["status"])
-    got = changes(*two_snapshots(tmp_path, t))
-    assert got[("became-nullable", "DoneNotification.status")] == "breaking"
-    assert got[("field-removed", "DoneNotification.note")] == "breaking"
-
-
-def test_exit_codes_and_formats(tmp_path: Path, capsys) -> None:
-    t = base_types()
-    t["Status"] = {"enum": ["ok", "failed", "paused"], "type": "string"}  # risky only
-    old, new = two_snapshots(tmp_path, t)
-    assert run_cli(["drift", "schema", str(old), str(new)]) == 0
-    assert run_cli(["drift", "schema", str(old), str(new), "--fail-on", "risky"]) == 1
-    capsys.readouterr()
-    assert run_cli(["drift", "schema", str(old), str(new), "--format", "json"]) == 0
-    data = json.loads(capsys.readouterr().out)
-    assert data["summary"] == {"breaking": 0, "risky": 1, "additive": 0}
-    # a value removed from an enum the client sends is breaking: exit 1
-    t2 = base_types()
-    t2["Mode"] = {"enum": ["fast"], "type": "string"}
-    old2, new2 = two_snapshots(tmp_path / "b", t2)
-    assert run_cli(["drift", "schema", str(old2), str(new2), "--format", "markdown"]) == 1
-    md = capsys.readouterr().out
-    assert md.startswith("## Codex app-server schema:")
-    assert "| breaking | 1 |" in md and "`Mode`" in md
-
-
-def test_real_versions_diff_names_known_changes() -> None:
-    d = diff_snapshots(load_snapshot(OLDER), load_snapshot(COMMITTED))
-    got = {(c.kind, c.where): c.severity for c in d.changes}
-    assert got[("method-removed", "thread/rollback")] == "breaking"
-    assert got[("enum-value-removed", "ReviewDecision")] == "breaking"
-    assert got[("method-added", "thread/revert")] == "additive"          # client request
-    assert got[("method-added", "thread/reverted")] == "additive"        # server notification
-    assert got[("variant-added", "UserInput")] == "risky"                # new input kinds
-    # an alias swap (AbsolutePathBuf -> LegacyAppPathString, both strings) is no change
-    assert not any(k == "type-changed" and "LegacyAppPathString" in w for (k, w) in got)
-    assert d.breaking
-
-
 # ---------------------------------------------------------------- validate
 
 def write_cassette(path: Path, events: list[dict[str, Any]]) -> Path:
@@ -296,7 +130,8 @@ SESSION = [
 def test_valid_session_has_no_problem(tmp_path: Path, capsys) -> None:
     path = write_cassette(tmp_path / "ok.jsonl", SESSION)
     assert run_cli(["validate", str(path), "--schema", str(COMMITTED)]) == 0
-    assert capsys.readouterr().out == ""
+    assert capsys.readouterr().out == \
+        "validated 8 message(s) in 1 file(s) against schema 0.163.0: no problem\n"
 
 
 def test_invalid_messages_are_located_by_line_and_json_path(tmp_path: Path, capsys) -> None:
@@ -316,7 +151,8 @@ def test_invalid_messages_are_located_by_line_and_json_path(tmp_path: Path, caps
                                "['text', 'image'") for line in out), out
     assert f"{path}:8: $.result.decision: 'maybe' is not one of ['accept', 'acceptForSession', " \
         "'decline', 'cancel'] (result of item/fileChange/requestApproval)" in out
-    assert len(out) == 3, out
+    assert out[3:] == ["validated 8 message(s) in 1 file(s) against schema 0.163.0: 3 problem(s) in 1 file(s)"]
+    assert len(out) == 4, out
 
 
 def test_responses_are_checked_against_the_request_they_answer(tmp_path: Path, capsys) -> None:
@@ -332,6 +168,39 @@ def test_responses_are_checked_against_the_request_they_answer(tmp_path: Path, c
     assert f"{path}:3: $.result" in out and "(result of initialize)" in out
     assert f"{path}:4: $.id: a response to id 99" in out
     assert f"{path}:5: $.method: 'no/such/notification' is not a server notification" in out
+
+
+def test_yaml_scenarios_are_validated_too(tmp_path: Path, capsys) -> None:
+    """A scenario's replies are what the fake says (checked whole); its expectations may be
+    partial (a method alone, or a subset of the params)."""
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(
+        "name: partial expectations, one bad reply\n"
+        "steps:\n"
+        "  - expect: initialize\n"
+        "    reply: {userAgent: x, codexHome: /h, platformFamily: unix, platformOs: linux}\n"
+        "  - expect: initialized\n"
+        "  - expect: turn/start\n"
+        "    params: {threadId: t}\n"
+        "    match: subset\n"
+        "    reply: {turn: {id: u, items: [], status: inProgress, error: null}}\n"
+        "  - expect: account/read\n"
+        "    reply: {account: 7, requiresOpenaiAuth: true}\n")
+    (tmp_path / "live.yaml").write_text("name: a live scenario, not a replay one\nclient: []\n")
+    assert run_cli(["validate", str(tmp_path), "--schema", str(COMMITTED)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{scenario}:10: $.result.account: 7 is not"), out
+    assert out[-1] == "validated 7 message(s) in 1 file(s) against schema 0.163.0: 1 problem(s) in 1 file(s)"
+    assert len(out) == 2, out
+
+
+def test_validate_refuses_zero_inputs_and_missing_paths(tmp_path: Path, capsys) -> None:
+    from harness.cli import main
+    (tmp_path / "empty").mkdir()
+    assert main(["validate", str(tmp_path / "empty"), "--schema", str(COMMITTED)]) == 2
+    assert "nothing to validate" in capsys.readouterr().err
+    assert main(["validate", str(tmp_path / "nope.jsonl"), "--schema", str(COMMITTED)]) == 2
+    assert "nope.jsonl: no such file or directory" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- coverage
@@ -397,14 +266,3 @@ async def test_real_codex_session_validates_against_its_snapshot(tmp_path: Path)
     assert len(list(load_cassette(path).messages("server"))) >= 4
     problems = validate_paths([path], load_snapshot(COMMITTED))
     assert problems == [], "\n".join(map(str, problems))
-
-
-def test_unclassified_constraint_change_is_risky_and_described(tmp_path: Path) -> None:
-    t = base_types()
-    t["GoResponse"] = obj({"id": STR, "count": {"type": "integer", "minimum": 0}},
-                          ["id", "count"])
-    old, new = two_snapshots(tmp_path, t)
-    d = diff_snapshots(load_snapshot(old), load_snapshot(new))
-    [c] = d.changes
-    assert (c.severity, c.kind, c.where) == ("risky", "other", "GoResponse.count")
-    assert "minimum" in c.detail

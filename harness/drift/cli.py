@@ -1,8 +1,10 @@
 """Protocol drift checks: the `drift` and `validate` commands.
 
-The work lives beside each concept: schema_snapshot (generate + normalise),
-schema_diff (classify changes for a client), validate (cassette messages
-against a snapshot) and coverage (which methods cassettes exercise).
+The work lives beside each concept: snapshot (generate + normalise), shapes,
+reach, verdicts and schema_diff (the structural differ), impact and
+schema_report (what a diff means for a set of cassettes, rendered), validate
+(cassette messages against a snapshot), coverage (which methods cassettes
+exercise), compare and rerecord (behaviour drift).
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ import argparse
 import sys
 from typing import Any
 
-from harness.drift import coverage, schema_diff
+from harness.drift import coverage, impact, schema_diff, schema_report
 from harness.drift.snapshot import GENERATE_TIMEOUT_S, load_snapshot, snapshot
-from harness.drift.validate import validate_paths
+from harness.drift.validate import validate_inputs
 from harness.live.binary import find_codex_binary
 
 
@@ -28,7 +30,8 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 def cmd_schema(args: argparse.Namespace) -> int:
     diff = schema_diff.diff_snapshots(load_snapshot(args.old), load_snapshot(args.new))
-    sys.stdout.write(schema_diff.render(diff, args.format))
+    hits = impact.impacts(diff, impact.load_all(args.cassettes)) if args.cassettes else None
+    sys.stdout.write(schema_report.render(diff, args.format, hits))
     failing = diff.count("breaking") + (diff.count("risky") if args.fail_on == "risky" else 0)
     return 1 if failing else 0
 
@@ -41,13 +44,11 @@ def cmd_coverage(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     snap = load_snapshot(args.schema)
-    problems = validate_paths(args.paths, snap)
-    for p in problems:
+    result = validate_inputs(args.paths, snap)
+    for p in result.problems:
         print(p)
-    if problems:
-        print(f"{len(problems)} problem(s) against schema {snap.version}", file=sys.stderr)
-        return 1
-    return 0
+    print(result.summary())
+    return 1 if result.problems else 0
 
 
 def cmd_rerecord(args: argparse.Namespace) -> int:
@@ -75,6 +76,9 @@ def cli_register(subparsers: Any) -> None:
     p.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     p.add_argument("--fail-on", choices=("breaking", "risky"), default="breaking",
                    help="lowest severity that makes the exit code 1")
+    p.add_argument("--cassettes", action="append", default=[], metavar="DIR",
+                   help="cassettes (files or directories, repeatable): list first the breaking and risky "
+                        "changes that touch what they use")
     p.set_defaults(func=cmd_schema)
 
     p = dsub.add_parser("coverage", help="which methods of a schema the cassettes exercise")
@@ -95,13 +99,18 @@ def cli_register(subparsers: Any) -> None:
     p.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     p.add_argument("--timeout", type=float, default=3.0,
                    help="longest wait for one expected codex message before it counts as missing (default 3)")
-    p.add_argument("--out-dir", default=None, metavar="DIR", help="also keep the new recordings here")
+    p.add_argument("--out-dir", default=None, metavar="DIR",
+                   help="also keep the new recordings here, under each cassette's relative path")
     p.add_argument("--floating", action="append", default=[], metavar="METHOD",
                    help="another notification method codex sends unprompted, matched wherever it arrives")
+    p.add_argument("--ignore", action="append", default=[], metavar="PATH",
+                   help="a field path whose changes are not drift (shell-style pattern over the dotted path, "
+                        "e.g. result.data or '*.moderation'; covers what is below it; repeatable)")
     p.set_defaults(func=cmd_rerecord)
 
     v = subparsers.add_parser("validate", help="validate cassette messages against a schema snapshot")
-    v.add_argument("paths", nargs="+", metavar="PATH", help="cassettes or directories of them")
+    v.add_argument("paths", nargs="+", metavar="PATH",
+                   help="cassettes (.jsonl), YAML scenarios (.yaml), or directories of them")
     v.add_argument("--schema", required=True, help="snapshot directory (cassettes/schema/<version>)")
     v.set_defaults(func=cmd_validate)
 

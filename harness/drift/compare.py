@@ -5,7 +5,8 @@ new recording from another (or the same) codex. Values that differ on every
 run are normalised (clocks, UUIDs numbered in order of first appearance,
 volatile text in tool output); early unprompted notifications may move; the
 order inside a run of server messages, which codex emits concurrently, does
-not count. deepdiff names what changed inside a message.
+not count. deepdiff names what changed inside a message; arrays of objects that name
+themselves (`id`, `slug`, `name`) are lined up by that name (harness.drift.align).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Iterable
 
 from deepdiff import DeepDiff
 
+from harness.drift.align import ORDER, Ignore, align, join_path
 from harness.format.cassette import Cassette
 from harness.format.placeholders import map_strings
 from harness.format.wire import request_key
@@ -28,6 +30,7 @@ FLOATING = ["configWarning", "remoteControl/status/changed", "deprecationNotice"
 VOLATILE_KEYS = frozenset({
     "startedAt", "completedAt", "durationMs", "startedAtMs", "completedAtMs", "emittedAtMs",
     "createdAt", "updatedAt", "recencyAt", "userAgent", "installationId", "processId", "serverName",
+    "cliVersion",  # the version of the codex that answered: differs on every upgrade by definition
 })
 UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # Volatile text inside strings (tool output, rollout file names).
@@ -169,30 +172,41 @@ def normalise(value: Any, ids: IdTokens, where: str = "") -> Any:
     return value
 
 
-def _path(parts: list[Any]) -> str:
-    text = ""
-    for p in parts:
-        text += f"[{p}]" if isinstance(p, int) else (f".{p}" if text else str(p))
-    return text or "(whole message)"
-
-
-def field_changes(old: Any, new: Any) -> list[FieldChange]:
-    diff = DeepDiff(old, new, verbose_level=2)
-    found: list[FieldChange] = []
+def field_changes(old: Any, new: Any, ignore: Ignore = Ignore()) -> list[FieldChange]:
+    """Every field that differs, by path; arrays of self-naming objects lined up by name
+    (harness.drift.align), paths the user ignores left out."""
+    o, n = align(old, new)
+    diff = DeepDiff(o, n, verbose_level=2)
+    found: dict[str, FieldChange] = {}
     kinds = {"values_changed": "changed", "type_changes": "changed",
              "dictionary_item_added": "added", "iterable_item_added": "added",
              "dictionary_item_removed": "removed", "iterable_item_removed": "removed"}
     for report_type, kind in kinds.items():
         for level in diff.tree.get(report_type, []):
-            found.append(FieldChange(_path(level.path(output_format="list")), kind,
-                                     None if kind == "added" else level.t1,
-                                     None if kind == "removed" else level.t2))
-    return sorted(found, key=lambda f: f.path)
+            parts = level.path(output_format="list")
+            if ORDER in parts:  # the order of named entries: one change for the whole array
+                parts = parts[: parts.index(ORDER) + 1]
+                change = FieldChange(join_path(parts), "changed", _at(o, parts), _at(n, parts))
+            else:
+                change = FieldChange(join_path(parts), kind, None if kind == "added" else level.t1,
+                                     None if kind == "removed" else level.t2)
+            if not ignore(change.path):
+                found.setdefault(change.path + kind, change)
+    return sorted(found.values(), key=lambda f: f.path)
 
 
-def compare_cassettes(old: Cassette, new: Cassette, floating: Iterable[str] = FLOATING) -> list[Change]:
-    """What differs between two recordings of one scenario, after normalisation."""
+def _at(value: Any, parts: list[Any]) -> Any:
+    for p in parts:
+        value = value[p]
+    return value
+
+
+def compare_cassettes(old: Cassette, new: Cassette, floating: Iterable[str] = FLOATING,
+                      ignore: Iterable[str] = ()) -> list[Change]:
+    """What differs between two recordings of one scenario, after normalisation.
+    `ignore`: field path patterns whose changes are not drift (harness.drift.align.Ignore)."""
     fl = set(floating)
+    skip = Ignore(tuple(ignore))
     a_all, b_all = _entries(old, fl), _entries(new, fl)
     a = _canonical([e for e in a_all if not e.floating])
     b = _canonical([e for e in b_all if not e.floating])
@@ -207,7 +221,7 @@ def compare_cassettes(old: Cassette, new: Cassette, floating: Iterable[str] = FL
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "equal":
             for x, y in zip(a[i1:i2], b[j1:j2]):
-                fields = field_changes(x.norm, y.norm)
+                fields = field_changes(x.norm, y.norm, skip)
                 if fields:
                     changes.append(Change("changed", x.side, x.label, x.at, y.at, fields))
         else:
@@ -220,21 +234,21 @@ def compare_cassettes(old: Cassette, new: Cassette, floating: Iterable[str] = FL
             continue
         removed.remove(x)
         added.remove(y)
-        changes.append(Change("moved", x.side, x.label, x.at, y.at, field_changes(x.norm, y.norm),
+        changes.append(Change("moved", x.side, x.label, x.at, y.at, field_changes(x.norm, y.norm, skip),
                               note="earlier" if y.epoch < x.epoch else "later"))
     changes += [Change("removed", x.side, x.label, old_at=x.at) for x in removed]
     changes += [Change("added", y.side, y.label, new_at=y.at) for y in added]
-    changes += _compare_floating([e for e in a_all if e.floating], [e for e in b_all if e.floating])
+    changes += _compare_floating([e for e in a_all if e.floating], [e for e in b_all if e.floating], skip)
     return changes
 
 
-def _compare_floating(a: list[_Entry], b: list[_Entry]) -> list[Change]:
+def _compare_floating(a: list[_Entry], b: list[_Entry], skip: Ignore) -> list[Change]:
     changes: list[Change] = []
     for label in sorted({e.label for e in a} | {e.label for e in b}):
         xs = [e for e in a if e.label == label]
         ys = [e for e in b if e.label == label]
         for x, y in zip(xs, ys):
-            fields = field_changes(x.norm, y.norm)
+            fields = field_changes(x.norm, y.norm, skip)
             if fields:
                 changes.append(Change("changed", x.side, label, x.at, y.at, fields, floating=True))
         changes += [Change("removed", x.side, label, old_at=x.at, floating=True) for x in xs[len(ys):]]

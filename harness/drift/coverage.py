@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from harness.format.cassette import load_cassette
+from harness.format.load import open_cassette
 from harness.drift.snapshot import UNIONS, Snapshot
 from harness.drift.validate import expand_paths
 
@@ -54,7 +54,7 @@ def coverage(paths: Iterable[str | Path], snap: Snapshot) -> Coverage:
                    seen={k: Counter() for k in UNIONS.values()},
                    known={k: sorted(snap.methods(k)) for k in UNIONS.values()})
     for path in files:
-        for event in load_cassette(path).messages():
+        for event in open_cassette(path).messages():
             msg = event.msg
             if isinstance(msg, dict) and isinstance(msg.get("method"), str):
                 kind = f"{event.side}_{'requests' if 'id' in msg else 'notifications'}"

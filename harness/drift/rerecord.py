@@ -22,7 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -31,7 +31,8 @@ from harness.errors import HarnessError
 from harness.live.session import LiveCodex, LiveScenario
 from harness.record.handle import RecordingHandle
 from harness.replay.aio_channels import ProcessChannel
-from harness.drift.compare import FLOATING, VOLATILE_KEYS, Change, FieldChange, compare_cassettes, scrub_text
+from harness.drift.compare import FLOATING, VOLATILE_KEYS, compare_cassettes, scrub_text
+from harness.drift.rerecord_report import DriftResult, Invocation, exit_code, render
 from harness.replay.engine import SERVER_CHOSEN, ReplayEngine
 from harness.replay.options import ReplayOptions
 from harness.replay.report import ReplayReport
@@ -143,29 +144,6 @@ async def _play_part(live: LiveCodex, old: Cassette, output: Path, timeout: floa
                        seconds=round(time.monotonic() - started, 3), complete=complete)
 
 
-@dataclass
-class DriftResult:
-    cassette: str
-    status: str                          # same | changed | updated | error
-    old_version: str | None = None
-    new_version: str | None = None
-    seconds: float = 0.0
-    changes: list[Change] = field(default_factory=list)
-    notes: list[dict[str, Any]] = field(default_factory=list)
-    replay: str = ""                      # the engine's status: ok | incomplete | diverged
-    new_cassette: str | None = None
-    error: str | None = None
-
-    @property
-    def drift(self) -> list[Change]:
-        return [c for c in self.changes if c.counts]
-
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["drift"] = len(self.drift)
-        return out
-
-
 PART = re.compile(r"^(?P<base>.+)\.(?P<n>[2-9]|[1-9]\d+)\.jsonl$")
 
 
@@ -209,16 +187,17 @@ def _is_live(path: Path) -> bool:
 
 async def check_session(paths: list[Path], *, codex_bin: str | None = None, update: bool = False,
                         timeout: float = 3.0, out_dir: str | Path | None = None,
-                        floating: Iterable[str] = FLOATING) -> list[DriftResult]:
+                        floating: Iterable[str] = FLOATING, ignore: Iterable[str] = ()) -> list[DriftResult]:
     """Re-record one session (one or more parts) and compare each part; with ``update``,
-    replace the parts that changed."""
+    replace the parts that changed. ``ignore``: field paths whose changes are not drift.
+    ``out_dir`` keeps the new recordings under the cassettes' own relative paths."""
     paths = [Path(p) for p in paths]
     results = [DriftResult(cassette=str(p), status="error") for p in paths]
     floating = list(floating)
     with tempfile.TemporaryDirectory(prefix="codex-cassette-rerecord-") as tmp:
-        if out_dir:
-            Path(out_dir).mkdir(parents=True, exist_ok=True)
-        targets = [Path(out_dir or tmp) / p.name for p in paths]
+        targets = [mirrored(p, Path(out_dir)) if out_dir else Path(tmp) / p.name for p in paths]
+        for target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
         try:
             olds = [load_cassette(p) for p in paths]
             recs = await rerecord_session(paths, targets, codex_bin=codex_bin, timeout=timeout,
@@ -234,7 +213,7 @@ async def check_session(paths: list[Path], *, codex_bin: str | None = None, upda
             result.seconds = rec.seconds
             result.notes = rec.report.notes
             result.replay = rec.report.status
-            result.changes = compare_cassettes(old, new, floating)
+            result.changes = compare_cassettes(old, new, floating, ignore)
             result.status = "changed" if result.drift or not new.complete else "same"
             if out_dir:
                 result.new_cassette = str(target)
@@ -244,6 +223,18 @@ async def check_session(paths: list[Path], *, codex_bin: str | None = None, upda
                 os.replace(tmp_target, path)
                 result.status = "updated"
     return results
+
+
+def mirrored(path: Path, out_dir: Path) -> Path:
+    """Where --out-dir keeps the new recording of `path`: under its path relative to the
+    working directory (or, outside it, its absolute path without the root), so two
+    cassettes of one name in different directories never overwrite each other."""
+    absolute = path.resolve()
+    try:
+        rel = absolute.relative_to(Path.cwd().resolve())
+    except ValueError:
+        rel = absolute.relative_to(absolute.anchor)
+    return out_dir / rel
 
 
 async def check_cassette(path: str | Path, **kwargs: Any) -> DriftResult:
@@ -261,143 +252,16 @@ async def check_all(paths: Iterable[str | Path], **kwargs: Any) -> list[DriftRes
     return results
 
 
-def _short(value: Any, limit: int = 80) -> str:
-    text = json.dumps(value, ensure_ascii=False, sort_keys=True) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _field_line(f: FieldChange) -> str:
-    if f.kind == "added":
-        return f"{f.path}: added {_short(f.new)}"
-    if f.kind == "removed":
-        return f"{f.path}: removed (was {_short(f.old)})"
-    return f"{f.path}: {_short(f.old)} -> {_short(f.new)}"
-
-
-def _where(c: Change) -> str:
-    parts = []
-    if c.old_at:
-        parts.append(f"old {c.old_at}")
-    if c.new_at:
-        parts.append(f"new line {c.new_at.rsplit(':', 1)[-1]}" if ":" in c.new_at else f"new {c.new_at}")
-    return ", ".join(parts)
-
-
-SIGN = {"added": "+", "removed": "-", "changed": "~", "moved": ">"}
-FOLD_AT = 3  # a field change seen in this many messages is listed once
-
-
-def _field_key(f: FieldChange) -> str:
-    return json.dumps([f.path, f.kind, f.old, f.new], sort_keys=True, default=str)
-
-
-def _folded(r: DriftResult) -> tuple[list[tuple[FieldChange, int]], set[str]]:
-    """Field changes repeated across messages (emittedAtMs gone from every notification)."""
-    seen: dict[str, tuple[FieldChange, int]] = {}
-    for c in r.changes:
-        for f in c.fields:
-            k = _field_key(f)
-            seen[k] = (f, seen.get(k, (f, 0))[1] + 1)
-    common = [(f, n) for f, n in seen.values() if n >= FOLD_AT]
-    return common, {_field_key(f) for f, _ in common}
-
-
-def _listed(r: DriftResult) -> tuple[list[tuple[FieldChange, int]], list[tuple[Change, list[FieldChange]]]]:
-    common, keys = _folded(r)
-    shown = []
-    for c in r.changes:
-        rest = [f for f in c.fields if _field_key(f) not in keys]
-        if rest or not c.fields:
-            shown.append((c, rest))
-    return common, shown
-
-
-def _tag(c: Change) -> str:
-    tag = " (floating)" if c.floating else ""
-    return tag + (f" ({c.note}; not drift)" if not c.counts else (f" ({c.note})" if c.note else ""))
-
-
-def update_command(paths: Iterable[str]) -> str:
-    return "codex-cassette drift rerecord " + " ".join(paths) + " --update"
-
-
-def render_text(results: list[DriftResult]) -> str:
-    lines: list[str] = []
-    for r in results:
-        head = f"{r.cassette}: {r.status}"
-        if r.status == "error":
-            lines.append(f"{head}: {r.error}")
-            continue
-        lines.append(f"{head} (codex {r.old_version} -> {r.new_version}, re-recorded in {r.seconds:.1f} s"
-                     + (f", replay {r.replay}" if r.replay != "ok" else "") + ")")
-        common, shown = _listed(r)
-        for f, n in common:
-            lines.append(f"  ~ in {n} messages: {_field_line(f)}")
-        for c, fields in shown:
-            lines.append(f"  {SIGN[c.kind]} {c.kind} {c.side} {c.label}{_tag(c)}  [{_where(c)}]")
-            lines.extend(f"      {_field_line(f)}" for f in fields)
-        if len(shown) < len(r.changes):
-            lines.append(f"  ({len(r.changes) - len(shown)} more changed message(s) differ only as above)")
-        if r.notes:
-            kinds = sorted({n["kind"] for n in r.notes})
-            lines.append("  replay notes: " + ", ".join(f"{sum(n['kind'] == k for n in r.notes)} {k}"
-                                                        for k in kinds) + " (details with --format json)")
-        if r.new_cassette:
-            lines.append(f"  new recording: {r.new_cassette}")
-    changed = [r.cassette for r in results if r.status == "changed"]
-    lines.append(_tally(results))
-    if changed:
-        lines.append(f"to accept the new recordings: {update_command(changed)}")
-    return "\n".join(lines) + "\n"
-
-
-def _tally(results: list[DriftResult]) -> str:
-    counts = {s: sum(r.status == s for r in results) for s in ("same", "changed", "updated", "error")}
-    return f"{len(results)} cassette(s): " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-
-
-def render_markdown(results: list[DriftResult]) -> str:
-    out = ["## Re-recorded cassettes", "", "| cassette | status | codex | seconds | drift |", "|---|---|---|---|---|"]
-    for r in results:
-        out.append(f"| `{r.cassette}` | {r.status} | {r.old_version} → {r.new_version} | {r.seconds:.1f} "
-                   f"| {len(r.drift)} |")
-    for r in results:
-        if r.status == "error":
-            out += ["", f"### `{r.cassette}`", "", f"Error: {r.error}"]
-        elif r.changes:
-            out += ["", f"### `{r.cassette}`", ""]
-            common, shown = _listed(r)
-            out += [f"- in {n} messages: `{_field_line(f)}`" for f, n in common]
-            for c, fields in shown:
-                out.append(f"- **{c.kind}** {c.side} `{c.label}`{_tag(c)} — {_where(c)}")
-                out += [f"  - `{_field_line(f)}`" for f in fields]
-            if len(shown) < len(r.changes):
-                out.append(f"- ({len(r.changes) - len(shown)} more changed message(s) differ only as above)")
-    changed = [r.cassette for r in results if r.status == "changed"]
-    out += ["", _tally(results)]
-    if changed:
-        out += ["", f"To accept: `{update_command(changed)}`"]
-    return "\n".join(out) + "\n"
-
-
-def render(results: list[DriftResult], fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps([r.to_json() for r in results], indent=2, default=str) + "\n"
-    if fmt == "markdown":
-        return render_markdown(results)
-    return render_text(results)
-
-
 def run_cli(args: Any) -> int:
     """`drift rerecord`: 1 when a cassette drifted (without --update), 2 on an error, else 0."""
     sessions = find_sessions(args.paths)
     if not sessions:
         raise RerecordError(f"no live cassettes under {', '.join(args.paths)}: a live cassette is a .jsonl "
                             "whose header has meta.live (written by record-live or a live recording)")
+    invocation = Invocation(codex_bin=args.codex_bin, timeout=args.timeout,
+                            floating=list(args.floating or []), ignore=list(args.ignore or []))
     results = asyncio.run(check_all(args.paths, codex_bin=args.codex_bin, update=args.update,
                                     timeout=args.timeout, out_dir=args.out_dir,
-                                    floating=FLOATING + list(args.floating or [])))
-    sys.stdout.write(render(results, args.format))
-    if any(r.status == "error" for r in results):
-        return 2
-    return 1 if any(r.status == "changed" for r in results) else 0
+                                    floating=FLOATING + invocation.floating, ignore=invocation.ignore))
+    sys.stdout.write(render(results, args.format, invocation))
+    return exit_code(results)

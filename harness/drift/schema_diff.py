@@ -1,338 +1,425 @@
-"""Comparing two schema snapshots, classified for a CLIENT of the protocol.
+"""Comparing two schema snapshots structurally, judged for a CLIENT of the protocol.
 
-Every change gets a severity (rules in docs/drift.md):
+Both sides are brought to normal form (harness.drift.shapes): ``$ref``s resolved, unions
+flattened, an object's own properties merged into each of its alternatives, variants
+paired by their discriminator. A definition is compared once under its own name; a use
+site that swaps one definition for another compares what the two point to. Changes
+found identically in every variant of a union are reported once for the union.
 
-- ``breaking``: a client written against OLD can fail against NEW;
-- ``risky``: it fails only if the client is strict (exhaustive enums, a server
-  request it does not answer);
-- ``additive``: a client written against OLD keeps working.
-
-Whether a change breaks depends on who sends the type: a field becoming required
-hurts when the client must send it, not when the server does. Each definition's
-direction comes from the methods that reach it (params of client requests and
-notifications and results of server requests are sent by the client; the rest
-by the server); a type reached both ways gets the worse of the two verdicts.
+Every change has a severity by who sends the type (harness.drift.verdicts): ``breaking``
+(a client written against OLD can fail against NEW), ``risky`` (only a strict client
+fails) or ``additive``. Its JSON path starts at the definition (``ThreadItem[type=
+imageGeneration].result``); the methods that reach it and a path into one of their
+messages come along. Additions a client only sees after opting in through an initialize
+capability are marked gated and are additive.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import asdict, dataclass
-from typing import Any, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
-from deepdiff import DeepDiff
-
+from harness.drift.reach import KIND_LABEL, SENDERS, Use, reach, sender_of
+from harness.drift.shapes import COSMETIC, Bundle, Obj, Scalar, Shape, shape_of
 from harness.drift.snapshot import UNIONS, Snapshot, definition_names
+from harness.drift.verdicts import GATEABLE, RANK, SEVERITIES, VERDICTS, Gates, verdict
 
-SEVERITIES = ("breaking", "risky", "additive")
-_RANK = {s: i for i, s in enumerate(SEVERITIES)}
-# Words that never change what a message may contain.
-_COSMETIC = {"description", "title", "$schema", "examples"}
-# Who sends the params and who sends the result of each method kind.
-_SENDER = {
-    "client_requests": ("client", "server"),
-    "client_notifications": ("client", None),
-    "server_requests": ("server", "client"),
-    "server_notifications": ("server", None),
-}
-_KIND_LABEL = {
-    "client_requests": "client request",
-    "client_notifications": "client notification",
-    "server_requests": "server request",
-    "server_notifications": "server notification",
+# Top-level keys of a method union's variants that are the envelope, not the method's data.
+_ENVELOPE = {"id", "method", "params", "jsonrpc"}
+_INT_RANGES = {
+    "int8": (-2**7, 2**7 - 1), "int16": (-2**15, 2**15 - 1), "int32": (-2**31, 2**31 - 1),
+    "int64": (-2**63, 2**63 - 1), "uint8": (0, 2**8 - 1), "uint16": (0, 2**16 - 1),
+    "uint32": (0, 2**32 - 1), "uint64": (0, 2**64 - 1), "uint": (0, 2**64 - 1),
 }
 
 
 @dataclass
 class Change:
     severity: str
-    kind: str       # e.g. field-removed, enum-value-added, method-added
-    where: str      # "ThreadStartParams.cwd", "thread/start"
+    kind: str          # e.g. field-removed, enum-value-added, method-added (docs/drift.md)
+    path: str          # JSON path from the definition or method: ThreadItem[type=plan].text
     detail: str
-    sender: str     # client | server | both | none
+    sender: str        # client | server | both | none (no stable method reaches it)
+    methods: list[str] = field(default_factory=list)   # methods whose messages reach it
+    example: str = ""  # one of them, with the path inside its message
+    gated: str | None = None  # the initialize capability a client must opt into to see it
+    also: list[str] = field(default_factory=list)       # other paths where the same swap happened
+    at: dict[str, str] = field(default_factory=dict)    # method -> JSON path in its messages
+    by_sender: dict[str, list[str]] = field(default_factory=dict)  # client/server -> methods
 
 
-# ---------------------------------------------------------------- severity rules
+@dataclass
+class _Ctx:
+    uses: list[Use]
+    root: str          # the definition (or method part) the path starts at
 
-def _verdict(kind: str, sender: str) -> str:
-    """Severity of a change of `kind` in a type that `sender` sends."""
-    if sender == "none":
-        return "additive"  # no stable method reaches the type: nothing changes on the wire
-    if kind in ("field-removed", "field-renamed", "type-changed"):
-        return "breaking"
-    if kind in ("field-added-optional",):
-        return "additive"
-    if kind == "other":
-        return "risky"
-    by_sender = {
-        # the client must now send something it did not send before
-        "field-added-required": ("breaking", "additive"),
-        "became-required": ("breaking", "additive"),
-        "became-non-nullable": ("breaking", "additive"),
-        # the client may now receive a missing/null value it always got before
-        "became-optional": ("additive", "breaking"),
-        "became-nullable": ("additive", "breaking"),
-        # the client may receive a value it does not know
-        "enum-value-added": ("additive", "risky"),
-        "variant-added": ("additive", "risky"),
-        # the client may send a value the server no longer takes
-        "enum-value-removed": ("breaking", "additive"),
-        "variant-removed": ("breaking", "additive"),
-    }
-    client, server = by_sender[kind]
-    if sender == "client":
-        return client
-    if sender == "server":
-        return server
-    if sender == "both":
-        return min(client, server, key=_RANK.__getitem__)
-    return "additive"  # a type no method reaches changes nothing on the wire
+    @property
+    def senders(self) -> set[str]:
+        return {u.sender for u in self.uses}
 
-
-# ---------------------------------------------------------------- type structure
 
 def _strip(node: Any) -> Any:
     if isinstance(node, dict):
-        return {k: _strip(v) for k, v in node.items() if k not in _COSMETIC}
+        return {k: _strip(v) for k, v in node.items() if k not in COSMETIC}
     if isinstance(node, list):
         return [_strip(v) for v in node]
     return node
 
 
-def _signature(node: Any) -> str:
-    return json.dumps(_strip(node), sort_keys=True)
+def _same(a: Any, b: Any) -> bool:
+    return json.dumps(_strip(a), sort_keys=True) == json.dumps(_strip(b), sort_keys=True)
 
 
-def _split_null(node: Any) -> tuple[Any, bool]:
-    """(node without its null alternative, whether null was allowed)."""
-    if not isinstance(node, dict):
-        return node, False
-    types = node.get("type")
-    if isinstance(types, list) and "null" in types:
-        rest = [t for t in types if t != "null"]
-        return {**node, "type": rest[0] if len(rest) == 1 else rest}, True
-    for key in ("anyOf", "oneOf"):
-        alts = node.get(key)
-        if isinstance(alts, list) and any(a == {"type": "null"} for a in alts):
-            rest = [a for a in alts if a != {"type": "null"}]
-            extra = {k: v for k, v in node.items() if k != key}
-            if len(rest) == 1:
-                return {**extra, **rest[0]}, True
-            return {**extra, key: rest}, True
-    if node.get("type") == "null":
-        return node, False
-    allof = node.get("allOf")
-    if isinstance(allof, list) and len(allof) == 1:
-        extra = {k: v for k, v in node.items() if k != "allOf"}
-        return _split_null({**extra, **allof[0]})
-    return node, False
-
-
-def _shape(node: Any) -> str:
-    if not isinstance(node, dict) or not node:
-        return "any"
-    if "$ref" in node:
-        return "ref:" + node["$ref"].rsplit("/", 1)[-1]
-    t = node.get("type")
-    if t == "object" or "properties" in node:
-        return "object"
-    if "oneOf" in node or "anyOf" in node:
-        return "union"
-    if "enum" in node:
-        return "enum"
-    if t == "array":
-        return "array"
-    if isinstance(t, list):
-        return "types:" + ",".join(sorted(t))
-    return f"{t}" if t else "any"
-
-
-def _variants(node: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
-    """Keyed object variants and the plain string values of a oneOf/anyOf."""
-    keyed: dict[str, Any] = {}
-    values: set[str] = set()
-    for i, alt in enumerate(node.get("oneOf") or node.get("anyOf") or []):
-        if not isinstance(alt, dict):
-            continue
-        if "enum" in alt and alt.get("type") in ("string", None) and "properties" not in alt:
-            values.update(str(v) for v in alt["enum"])
-            continue
-        key = None
-        for pname, pschema in sorted((alt.get("properties") or {}).items()):
-            enum = pschema.get("enum") if isinstance(pschema, dict) else None
-            if isinstance(enum, list) and len(enum) == 1:
-                key = f"{pname}={enum[0]}"
-                break
-        if key is None and alt.get("required") and len(alt.get("properties") or {}) == 1:
-            key = "{" + next(iter(alt["properties"])) + "}"  # externally tagged: {"granular": ...}
-        if key is None:
-            key = alt.get("title") or _shape(alt)
-            if key in keyed:
-                key += f"#{i}"
-        keyed[key] = alt
-    return keyed, values
-
-
-def _alias(node: Any, snap: Snapshot | None) -> Any:
-    """A $ref to a plain scalar type (AbsolutePathBuf = string) stands for that scalar."""
-    if snap is None or not isinstance(node, dict) or "$ref" not in node:
-        return node
-    try:
-        target = snap.resolve(node["$ref"])
-    except KeyError:
-        return node
-    if isinstance(target, dict) and _shape(target) in ("string", "integer", "number", "boolean"):
-        return _strip(target)
-    return node
-
-
-class _Differ:
-    def __init__(self, old: Snapshot | None = None, new: Snapshot | None = None):
-        self.old, self.new = old, new
+class Differ:
+    def __init__(self, old: Snapshot, new: Snapshot):
+        self.old, self.new = Bundle(old.bundle), Bundle(new.bundle)
+        self.gates = Gates(new.bundle)
         self.changes: list[Change] = []
+        self._swaps: dict[tuple[str, str], list[Change] | None] = {}
 
-    def add(self, kind: str, where: str, detail: str, sender: str) -> None:
-        self.changes.append(Change(_verdict(kind, sender), kind, where, detail, sender))
+    # -- emitting
 
-    def compare(self, old: Any, new: Any, where: str, sender: str) -> None:
-        if _signature(old) == _signature(new):
+    def add(self, kind: str, path: str, detail: str, ctx: _Ctx, *, gate_texts: tuple[str, ...] = (),
+            gate_names: tuple[str, ...] = (), severity: str | None = None) -> None:
+        gated = self.gates.gate(gate_texts, gate_names) if kind in GATEABLE else None
+        sev = severity or verdict(kind, ctx.senders)
+        if gated:
+            sev = "additive"
+        elif severity is None and ctx.senders == {"client", "server"}:
+            by_client, by_server = VERDICTS[kind]
+            if by_client != by_server:
+                detail += f" ({by_server} where the server sends it, {by_client} where the client does)"
+        self.changes.append(Change(sev, kind, path, detail, sender_of(ctx.uses),
+                                   sorted({u.label for u in ctx.uses}), _example(path, ctx), gated,
+                                   at=_at(path, ctx), by_sender=_by_sender(ctx)))
+
+    # -- nodes and shapes
+
+    def node(self, old: Any, new: Any, path: str, ctx: _Ctx) -> None:
+        if _same(old, new):
             return
-        o, o_null = _split_null(old)
-        n, n_null = _split_null(new)
-        o, n = _alias(o, self.old), _alias(n, self.new)
-        if _signature(o) == _signature(n) and o_null == n_null:
-            return  # only a scalar alias was swapped (string -> AbsolutePathBuf)
-        if o_null and not n_null:
-            self.add("became-non-nullable", where, "no longer allows null", sender)
-        elif n_null and not o_null:
-            self.add("became-nullable", where, "now allows null", sender)
-        so, sn = _shape(o), _shape(n)
-        if so != sn:
-            self.add("type-changed", where, f"type {so} -> {sn}", sender)
+        swap = _swap(old, new)
+        if swap:
+            if swap in self._swaps:
+                for c in self._swaps[swap] or []:  # None: being compared further up (recursion)
+                    c.also.append(path)
+                return
+            self._swaps[swap] = None
+            start = len(self.changes)
+            self.shapes(shape_of(old, self.old), shape_of(new, self.new), path, ctx)
+            self._swaps[swap] = self.changes[start:]
             return
-        if so == "enum":
-            self._values(set(map(str, o["enum"])), set(map(str, n["enum"])), where, sender,
-                         "enum-value")
-        elif so == "object":
-            self._object(o, n, where, sender)
-        elif so == "array":
-            self.compare(o.get("items", {}), n.get("items", {}), where + "[]", sender)
-        elif so == "union":
-            ko, vo = _variants(o)
-            kn, vn = _variants(n)
-            self._values(vo, vn, where, sender, "enum-value")
-            self._values(set(ko), set(kn), where, sender, "variant")
-            for key in sorted(set(ko) & set(kn)):
-                self.compare(ko[key], kn[key], f"{where}<{key}>", sender)
-        elif so.startswith("ref:"):
-            return  # the referenced definition is compared on its own
-        elif _signature({k: v for k, v in o.items() if k != "format"}) != _signature(
-                {k: v for k, v in n.items() if k != "format"}) or o.get("format") != n.get("format"):
-            self.add("other", where, _deep_summary(o, n), sender)
+        self.shapes(shape_of(old, self.old), shape_of(new, self.new), path, ctx)
 
-    def _values(self, old: set[str], new: set[str], where: str, sender: str, what: str) -> None:
-        for v in sorted(new - old):
-            self.add(f"{what}-added", where, f"{what.replace('-', ' ')} {v!r} added", sender)
-        for v in sorted(old - new):
-            self.add(f"{what}-removed", where, f"{what.replace('-', ' ')} {v!r} removed", sender)
+    def shapes(self, o: Shape, n: Shape, path: str, ctx: _Ctx) -> None:
+        if o.any or n.any:
+            if n.any and not o.any:
+                self.add("type-widened", path, f"any JSON value now (was {_kinds(o)})", ctx, gate_texts=(n.doc,))
+            elif o.any and not n.any:
+                self.add("type-narrowed", path, f"only {_kinds(n)} now (was any JSON value)", ctx)
+            return
+        if o.null != n.null:
+            self.add("became-nullable" if n.null else "became-non-nullable", path,
+                     "null allowed now" if n.null else "null no longer allowed", ctx)
+        ko, kn = o.kinds(), n.kinds()
+        if "integer" in ko - kn and "number" in kn - ko:
+            self.add("range-widened", path, "integer -> number", ctx)
+            ko, kn = ko - {"integer"}, kn - {"number"}
+        elif "number" in ko - kn and "integer" in kn - ko:
+            self.add("range-narrowed", path, "number -> integer", ctx)
+            ko, kn = ko - {"number"}, kn - {"integer"}
+        if ko and kn and not ko & kn:
+            self.add("type-changed", path, f"{_kinds(o)} -> {_kinds(n)}", ctx)
+            return
+        for k in sorted(kn - ko):
+            via = n.via.get(k)
+            self.add("type-widened", path, f"may now be {'an' if k[0] in 'aeio' else 'a'} {k}"
+                     + (f" ({via})" if via else ""), ctx, gate_texts=(n.doc,))
+        for k in sorted(ko - kn):
+            self.add("type-narrowed", path, f"no longer {'an' if k[0] in 'aeio' else 'a'} {k}", ctx)
+        for k in sorted(ko & kn & set(o.scalars)):
+            if o.via.get(k) and o.via.get(k) == n.via.get(k):
+                continue  # the same definition on both sides: compared under its own name
+            self.scalar(o.scalars[k], n.scalars[k], path, ctx, n.doc)
+        if o.array and n.array and not (o.via.get("array") and o.via.get("array") == n.via.get("array")):
+            if o.array_facets != n.array_facets:
+                self.add("constraint-changed", path, f"array {o.array_facets} -> {n.array_facets}", ctx)
+            self.node(o.items_node(), n.items_node(), f"{path}[*]", ctx)
+        if o.objects and n.objects:
+            self.objects(o.objects, n.objects, path, ctx)
 
-    def _object(self, o: dict[str, Any], n: dict[str, Any], where: str, sender: str) -> None:
-        if any(k in o or k in n for k in ("oneOf", "anyOf")):
-            # an object that also constrains itself with alternatives (url | fileId)
-            ko, _ = _variants(o)
-            kn, _ = _variants(n)
-            self._values(set(ko), set(kn), where, sender, "variant")
-        op, np_ = o.get("properties") or {}, n.get("properties") or {}
-        oreq, nreq = set(o.get("required") or []), set(n.get("required") or [])
-        removed = sorted(set(op) - set(np_))
-        added = sorted(set(np_) - set(op))
-        # Rename heuristic: one removed and one added field with the same schema.
-        for r in list(removed):
-            same = [a for a in added if _signature(op[r]) == _signature(np_[a])]
+    def scalar(self, a: Scalar, b: Scalar, path: str, ctx: _Ctx, doc: str) -> None:
+        if a.values is not None and b.values is not None:
+            for v in sorted(b.values - a.values, key=str):
+                self.add("enum-value-added", path, f"value {v!r} added", ctx,
+                         gate_texts=(b.docs.get(v, ""),), gate_names=(str(v),))
+            for v in sorted(a.values - b.values, key=str):
+                self.add("enum-value-removed", path, f"value {v!r} removed", ctx)
+        elif a.values is None and b.values is None:
+            for v in sorted(b.known - a.known, key=str):
+                self.add("known-value-added", path, f"value {v!r} named (any {b.kind} was allowed already)",
+                         ctx, gate_texts=(b.docs.get(v, ""),), gate_names=(str(v),))
+            for v in sorted(a.known - b.known, key=str):
+                self.add("known-value-removed", path, f"value {v!r} no longer named (any {b.kind} is "
+                         "still allowed)", ctx)
+        elif a.values is not None:
+            named = sorted(b.known - a.values, key=str)
+            self.add("enum-opened", path, f"any {b.kind} now (was one of {len(a.values)} values)"
+                     + (f"; newly named: {', '.join(map(repr, named))}" if named else ""), ctx)
+        elif b.values is not None:
+            self.add("enum-closed", path, f"only {sorted(b.values, key=str)} now (was any {a.kind})", ctx)
+        if a.facets == b.facets:
+            return
+        if a.kind in ("integer", "number"):
+            lo_a, hi_a = _range(a.facets)
+            lo_b, hi_b = _range(b.facets)
+            if (lo_a, hi_a) != (lo_b, hi_b):
+                wider = lo_b <= lo_a and hi_b >= hi_a
+                narrower = lo_b >= lo_a and hi_b <= hi_a
+                kind = "range-widened" if wider else "range-narrowed" if narrower else "constraint-changed"
+                self.add(kind, path, f"{_facets(a.facets)} -> {_facets(b.facets)}", ctx)
+            return
+        self.add("constraint-changed", path, f"{_facets(a.facets)} -> {_facets(b.facets)}", ctx)
+
+    # -- objects and their variants
+
+    def objects(self, olds: dict[str, Obj], news: dict[str, Obj], path: str, ctx: _Ctx) -> None:
+        pairs = [(k, olds[k], news[k]) for k in sorted(set(olds) & set(news))]
+        gone = sorted(set(olds) - set(news))
+        came = sorted(set(news) - set(olds))
+        if len(gone) == 1 and len(came) == 1 and (len(olds) == 1 or "object" in (gone[0], came[0])):
+            pairs.append((came[0], olds[gone[0]], news[came[0]]))  # one object each side: the same one
+            gone, came = [], []
+        elif len(olds) == 1 and gone and len(came) > 1:
+            pairs += self._split(olds[gone[0]], {k: news[k] for k in came}, path, ctx, old_side=True)
+            gone, came = [], []
+        elif len(news) == 1 and came and len(gone) > 1:
+            pairs += self._split(news[came[0]], {k: olds[k] for k in gone}, path, ctx, old_side=False)
+            gone, came = [], []
+        keyed = len(news) > 1 or len(olds) > 1
+        for key in came:
+            obj = news[key]
+            self.add("variant-added", f"{path}[{key}]", f"variant {key} added"
+                     + ("" if obj.props else " (any object)"), ctx,
+                     gate_texts=(obj.doc,), gate_names=tuple(str(v) for v in obj.tags.values()))
+        for key in gone:
+            self.add("variant-removed", f"{path}[{key}]", f"variant {key} removed", ctx)
+        compared = [(k, a, b) for k, a, b in pairs if not (a.via and a.via == b.via)]
+        if not keyed or len(compared) < 2:
+            for key, a, b in compared:
+                self.obj(a, b, f"{path}[{key}]" if keyed else path, ctx)
+            return
+        # Compare each pair apart; what every variant got alike is said once, for the union.
+        per_pair: list[list[Change]] = []
+        outer = self.changes
+        try:
+            for key, a, b in compared:
+                self.changes = []
+                self.obj(a, b, f"{path}[{key}]", ctx)
+                per_pair.append(self.changes)
+        finally:
+            self.changes = outer
+        # Only when every variant was compared here (none is a definition compared on its own).
+        common = set.intersection(*({_rel(c, path) for c in cs} for cs in per_pair)) \
+            if len(compared) == len(pairs) else set()
+        for cs in per_pair:
+            self.changes += [c for c in cs if _rel(c, path) not in common]
+        for rel in sorted(common):
+            first = next(c for c in per_pair[0] if _rel(c, path) == rel)
+            first.path = path + rel[1]
+            first.detail += f" (in all {len(per_pair)} variants)"
+            first.example = _example(first.path, ctx)
+            first.at = _at(first.path, ctx)
+            self.changes.append(first)
+
+    def _split(self, single: Obj, variants: dict[str, Obj], path: str, ctx: _Ctx,
+               old_side: bool) -> list[tuple[str, Obj, Obj]]:
+        """One object became a union of tagged variants (or the reverse): the single one is
+        paired with each variant; its tag field, an enum on the single side, is compared
+        once with the set of variant tags."""
+        tag = _tag_name(variants)
+        if tag is not None and tag in single.props:
+            tags = {"enum": sorted({str(v.tags[tag]) for v in variants.values()})}
+            old, new = (single.node(tag), tags) if old_side else (tags, single.node(tag))
+            self.node(old, new, f"{path}.{tag}", ctx)
+            single = _without(single, tag)
+            variants = {k: _without(v, tag) for k, v in variants.items()}
+        return [(k, single, v) if old_side else (k, v, single) for k, v in sorted(variants.items())]
+
+    def obj(self, a: Obj, b: Obj, path: str, ctx: _Ctx) -> None:
+        removed = sorted(set(a.props) - set(b.props))
+        added = sorted(set(b.props) - set(a.props))
+        for r in list(removed):  # one removed and one added field of the same schema: a rename
+            same = [x for x in added if _same(a.node(r), b.node(x)) and (r in a.required) == (x in b.required)]
             if len(same) == 1:
                 removed.remove(r)
                 added.remove(same[0])
-                self.add("field-renamed", f"{where}.{r}", f"renamed to {same[0]!r} "
-                         "(a field of the same type was removed and one added)", sender)
+                self.add("field-renamed", f"{path}.{r}", f"renamed to {same[0]!r} (a field of the same "
+                         "schema was removed and one added)", ctx)
         for r in removed:
-            self.add("field-removed", f"{where}.{r}", "field removed", sender)
-        for a in added:
-            req = a in nreq
-            self.add("field-added-required" if req else "field-added-optional", f"{where}.{a}",
-                     f"{'required' if req else 'optional'} field added ({_shape(np_[a])})", sender)
-        for f in sorted(set(op) & set(np_)):
-            if f in oreq and f not in nreq:
-                self.add("became-optional", f"{where}.{f}", "required -> optional", sender)
-            elif f in nreq and f not in oreq:
-                self.add("became-required", f"{where}.{f}", "optional -> required", sender)
-            self.compare(op[f], np_[f], f"{where}.{f}", sender)
-        oa, na = o.get("additionalProperties"), n.get("additionalProperties")
-        if isinstance(oa, dict) and isinstance(na, dict):
-            self.compare(oa, na, f"{where}.*", sender)
-        elif oa != na and not (isinstance(oa, dict) or isinstance(na, dict)):
-            if na is False:
-                self.add("other", where, "unknown fields are now rejected", sender)
+            kind = "required-field-removed" if r in a.required else "optional-field-removed"
+            self.add(kind, f"{path}.{r}", "field removed", ctx)
+        alts = _alternatives(b)
+        for x in added:
+            req = x in b.required
+            node = b.node(x)
+            self.add("field-added-required" if req else "field-added-optional", f"{path}.{x}",
+                     f"{'required' if req else 'optional'} field added ({_kinds(shape_of(node, self.new))})"
+                     + (f"; {alts}" if alts and any(x in s for s in b.req_sets) else ""), ctx,
+                     gate_texts=_docs(node, self.new), gate_names=(x,))
+        per_field = False
+        for f in sorted(set(a.props) & set(b.props)):
+            if f in a.required and f not in b.required:
+                per_field = True
+                self.add("became-optional", f"{path}.{f}", "required -> optional"
+                         + (f"; {alts}" if alts else ""), ctx)
+            elif f in b.required and f not in a.required:
+                per_field = True
+                self.add("became-required", f"{path}.{f}", "optional -> required", ctx)
+            self.node(a.node(f), b.node(f), f"{path}.{f}", ctx)
+        if not per_field:
+            self._req_sets(a, b, path, ctx)
+        self._additional(a.additional, b.additional, path, ctx)
+
+    def _req_sets(self, a: Obj, b: Obj, path: str, ctx: _Ctx) -> None:
+        # Fields added or removed were reported as such: compare what both know of.
+        both = frozenset(a.props) & frozenset(b.props)
+        olds, news = {s & both for s in a.req_sets}, {s & both for s in b.req_sets}
+        if olds == news:
+            return
+        # Every old message must still fit (client side), every new one must fit the old (server side).
+        narrowed = any(not any(nb <= oa for nb in news) for oa in olds)
+        widened = any(not any(oa <= nb for oa in olds) for nb in news)
+        if not (narrowed or widened):
+            return
+        kind = ("type-changed" if narrowed and widened else
+                "alternatives-narrowed" if narrowed else "alternatives-widened")
+        self.add(kind, path, f"required fields {_sets(tuple(olds))} -> {_sets(tuple(news))}", ctx)
+
+    def _additional(self, a: Any, b: Any, path: str, ctx: _Ctx) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            self.node(a, b, f"{path}.*", ctx)
+        elif b is False and a is not False:
+            self.add("unknown-fields-rejected", path, "unknown fields are now rejected", ctx)
+        elif a is False and b is not False:
+            self.add("unknown-fields-accepted", path, "unknown fields are now allowed", ctx)
 
 
-def _deep_summary(old: Any, new: Any) -> str:
-    diff = DeepDiff(_strip(old), _strip(new), ignore_order=True, verbose_level=2)
+# ---------------------------------------------------------------- helpers
+
+
+def _swap(old: Any, new: Any) -> tuple[str, str] | None:
+    """(old name, new name) when a use site points at another definition."""
+    ro = old.get("$ref") if isinstance(old, dict) else None
+    rn = new.get("$ref") if isinstance(new, dict) else None
+    return (ro, rn) if ro and rn and ro != rn else None
+
+
+def _tag_name(variants: dict[str, Obj]) -> str | None:
+    names = {k.split("=", 1)[0] for k in variants if "=" in k}
+    return names.pop() if len(names) == 1 and all("=" in k for k in variants) else None
+
+
+def _without(o: Obj, name: str) -> Obj:
+    return Obj(o.key, {k: v for k, v in o.props.items() if k != name}, o.required - {name},
+               tuple(s - {name} for s in o.req_sets), o.additional, o.via, o.doc,
+               {k: v for k, v in o.tags.items() if k != name})
+
+
+def _example(path: str, ctx: _Ctx) -> str:
+    """The change's place in a message of the first method that reaches it."""
+    if not ctx.uses:
+        return ""
+    return f"{ctx.uses[0].label}: {ctx.uses[0].path}{path[len(ctx.root):]}"
+
+
+def _by_sender(ctx: _Ctx) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for u in ctx.uses:
+        out.setdefault(u.sender, [])
+        if u.label not in out[u.sender]:
+            out[u.sender].append(u.label)
+    return {k: sorted(v) for k, v in sorted(out.items())}
+
+
+def _at(path: str, ctx: _Ctx) -> dict[str, str]:
+    rel = path[len(ctx.root):]
+    return {u.label: u.path + rel for u in ctx.uses}
+
+
+def _rel(c: Change, path: str) -> tuple[str, str, str]:
+    """A change of one variant relative to the union: (kind, path after the variant key, detail)."""
+    rest = c.path[len(path):]
+    after = rest[rest.index("]") + 1:] if rest.startswith("[") else rest
+    return c.kind, after, c.detail
+
+
+def _kinds(s: Shape) -> str:
+    if s.any:
+        return "any"
     parts = []
-    for kind, items in diff.items():
-        for path, val in (items.items() if isinstance(items, dict) else [(str(i), None) for i in items]):
-            short = path.replace("root", "")
-            if isinstance(val, dict) and "old_value" in val:
-                parts.append(f"{short or 'value'}: {val['old_value']!r} -> {val['new_value']!r}")
-            else:
-                parts.append(f"{kind.replace('_', ' ')} {short}")
-    return "; ".join(parts)[:300] or "changed"
+    for k in sorted(s.kinds()):
+        sc = s.scalars.get(k)
+        parts.append(f"{k} enum" if sc is not None and sc.values is not None else k)
+    if s.null:
+        parts.append("null")
+    return " | ".join(parts) or "nothing"
 
 
-# ---------------------------------------------------------------- reachability
+def _range(facets: dict[str, Any]) -> tuple[float, float]:
+    lo, hi = _INT_RANGES.get(str(facets.get("format")), (float("-inf"), float("inf")))
+    if "minimum" in facets:
+        lo = max(lo, facets["minimum"])
+    if "maximum" in facets:
+        hi = min(hi, facets["maximum"])
+    return lo, hi
 
-_REF = re.compile(r'"\$ref": "(#/definitions/[^"]+)"')
+
+def _facets(f: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(f.items())) or "no constraint"
 
 
-def _senders(snap: Snapshot) -> dict[str, str]:
-    """Definition pointer -> client | server | both, from the methods that reach it."""
-    roots: dict[str, set[str]] = {"client": set(), "server": set()}
-    for kind, (p_sender, r_sender) in _SENDER.items():
-        for entry in snap.methods(kind).values():
-            roots[p_sender].update(_REF.findall(json.dumps(entry.get("params"))))
-            if r_sender and entry.get("response"):
-                roots[r_sender].add(entry["response"]["$ref"])
-    reach: dict[str, set[str]] = {}
-    for side, todo in roots.items():
-        seen: set[str] = set()
-        stack = list(todo)
-        while stack:
-            ref = stack.pop()
-            if ref in seen:
-                continue
-            seen.add(ref)
+def _sets(sets: tuple[frozenset[str], ...]) -> str:
+    return " | ".join("{" + ", ".join(sorted(s)) + "}" for s in sorted(set(sets), key=sorted))
+
+
+def _alternatives(b: Obj) -> str:
+    if len(set(b.req_sets)) < 2:
+        return ""
+    common = b.required
+    return "now one of " + " | ".join(
+        "{" + ", ".join(sorted(s - common)) + "}" for s in sorted(set(b.req_sets), key=sorted))
+
+
+def _docs(node: Any, bundle: Bundle) -> tuple[str, ...]:
+    """Descriptions that may say a field is gated: its own and its type's."""
+    out = []
+    if isinstance(node, dict):
+        out.append(str(node.get("description", "")))
+    s = shape_of(node, bundle)
+    out.append(s.doc)
+    out += [o.doc for o in s.objects.values()]
+    for name in set(s.via.values()):
+        for ref in (f"#/definitions/v2/{name}", f"#/definitions/{name}"):
             try:
-                stack.extend(_REF.findall(json.dumps(snap.resolve(ref))))
-            except KeyError:
+                out.append(str(bundle.resolve(ref).get("description", "")))
+                break
+            except (KeyError, AttributeError):
                 continue
-        for ref in seen:
-            reach.setdefault(ref, set()).add(side)
-    return {ref: ("both" if len(s) == 2 else next(iter(s))) for ref, s in reach.items()}
-
-
-def _merge_sender(a: str | None, b: str | None) -> str:
-    got = {x for x in (a, b) if x and x != "none"}
-    if not got:
-        return "none"
-    return "both" if len(got) > 1 or "both" in got else got.pop()
+    return tuple(out)
 
 
 # ---------------------------------------------------------------- the diff
+
 
 @dataclass
 class SchemaDiff:
     old_version: str
     new_version: str
     changes: list[Change]
+    types_added: list[str] = field(default_factory=list)
+    types_removed: list[str] = field(default_factory=list)
 
     def count(self, severity: str) -> int:
         return sum(1 for c in self.changes if c.severity == severity)
@@ -341,145 +428,65 @@ class SchemaDiff:
     def breaking(self) -> bool:
         return self.count("breaking") > 0
 
+    def gated(self) -> list[Change]:
+        return [c for c in self.changes if c.gated]
+
     def to_json(self) -> dict[str, Any]:
         return {"old": self.old_version, "new": self.new_version,
-                "summary": {s: self.count(s) for s in SEVERITIES},
-                "changes": [asdict(c) for c in self.changes]}
+                "summary": {**{s: self.count(s) for s in SEVERITIES}, "gated": len(self.gated()),
+                            "types_added": len(self.types_added), "types_removed": len(self.types_removed)},
+                "changes": [asdict(c) for c in self.changes],
+                "types_added": self.types_added, "types_removed": self.types_removed}
 
 
 def diff_snapshots(old: Snapshot, new: Snapshot) -> SchemaDiff:
-    so, sn = _senders(old), _senders(new)
-    d = _Differ(old, new)
-    # Methods, per direction.
-    for kind, (p_sender, r_sender) in _SENDER.items():
-        label = _KIND_LABEL[kind]
+    d = Differ(old, new)
+    old_reach, new_reach = reach(old), reach(new)
+    _methods(d, old, new)
+    on, nn = definition_names(old.bundle), definition_names(new.bundle)
+    for name in sorted(set(on) & set(nn)):
+        if name in UNIONS or name.startswith("JSONRPC"):
+            continue
+        ctx = _Ctx(new_reach.get(name) or old_reach.get(name) or [], name)
+        d.node(old.resolve(on[name]), new.resolve(nn[name]), name, ctx)
+    d.changes.sort(key=lambda c: (RANK[c.severity], c.path, c.kind, c.detail))
+    return SchemaDiff(old.version, new.version, d.changes,
+                      sorted(set(nn) - set(on)), sorted(set(on) - set(nn)))
+
+
+def _methods(d: Differ, old: Snapshot, new: Snapshot) -> None:
+    for kind, (p_sender, r_sender) in SENDERS.items():
+        label = KIND_LABEL[kind]
         om, nm = old.methods(kind), new.methods(kind)
         for m in sorted(set(nm) - set(om)):
+            ctx = _Ctx([Use(m, kind, "params", p_sender, "$.params")], m)
+            params_docs = _docs(nm[m].get("params"), d.new) if nm[m].get("params") else ()
             sev = "risky" if kind == "server_requests" else "additive"
-            d.changes.append(Change(sev, "method-added", m, f"new {label}", p_sender))
+            d.add("method-added", m, f"new {label}", ctx, gate_texts=params_docs, gate_names=(m,),
+                  severity=sev)
         for m in sorted(set(om) - set(nm)):
+            ctx = _Ctx([Use(m, kind, "params", p_sender, "$.params")], m)
             sev = "additive" if kind == "server_requests" else "breaking"
-            d.changes.append(Change(sev, "method-removed", m, f"{label} removed", p_sender))
+            d.add("method-removed", m, f"{label} removed", ctx, severity=sev)
         for m in sorted(set(om) & set(nm)):
             oe, ne = om[m], nm[m]
-            if oe.get("params_required") != ne.get("params_required"):
+            ctx = _Ctx([Use(m, kind, "params", p_sender, "$.params")], f"{m}.params")
+            if bool(oe.get("params_required")) != bool(ne.get("params_required")):
                 k = "became-required" if ne.get("params_required") else "became-optional"
-                d.add(k, f"{m} params", f"params {k.split('-')[1]}", p_sender)
-            _compare_named(d, old, new, oe.get("params_type"), ne.get("params_type"),
-                           f"{m} params", p_sender,
-                           old_required=bool(oe.get("params_required")),
-                           new_required=bool(ne.get("params_required")))
-            if r_sender:
-                _compare_named(d, old, new, oe.get("response_type"), ne.get("response_type"),
-                               f"{m} result", r_sender)
-    # Types, by name; the method unions were covered above.
-    on, nn = definition_names(old.bundle), definition_names(new.bundle)
-    skip = set(UNIONS)
-    for name in sorted(set(on) | set(nn)):
-        if name in skip or name.startswith("JSONRPC"):
-            continue
-        if name not in nn:
-            d.changes.append(Change("additive", "type-removed", name,
-                                    "type no longer defined (uses of it are listed apart)", "none"))
-            continue
-        if name not in on:
-            d.changes.append(Change("additive", "type-added", name, "new type",
-                                    sn.get(nn[name], "none")))
-            continue
-        sender = _merge_sender(so.get(on[name]), sn.get(nn[name]))
-        d.compare(old.resolve(on[name]), new.resolve(nn[name]), name, sender)
-    order = {k: i for i, k in enumerate(SEVERITIES)}
-    d.changes.sort(key=lambda c: (order[c.severity], c.kind, c.where))
-    return SchemaDiff(old.version, new.version, d.changes)
+                d.add(k, f"{m}.params", f"params {k.split('-')[1]}", ctx)
+            d.node(oe.get("params") or {"type": "null"}, ne.get("params") or {"type": "null"},
+                   f"{m}.params", ctx)
+            if r_sender and (oe.get("response") or ne.get("response")):
+                rctx = _Ctx([Use(m, kind, "result", r_sender, "$.result")], f"{m}.result")
+                d.node(oe.get("response") or {}, ne.get("response") or {}, f"{m}.result", rctx)
+    # Envelope fields a union declares beside method and params (emittedAtMs).
+    for union, kind in UNIONS.items():
+        sender = SENDERS[kind][0]
+        ctx = _Ctx([Use(f"every {KIND_LABEL[kind]}", kind, "params", sender, "$")], union)
+        d.node(_envelope(old, union), _envelope(new, union), union, ctx)
 
 
-def _compare_named(d: _Differ, old: Snapshot, new: Snapshot, otype: str | None,
-                   ntype: str | None, where: str, sender: str, *,
-                   old_required: bool = True, new_required: bool = True) -> None:
-    """A method whose params/result type was swapped for another: compare the two."""
-    if otype == ntype:
-        return
-    if not otype or not ntype:
-        required = new_required if ntype else old_required
-        if ntype and not required:  # params appeared, optional: old callers still fine
-            d.add("field-added-optional", where, f"optional params {ntype} added", sender)
-        elif ntype:
-            d.add("field-added-required", where, f"required params {ntype} added", sender)
-        else:
-            d.add("field-removed", where, f"params {otype} removed", sender)
-        return
-    try:
-        o = old.resolve(definition_names(old.bundle)[otype])
-        n = new.resolve(definition_names(new.bundle)[ntype])
-    except KeyError:
-        return
-    before = len(d.changes)
-    d.compare(o, n, f"{where} ({otype} -> {ntype})", sender)
-    if len(d.changes) == before:
-        d.changes.append(Change("additive", "type-renamed", where,
-                                f"type renamed {otype} -> {ntype}, same shape", sender))
-
-
-# ---------------------------------------------------------------- rendering
-
-def _by_severity(diff: SchemaDiff) -> Iterable[tuple[str, list[Change]]]:
-    for sev in SEVERITIES:
-        items = [c for c in diff.changes if c.severity == sev]
-        if items:
-            yield sev, items
-
-
-def render_text(diff: SchemaDiff) -> str:
-    lines = [f"schema {diff.old_version} -> {diff.new_version}: "
-             + ", ".join(f"{diff.count(s)} {s}" for s in SEVERITIES)]
-    for sev, items in _by_severity(diff):
-        lines.append("")
-        lines.append(f"{sev.upper()} ({len(items)})")
-        for c in items:
-            lines.append(f"  [{c.kind}] {c.where}: {c.detail} (sent by {c.sender})")
-    return "\n".join(lines) + "\n"
-
-
-def _code(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def render_markdown(diff: SchemaDiff) -> str:
-    verdict = "**breaking changes**" if diff.breaking else "no breaking change"
-    out = [f"## Codex app-server schema: {diff.old_version} → {diff.new_version}", "",
-           f"Result: {verdict}. Severities are for a client of the protocol "
-           "(rules: docs/drift.md).", "",
-           "| severity | changes |", "|---|---|"]
-    out += [f"| {s} | {diff.count(s)} |" for s in SEVERITIES]
-    method_kinds = ("method-added", "method-removed")
-    methods = [c for c in diff.changes if c.kind in method_kinds]
-    if methods:
-        out += ["", "### Methods", "", "| severity | change | method | direction |",
-                "|---|---|---|---|"]
-        out += [f"| {c.severity} | {c.detail} | `{c.where}` | sent by {c.sender} |"
-                for c in methods]
-    rest = [c for c in diff.changes if c.kind not in method_kinds]
-    for sev in SEVERITIES:
-        items = [c for c in rest if c.severity == sev]
-        if not items:
-            continue
-        title = f"{sev.capitalize()} type changes ({len(items)})"
-        fold = sev == "additive"  # long and harmless: folded in a job summary
-        out += ["", f"<details><summary>{title}</summary>" if fold else f"### {title}", "",
-                "| kind | where | detail | sent by |", "|---|---|---|---|"]
-        out += [f"| {c.kind} | `{_code(c.where)}` | {_md(c.detail)} | {c.sender} |" for c in items]
-        if fold:
-            out += ["", "</details>"]
-    return "\n".join(out) + "\n"
-
-
-def render(diff: SchemaDiff, fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps(diff.to_json(), indent=2) + "\n"
-    if fmt == "markdown":
-        return render_markdown(diff)
-    return render_text(diff)
+def _envelope(snap: Snapshot, union: str) -> dict[str, Any]:
+    node = snap.bundle.get("definitions", {}).get(union, {})
+    props = {k: v for k, v in (node.get("properties") or {}).items() if k not in _ENVELOPE}
+    return {"type": "object", "properties": props}

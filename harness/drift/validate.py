@@ -1,10 +1,14 @@
-"""Validating every message of a cassette against a schema snapshot.
+"""Validating every message of a cassette or YAML scenario against a schema snapshot.
 
 Each message is checked against the schema of its kind: a request's or a
 notification's ``params`` against its method's params schema, a response's
 ``result`` against the result schema of the request it answers. A response has
 no method of its own: it is paired with the request of the same id that the
 OTHER side sent earlier (ids of the two directions are separate spaces).
+
+A YAML scenario's messages may be partial on purpose: an ``expect`` matched by
+method says nothing about its params (only the method is checked), one matched
+as a subset may leave out required fields (the fields it has are checked).
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from typing import Any, Iterable
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from harness.format.cassette import Cassette, Event, load_cassette
+from harness.errors import HarnessError
+from harness.format.cassette import Cassette, Event
+from harness.format.load import open_cassette
 from harness.drift.snapshot import Snapshot
 from harness.format.wire import request_key
 
@@ -70,13 +76,15 @@ class SchemaValidator:
         return v
 
     def errors(self, subschema: dict[str, Any] | None, instance: Any,
-               prefix: str) -> list[tuple[str, str]]:
+               prefix: str, partial: bool = False) -> list[tuple[str, str]]:
         if subschema is None:
             return []
         out = []
         for err in sorted(self.validator(subschema).iter_errors(instance),
                           key=lambda e: list(map(str, e.absolute_path))):
             deepest, msg = _explain(err)
+            if partial and deepest.validator == "required":
+                continue  # a scenario's subset match leaves fields out on purpose
             if len(msg) > _MAX_MESSAGE:
                 msg = msg[:_MAX_MESSAGE] + "..."
             out.append((_json_path(prefix, deepest.absolute_path), msg))
@@ -158,8 +166,12 @@ def validate_cassette(cassette: Cassette, snap: Snapshot,
                 continue
             if "id" in msg:
                 pending[side][request_key(msg["id"])] = method
-            if "params" in msg or entry.get("params_required"):
-                for path, text in checker.errors(entry.get("params"), msg.get("params"), "$.params"):
+            mode = (event.match or {}).get("mode", "exact")
+            if mode == "method":
+                continue  # a scenario that names only the method
+            if "params" in msg or (entry.get("params_required") and mode != "subset"):
+                for path, text in checker.errors(entry.get("params"), msg.get("params"), "$.params",
+                                                 partial=mode == "subset"):
                     report(event, path, text)
             for key, schema in _extra_envelope(snap, kind).items():
                 if key in msg:
@@ -172,32 +184,79 @@ def validate_cassette(cassette: Cassette, snap: Snapshot,
                 report(event, "$.id", f"a response to id {msg['id']!r}, which the {peer} "
                        "never sent as a request (or was answered already)")
                 continue
+            partial = (event.match or {}).get("mode", "exact") != "exact"
             if "error" in msg:
                 schema = {"$ref": "#/definitions/JSONRPCErrorError"} \
                     if "JSONRPCErrorError" in snap.bundle.get("definitions", {}) else None
-                for path, text in checker.errors(schema, msg["error"], "$.error"):
+                for path, text in checker.errors(schema, msg["error"], "$.error", partial=partial):
                     report(event, path, text)
                 continue
             kind = "client_requests" if peer == "client" else "server_requests"
             entry = methods[kind].get(method, {})
-            for path, text in checker.errors(entry.get("response"), msg["result"], "$.result"):
+            for path, text in checker.errors(entry.get("response"), msg["result"], "$.result", partial=partial):
                 report(event, path, f"{text} (result of {method})")
         else:
             report(event, "$", "neither a request, a notification nor a response")
     return problems
 
 
-def validate_paths(paths: Iterable[str | Path], snap: Snapshot) -> list[Problem]:
+@dataclass
+class ValidationResult:
+    version: str
+    inputs: int
+    messages: int
+    problems: list[Problem]
+
+    def summary(self) -> str:
+        """The closing line: what was checked and how it went."""
+        head = f"validated {self.messages} message(s) in {self.inputs} file(s) against schema {self.version}"
+        if not self.problems:
+            return f"{head}: no problem"
+        files = len({p.cassette for p in self.problems})
+        return f"{head}: {len(self.problems)} problem(s) in {files} file(s)"
+
+
+def validate_inputs(paths: Iterable[str | Path], snap: Snapshot) -> ValidationResult:
+    """Every cassette and scenario the paths name; no input at all is an error."""
+    files = expand_paths(paths)
+    if not files:
+        raise HarnessError(f"nothing to validate under {', '.join(map(str, paths))}: no *.jsonl cassette "
+                           "and no YAML scenario (a .yaml with `steps:`)")
     checker = SchemaValidator(snap)
     problems: list[Problem] = []
-    for p in expand_paths(paths):
-        problems.extend(validate_cassette(load_cassette(p), snap, checker))
-    return problems
+    messages = 0
+    for p in files:
+        cassette = open_cassette(p)
+        messages += sum(1 for _ in cassette.messages())
+        problems.extend(validate_cassette(cassette, snap, checker))
+    return ValidationResult(snap.version, len(files), messages, problems)
+
+
+def validate_paths(paths: Iterable[str | Path], snap: Snapshot) -> list[Problem]:
+    return validate_inputs(paths, snap).problems
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given; directories searched for *.jsonl cassettes."""
+    """Files as given; directories searched for *.jsonl cassettes and YAML scenarios.
+    A path that does not exist is an error, not nothing."""
     out: list[Path] = []
     for p in map(Path, paths):
-        out.extend(sorted(p.rglob("*.jsonl")) if p.is_dir() else [p])
+        if p.is_dir():
+            found = list(p.rglob("*.jsonl")) + [y for y in p.rglob("*.y*ml") if _is_scenario(y)]
+            out.extend(sorted(found))
+        elif p.exists():
+            out.append(p)
+        else:
+            raise HarnessError(f"{p}: no such file or directory")
     return out
+
+
+def _is_scenario(path: Path) -> bool:
+    """A replay scenario has `steps:` at the top (a live scenario for record-live has not)."""
+    if path.suffix not in (".yaml", ".yml"):
+        return False
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return any(line.startswith("steps:") for line in text.splitlines())
