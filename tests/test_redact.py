@@ -76,7 +76,8 @@ def test_input_is_not_modified_and_scrub_is_idempotent() -> None:
 
 def test_jwt_and_bare_tokens_in_free_text() -> None:
     r = Redactor()
-    assert r.scrub_text(f"token={JWT};") == "token={{redacted:jwt}};"
+    assert r.scrub_text(f"see {JWT};") == "see {{redacted:jwt}};"
+    assert r.scrub_text(f"token={JWT};") == "token={{redacted:token}};"  # a secret-named assignment
     assert r.scrub_text("curl -H 'authorization: bearer Zm9vYmFyYmF6cXV4==' x") == \
         "curl -H 'authorization: bearer {{redacted:bearer_token}}' x"
     assert r.scrub_text("sk-short") == "sk-short"  # too short to be a key
