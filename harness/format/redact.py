@@ -7,7 +7,7 @@ environment variable names, never a value). At replay ``Redactor.from_meta`` reb
 the same rules, taking each named variable's value from the replay's own environment,
 and the engine scrubs every live message with them before matching, so a marker
 matches the live secret; reports are scrubbed with those rules and more
-(``for_reports``). Scrubbing is deterministic and idempotent: markers are never
+(``widened``). Scrubbing is deterministic and idempotent: markers are never
 touched, and scrubbing a scrubbed value changes nothing.
 
 Rules:
@@ -134,10 +134,11 @@ class Redactor:
         return None if found is None else cls(found[1], found[0])
 
     @classmethod
-    def for_reports(cls, meta: Mapping[str, Any], env: Mapping[str, str],
+    def widened(cls, meta: Mapping[str, Any], env: Mapping[str, str],
                     where: str = "the cassette") -> "Redactor":
-        """What scrubs a report: the cassette's rules, every built-in, and this environment's
-        secret-looking values (a report may say more than matching ever compares)."""
+        """The cassette's rules, every built-in, and this environment's secret-looking values:
+        what scrubs a report (which may say more than matching compares) and what records the
+        cassette again (harness.drift.rerecord)."""
         found = _rules_from_meta(meta, env, where)
         rules = found[1] if found else []
         known = {r.kind for r in rules}
