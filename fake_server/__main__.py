@@ -26,7 +26,7 @@ def _said(text: str) -> str:
     (`-c model_providers.x.api_key=...`), and stderr often ends up in a public CI log."""
     from harness.format.redact import Redactor
 
-    return Redactor.for_reports({}, os.environ).scrub_raw(text)
+    return Redactor.widened({}, os.environ).scrub_raw(text)
 
 
 class _Parser(argparse.ArgumentParser):
