@@ -146,3 +146,14 @@ def test_a_diverging_replay_never_says_the_live_secrets(recorded: tuple[Path, st
     assert "{{redacted:env:MY_LLM_TOKEN}}" in err.message and "differently" in err.message
     result = ReplayReport.read(report)
     assert result.status == "diverged" and "divergence" in stderr.read_text()
+
+
+def test_the_fakes_own_errors_never_say_a_key_from_its_command_line(tmp_path: Path) -> None:
+    import subprocess
+
+    command = FakeCodexCommand(tmp_path / "missing.jsonl")
+    for extra in (["-c", KEY], ["--bogus", KEY]):  # a config flag without '=', an unknown flag
+        done = subprocess.run(command.cold_argv("app-server", *extra), env=command.env(), capture_output=True,
+                              timeout=WAIT)
+        assert done.returncode == 2, done.stderr
+        assert KEY.encode() not in done.stderr and b"{{redacted:openai_api_key}}" in done.stderr, done.stderr
