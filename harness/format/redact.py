@@ -156,8 +156,7 @@ class Redactor:
         """Whether any rule could match ``s`` (a superset: the cheap look before the real one)."""
         if self._always:
             return True
-        if self._alts and len(self._alts) > len(self._literals) and (
-                det.GATE_CASED.search(s) or det.GATE_FOLDED.search(s.lower())):
+        if len(self._alts) > len(self._literals) and det.GATE.search(s.lower()):
             return True
         return any(v in s for v in self._literals)
 
@@ -241,7 +240,7 @@ class Redactor:
         return self._walk(obj)
 
     def _may_match(self, source: str) -> bool:
-        if self._always or det.GATE_CASED.search(source) or det.GATE_FOLDED.search(source.lower()):
+        if self._always or det.GATE.search(source.lower()):
             return True
         return any(v in source for v in self._json_literals)
 
@@ -279,7 +278,7 @@ class Redactor:
         # the walk's business, so only a key that holds a token or a value is scanned, once.
         if key in self._plain_keys:
             return key
-        if det.GATE_CASED.search(key) or any(v in key for v in self._literals) or self._always:
+        if det.KEY_GATE.search(key) or any(v in key for v in self._literals) or self._always:
             return self.scrub_text(key)
         if len(self._plain_keys) < PLAIN_KEYS:
             self._plain_keys.add(key)
