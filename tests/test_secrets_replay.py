@@ -157,3 +157,31 @@ def test_the_fakes_own_errors_never_say_a_key_from_its_command_line(tmp_path: Pa
                               timeout=WAIT)
         assert done.returncode == 2, done.stderr
         assert KEY.encode() not in done.stderr and b"{{redacted:openai_api_key}}" in done.stderr, done.stderr
+
+
+@pytest.mark.asyncio
+async def test_a_scenario_names_its_rules_in_meta_and_its_markers_match_live_secrets(tmp_path: Path) -> None:
+    import textwrap
+
+    from harness.format.load import open_cassette
+
+    token = "ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+    path = tmp_path / "login.yaml"
+    path.write_text(textwrap.dedent("""
+        name: login
+        meta:
+          redaction_rules: {detectors: [github_token, secret_field]}
+        steps:
+          - expect: account/login/start
+            params: {note: "use {{redacted:github_token}}", password: "{{redacted:password}}"}
+            reply: {ok: true}
+          - expect_close: true
+    """).lstrip())
+    fake = InProcessCodex(open_cassette(path), ReplayOptions(timeout=10, linger=5))
+    fake.stdin.write(json.dumps({"id": 1, "method": "account/login/start",
+                                 "params": {"note": f"use {token}", "password": "hunter2-x"}}).encode() + b"\n")
+    await fake.stdin.drain()
+    answer = json.loads(await asyncio.wait_for(fake.stdout.__anext__(), WAIT))
+    fake.stdin.close()
+    assert answer == {"id": 1, "result": {"ok": True}}
+    assert await fake.wait(WAIT) == 0, fake.report.summary()
