@@ -42,6 +42,10 @@ def marker(kind: str) -> str:
     return "{{redacted:" + kind + "}}"
 
 
+# One regex for a set of alternatives, and each alternative's secret groups.
+_Compiled = tuple[re.Pattern[str], list[tuple[str, ...]]]
+
+
 @dataclass(frozen=True)
 class _Alt:
     """One alternative of the combined text regex: a detector, a literal or a user regex."""
@@ -87,7 +91,7 @@ class Redactor:
         self._fields = "secret_field" in self.detectors
         self._service_accounts = "gcp_service_account" in self.detectors
         self._plain_keys: set[str] = set()
-        self._compiled: dict[tuple[int, ...], tuple[re.Pattern[str], list[tuple[str, ...]]] | None] = {}
+        self._compiled: dict[tuple[int, ...], _Compiled | None] = {}
 
     # -- building one ------------------------------------------------------------------------
 
@@ -160,7 +164,7 @@ class Redactor:
             return True
         return any(v in s for v in self._literals)
 
-    def _regex_for(self, s: str, exclude: frozenset[int] = frozenset()):
+    def _regex_for(self, s: str, exclude: frozenset[int] = frozenset()) -> "_Compiled | None":
         lowered = s.lower()
         chosen = tuple(i for i, a in enumerate(self._alts) if i not in exclude and (
             a.cased is None or any(t in s for t in a.cased) or any(t in lowered for t in a.folded)))
@@ -329,7 +333,7 @@ def _apply(s: str, found: list[tuple[int, int, str]]) -> str:
     return "".join(parts)
 
 
-def _combine(alts: list[_Alt], chosen: tuple[int, ...]) -> tuple[re.Pattern[str], list[tuple[str, ...]]]:
+def _combine(alts: list[_Alt], chosen: tuple[int, ...]) -> _Compiled:
     """One regex for the chosen alternatives (markers first, so they are kept), each
     alternative's group names suffixed with its index so they cannot clash."""
     parts = [f"(?P<m>{det.MARKER})"]
