@@ -110,3 +110,16 @@ def test_the_plugins_ssh_option_puts_names_on_argv_and_values_in_env(tmp_path: P
                 continue
             assert name in names and not any(value in a for a in argv)
             assert env[name] == value
+
+
+@pytest.mark.asyncio
+async def test_meta_given_on_the_command_line_is_scrubbed_too(tmp_path: Path) -> None:
+    cassette = tmp_path / "m.jsonl"
+    meta = '{"note": "deploy key ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8", "owner": "team"}'
+    proc = await asyncio.create_subprocess_exec(
+        PY, "-m", "harness", "record", "-o", str(cassette), "--meta", meta, "--", PY, "-c", "import sys; sys.stdin.read()",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env_with())
+    await asyncio.wait_for(proc.communicate(b""), T)
+    assert proc.returncode == 0
+    header = load_cassette(cassette).meta
+    assert header["note"] == "deploy key {{redacted:github_token}}" and header["owner"] == "team"

@@ -411,7 +411,9 @@ async def record_command(argv: Sequence[str], output: str | Path, *,
     env = dict(os.environ if env is None else env)
     placeholders = placeholders or default_placeholders(env=env)
     redactor = redactor or Redactor.default(env=env)
-    writer = CassetteWriter(output, {**header_meta(argv, placeholders, redactor, "proxy"), **(meta or {})})
+    # --meta is written into the header too: scrubbed like everything else the recorder writes.
+    writer = CassetteWriter(output, {**header_meta(argv, placeholders, redactor, "proxy"),
+                                     **redactor.scrub(dict(meta or {}))})
     try:
         process = await open_process(list(argv), env, cwd)
     except HarnessError as exc:
