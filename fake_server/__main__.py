@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import NoReturn
 
 from harness.errors import HarnessError
 from harness.replay.options import ReplayOptions
@@ -20,8 +21,22 @@ from fake_server.serve import client_pid, serve_stdio
 USAGE_EXIT = 2
 
 
+def _said(text: str) -> str:
+    """What the fake prints about its command line: the client's arguments may hold a key
+    (`-c model_providers.x.api_key=...`), and stderr often ends up in a public CI log."""
+    from harness.format.redact import Redactor
+
+    return Redactor.widened({}, os.environ).scrub_raw(text)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(USAGE_EXIT, f"{self.prog}: error: {_said(message)}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fake_server", description="A scripted fake `codex app-server`.")
+    p = _Parser(prog="fake_server", description="A scripted fake `codex app-server`.")
     p.add_argument("--cassette", default=os.environ.get("CODEX_CASSETTE"),
                    help="cassette (.jsonl) or scenario (.yaml) to serve [$CODEX_CASSETTE]")
     p.add_argument("--report", default=os.environ.get("CODEX_CASSETTE_REPORT"),
@@ -82,13 +97,14 @@ def main(argv: list[str] | None = None) -> int:
             options.matchers.resolve(options.match_on)  # an unknown or unimportable one is said before serving
         return serve_stdio(args.cassette, options, args.report)
     except HarnessError as exc:
-        print(f"fake codex: {exc}", file=sys.stderr, flush=True)
+        said = _said(f"fake codex: {exc}")
+        print(said, file=sys.stderr, flush=True)
         if args.report:
             # The same report as a replay's, so whoever launched us reads why we did not start.
             from harness.replay.report import Divergence, ReplayReport
 
             report = ReplayReport(cassette=str(args.cassette), role="server", status="error", pid=client_pid(),
-                                  divergence=Divergence(kind="error", message=f"fake codex: {exc}"))
+                                  divergence=Divergence(kind="error", message=said))
             report.write(args.report.replace("{pid}", str(client_pid())))
         return USAGE_EXIT
 

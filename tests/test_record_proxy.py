@@ -215,17 +215,18 @@ async def test_secrets_never_reach_the_cassette_but_reach_the_client(tmp_path: P
     for secret in (token, key, jwt, email, password, ticket, "1234-5678", "proj-zeta", str(tmp_path)):
         assert secret.encode() not in blob, f"{secret!r} leaked into the cassette"
     c = load_cassette(cassette_path)
-    assert set(c.meta["redactions"]) >= {"env:MY_SERVICE_TOKEN", "env:OPENAI_API_KEY", "jwt",
+    # `Bearer <jwt>` is a bearer token; `token=...` and `"token": ...` are secret-named fields.
+    assert set(c.meta["redactions"]) >= {"env:OPENAI_API_KEY", "bearer_token", "token",
                                          "email", "password", "ticket", "pin"}
     assert c.meta["client"] == {"name": "sec-client", "version": "2.0"}
     assert {"cwd", "home", "project"} <= set(c.meta["placeholders"])
     env_note = next(e for e in c.messages("server") if e.msg.get("method") == "peer/env")
-    assert env_note.msg["params"] == {"token": "{{redacted:env:MY_SERVICE_TOKEN}}",
+    assert env_note.msg["params"] == {"token": "{{redacted:token}}",
                                       "key": "{{redacted:env:OPENAI_API_KEY}}", "cwd": "{{cwd}}"}
     init = next(c.messages("client")).msg["params"]
     assert init["project"] == "{{cwd}}/{{project}}"
     assert init["deep"] == {"x": [{"pin": "{{redacted:pin}}"}]}
-    assert b"token={{redacted:env:MY_SERVICE_TOKEN}}" in errfile.read_bytes()
+    assert b"token={{redacted:token}}" in errfile.read_bytes()
 
 
 # -- ends of a recording ----------------------------------------------------------------

@@ -76,7 +76,8 @@ def test_input_is_not_modified_and_scrub_is_idempotent() -> None:
 
 def test_jwt_and_bare_tokens_in_free_text() -> None:
     r = Redactor()
-    assert r.scrub_text(f"token={JWT};") == "token={{redacted:jwt}};"
+    assert r.scrub_text(f"see {JWT};") == "see {{redacted:jwt}};"
+    assert r.scrub_text(f"token={JWT};") == "token={{redacted:token}};"  # a secret-named assignment
     assert r.scrub_text("curl -H 'authorization: bearer Zm9vYmFyYmF6cXV4==' x") == \
         "curl -H 'authorization: bearer {{redacted:bearer_token}}' x"
     assert r.scrub_text("sk-short") == "sk-short"  # too short to be a key
@@ -129,3 +130,128 @@ def test_secret_environment_values_become_literal_rules() -> None:
     r = Redactor.default(env=env)
     assert r.scrub({"x": "a tok-9f8e7d6c5b4a b"}) == {"x": "a {{redacted:env:MY_SERVICE_TOKEN}} b"}
     assert r.scrub_bytes(b"pw-00001111") == b"{{redacted:env:DB_PASSWORD}}"
+
+
+# -- the detectors of issue 12 -------------------------------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from harness.errors import CassetteError  # noqa: E402
+from harness.format import detectors  # noqa: E402
+from harness.format.detectors import secret_field_kind  # noqa: E402
+
+
+def test_the_gate_covers_every_trigger() -> None:
+    # The gate is spelled by hand as a tree; a trigger it misses would never be scanned for.
+    for d in detectors.BUILTINS:
+        for t in d.cased + d.folded:
+            assert detectors.GATE.search(t.replace("://", "//").lower()), (d.name, t)
+        for t in d.cased:
+            assert detectors.KEY_GATE.search(t.replace("://", "//")), (d.name, t)
+    for escaped in ("\\u0067", "https:\\/\\/"):
+        assert detectors.GATE.search(escaped) and detectors.KEY_GATE.search(escaped)
+
+
+@pytest.mark.parametrize("name, kind", [
+    ("apiKey", "api_key"), ("api_key", "api_key"), ("API-KEY", "api_key"), ("ApiKey", "api_key"),
+    ("x-api-key", "api_key"), ("token", "token"), ("pwd", "password"), ("passwd", "password"),
+    ("pass", "password"), ("PASSWORD", "password"), ("private_key", "private_key"), ("credentials", "credentials"),
+    ("sessionToken", "session_token"), ("GITHUB_TOKEN", "github_token"), ("client_secret", "secret"),
+    ("stripe_secret", "stripe_secret"), ("db_pass", "db_pass"), ("SecretAccessKey", "aws_secret_access_key"),
+    ("monkey", None), ("keyboard", None), ("passthrough", None), ("tokenUsage", None), ("inputTokens", None),
+    ("key", None), ("sortKey", None), ("identityKey", None), ("cancellationToken", None), ("public_key", None),
+    ("idempotencyKey", None), ("hasPassword", "has_password"),
+])
+def test_secret_field_names_in_every_case_style(name: str, kind: str | None) -> None:
+    assert secret_field_kind(name) == kind
+
+
+def test_booleans_and_nulls_under_secret_names_keep_their_type() -> None:
+    r = Redactor()
+    assert r.scrub({"hasPassword": True, "apiKey": None, "token": ""}) == {"hasPassword": True, "apiKey": None,
+                                                                           "token": ""}
+    assert r.scrub_text('"hasPassword": true, "token": null') == '"hasPassword": true, "token": null'
+
+
+def test_rules_meta_names_rules_never_values_and_round_trips() -> None:
+    env = {"MY_PIN": "4821", "SVC_TOKEN": "tok-0011223344", "UNUSED_TOKEN": "tok-5566778899"}
+    r = Redactor.default([parse_rule_arg(r"ticket=TCK-\d{6}", path=False),
+                          parse_rule_arg("pin=$.params.pin", path=True)], env=env, named_env=["MY_PIN"])
+    r.scrub({"a": "svc tok-0011223344"})
+    meta = r.rules_meta()
+    assert meta["env"] == ["MY_PIN", "SVC_TOKEN"]  # named, or found; UNUSED_TOKEN was neither
+    assert meta["regex"] == [{"kind": "ticket", "pattern": r"TCK-\d{6}"}]
+    assert meta["paths"] == [{"kind": "pin", "path": "$.params.pin"}]
+    assert meta["detectors"] == list(detectors.NAMES)
+    assert not any(v in json.dumps(meta) for v in env.values())
+    # At replay: the same rules, each variable's value from the replay's environment.
+    again = Redactor.from_meta({"redaction_rules": meta}, {"MY_PIN": "9999", "SVC_TOKEN": "tok-replayed-1"})
+    assert again is not None
+    assert again.scrub({"x": "9999 tok-replayed-1 TCK-123456", "params": {"pin": 7}}) == {
+        "x": "{{redacted:env:MY_PIN}} {{redacted:env:SVC_TOKEN}} {{redacted:ticket}}", "params": {"pin": "{{redacted:pin}}"}}
+    assert Redactor.from_meta({}, {}) is None  # a header from before rules were named
+    # A newer harness's detector is ignored; a malformed field is an error naming the file.
+    assert Redactor.from_meta({"redaction_rules": {"detectors": ["jwt", "from_the_future"]}}, {}).detectors == ("jwt",)
+    with pytest.raises(CassetteError, match=r"c\.jsonl:1: meta\.redaction_rules cannot be used"):
+        Redactor.from_meta({"redaction_rules": {"regex": [{"kind": "k", "pattern": "(unclosed"}]}}, {}, "c.jsonl")
+
+
+def test_a_user_regex_that_is_itself_a_secret_is_refused() -> None:
+    with pytest.raises(UsageError, match="the pattern itself holds a secret"):
+        Redactor.default([parse_rule_arg("mine=sk-proj-Abcdefghijklmnopqrstuvwx_0123", path=False)], env={})
+    with pytest.raises(UsageError, match="--redact-env NOPE_X: the variable is not set"):
+        Redactor.default(env={}, named_env=["NOPE_X"])
+
+
+def test_short_env_values_only_as_words_and_plain_words_are_no_secrets() -> None:
+    r = Redactor.default(env={"MY_PIN": "4821"}, named_env=["MY_PIN"])
+    assert r.scrub_text("pin 4821, id 148210") == "pin {{redacted:env:MY_PIN}}, id 148210"
+    env = {"DESKTOP_SESSION": "ubuntu", "XDG_SESSION_TYPE": "wayland", "DBUS_SESSION_BUS_ADDRESS": "unix:path=/run/x",
+           "USE_AUTH": "1", "DB_DSN": "postgres://u:p@h/db", "DATABASE_URL": "mysql://a:b@c/d", "SHORT_KEY": "Ab3x"}
+    assert {r.kind for r in secrets_from_environ(env)} == {"env:DB_DSN", "env:DATABASE_URL", "env:SHORT_KEY"}
+
+
+def test_a_private_key_block_over_several_lines_is_redacted_whole() -> None:
+    lines = [b"log: key follows", b"-----BEGIN OPENSSH PRIVATE KEY-----", b"b3BlbnNzaC1rZXktdjEAAAAA",
+             b"QyNTUxOQAAACBqT0n", b"-----END OPENSSH PRIVATE KEY----- tail", b"after"]
+    scrub = Redactor().line_scrubber()
+    out = [scrub.scrub_bytes(line) for line in lines]
+    assert out == [b"log: key follows"] + [b"{{redacted:private_key}}"] * 3 + [b"{{redacted:private_key}} tail", b"after"]
+
+
+def test_json_escapes_in_a_raw_line_do_not_hide_a_secret() -> None:
+    raw = '{"note": "\\u0067hp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8", "url": "https:\\/\\/bob:pw-1234@h.example\\/x"'
+    assert Redactor().scrub_raw(raw) == ('{"note": "{{redacted:github_token}}", '
+                                         '"url": "https:\\/\\/bob:{{redacted:url_password}}@h.example\\/x"')
+
+
+def test_the_shipped_cassettes_hold_nothing_the_detectors_take_for_a_secret() -> None:
+    # They were recorded from the real codex: a detector that fires on them would redact
+    # what codex says in every recording (false positives cost replays their meaning).
+    from pathlib import Path
+
+    from harness.format.cassette import load_cassette
+
+    r = Redactor()
+    paths = sorted((Path(__file__).resolve().parents[1] / "cassettes").rglob("*.jsonl"))
+    assert paths
+    for path in paths:
+        for e in load_cassette(path).events:
+            assert e.msg is None or r.scrub(e.msg) == e.msg, (path, e.line)
+            assert e.raw is None or r.scrub_bytes(e.raw) == e.raw, (path, e.line)
+    assert r.applied == set()
+
+
+SECRETS = ["ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8", "AKIAQWERTYUIOPASDF23", "password=Hunter2x",
+           "postgres://al:S3cret@db.example.com/x", "Authorization: Basic dXNlcjpwYXNz", "xoxb-1234567890-abcdefghij",
+           "carol@example.org", "Bearer abcDEF123456"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(SECRETS), st.text(max_size=12)), max_size=8))
+def test_scrubbing_is_idempotent(parts: list[str]) -> None:
+    text = " ".join(parts)
+    r = Redactor()
+    once = r.scrub_text(text)
+    assert r.scrub_text(once) == once
+    assert r.scrub_raw(once) == once

@@ -330,17 +330,29 @@ async def test_redaction_markers_are_not_bound(tmp_path: Path) -> None:
         p.send({"id": 1, "method": "account/login/start", "params": {"type": "apiKey", "apiKey": secret}})
         return await p.recv()
 
-    # Without the scrubber the secret is simply different from the marker.
+    # A header that names no rules (recorded before they were named): the secret is simply
+    # different from the marker, and the report says so without saying the secret.
     report, reply = await play(c, peer)
     assert report.status == "diverged"
     assert report.bindings == {}
-    assert secret in json.dumps(report.divergence.received)
+    assert secret not in json.dumps(report.to_json()) and secret not in json.dumps(reply)
+    assert "only in secrets" in report.divergence.message
 
     # With it, the live secret becomes the marker before matching; nothing is bound
     # and the marker goes back out as it was recorded (the secret never does).
     report, reply = await play(c, peer, scrub=Redactor.default(env={}).scrub)
     assert report.status == "ok", report.summary()
     assert report.bindings == {}
+    assert reply == {"id": 1, "result": {"echo": "{{redacted:api_key}}"}}
+
+    # A header that names its rules: the engine scrubs the live message with them itself.
+    rules = Redactor.default(env={}).rules_meta()
+    c = make(tmp_path, cl({"id": 1, "method": "account/login/start",
+                           "params": {"type": "apiKey", "apiKey": "{{redacted:api_key}}"}}),
+             sv({"id": 1, "result": {"echo": "{{redacted:api_key}}"}}),
+             meta={"redaction_rules": rules}, name="ruled.jsonl")
+    report, reply = await play(c, peer)
+    assert report.status == "ok", report.summary()
     assert reply == {"id": 1, "result": {"echo": "{{redacted:api_key}}"}}
 
 

@@ -134,7 +134,8 @@ async def test_optio_recorded_through_ssh_then_replayed(tmp_path: Path, optio_st
 
     c = load_cassette(cassette)
     assert c.complete and c.meta["end"] == "clean", c.meta
-    assert c.meta["ssh"] == {"target": f"tester@127.0.0.1:{srv.port}", "host_key_checked": True}
+    assert c.meta["ssh"] == {"target": f"tester@127.0.0.1:{srv.port}", "host_key_checked": True,
+                             "remote_env": ["PYTHONPATH"]}  # names, never values
     assert c.meta["recorder"] == "proxy" and c.meta["client"]["name"] == "optio_codex"
     assert c.meta["command"][-2:] == ["--cassette", str(TEXT_TURN)]
     header = cassette.read_text().splitlines()[0]
@@ -313,7 +314,7 @@ def test_ssh_flags_without_ssh_are_refused(tmp_path: Path, capsys: pytest.Captur
     assert main(["record", "-o", str(tmp_path / "x.jsonl"), "--ssh", "a@b:99999", "--", "cat"]) == 2
     assert "outside 1-65535" in capsys.readouterr().err
     assert main(["record", "-o", str(tmp_path / "x.jsonl"), "--ssh", "a@b", "--remote-env", "1X=2", "--", "cat"]) == 2
-    assert "--remote-env '1X=2' must look like NAME=VALUE" in capsys.readouterr().err
+    assert "--remote-env '1X' must be a shell variable name" in capsys.readouterr().err
     assert not (tmp_path / "x.jsonl").exists()
 
 

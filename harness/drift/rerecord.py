@@ -33,6 +33,7 @@ from harness.record.handle import RecordingHandle
 from harness.replay.aio_channels import ProcessChannel
 from harness.drift.compare import FLOATING, VOLATILE_KEYS, compare_cassettes, scrub_text
 from harness.drift.rerecord_report import DriftResult, Invocation, exit_code, render
+from harness.format.redact import Redactor
 from harness.replay.engine import SERVER_CHOSEN, ReplayEngine
 from harness.replay.options import ReplayOptions
 from harness.replay.report import ReplayReport
@@ -64,7 +65,7 @@ class Rerecording:
 
 def _carried_meta(old: Cassette) -> dict[str, Any]:
     """What of the old header describes the scenario rather than the recording."""
-    own = {"recorder", "command", "placeholders", "redactions", "recorded_at", "complete",
+    own = {"recorder", "command", "placeholders", "redactions", "redaction_rules", "recorded_at", "complete",
            "codex_version", "client", "end"}
     return {k: v for k, v in old.meta.items() if k not in own}
 
@@ -105,8 +106,9 @@ async def _play_part(live: LiveCodex, old: Cassette, output: Path, timeout: floa
                      learned: dict[Any, Any], started: float) -> Rerecording:
     proc = await live.spawn()
     placeholders = live.placeholders()
-    recorder = RecordingHandle(proc, output, placeholders=placeholders,
-                               command=["codex", "app-server"], env=live.env)
+    # The old cassette's own rules (its regexes, paths, variables) and today's built-ins.
+    recorder = RecordingHandle(proc, output, placeholders=placeholders, command=["codex", "app-server"],
+                               redactor=Redactor.widened(old.meta, live.env, str(old.path)))
     meta = _carried_meta(old)
     fresh = live.meta()
     meta["live"] = {**(old.meta.get("live") or {}), **fresh["live"]}

@@ -274,6 +274,9 @@ class CodexAppServer:
 
         live = self._live_codex()
         env = live.env if live is not None else dict(os.environ)
+        if self.ssh is not None:
+            # The values behind the argv's `--remote-env NAME`: never on a command line.
+            env.update(self._remote().proxy_env())
         env["PYTHONPATH"] = os.pathsep.join(p for p in (SOURCE_ROOT, env.get("PYTHONPATH")) if p)
         env["PATH"] = os.pathsep.join(p for p in (str(Path(self._binary()).parent), env.get("PATH")) if p)
         return env

@@ -16,6 +16,7 @@ from harness.record.guard import ProviderGuard
 from harness.record.tee import default_placeholders
 from harness.record.proxy import record_command
 from harness.format.redact import Redactor, Rule, parse_rule_arg
+from harness.format.rules import parse_env_name
 from harness.record.process import signal_number
 
 def _placeholder_arg(arg: str) -> tuple[str, str]:
@@ -45,6 +46,10 @@ def cli_register(subparsers: Any) -> None:
                    help="redact text matching REGEX as {{redacted:KIND}} (repeatable)")
     p.add_argument("--redact-path", action="append", default=[], metavar="KIND=JSONPATH",
                    help="redact the value at a path such as $.params.items[*].token (repeatable)")
+    p.add_argument("--redact-env", action="append", default=[], metavar="NAME",
+                   help="redact the value of this environment variable wherever it appears, as "
+                        "{{redacted:env:NAME}}, whatever its length or name (repeatable); variables "
+                        "named like secrets (*KEY*, *TOKEN*, *PASS*, ...) are redacted anyway")
     ssh = p.add_argument_group(
         "remote codex over SSH", "run the command after `--` on another host (docs/ssh.md); "
         "the proxy and the cassette stay here")
@@ -57,9 +62,10 @@ def cli_register(subparsers: Any) -> None:
                      help="accept any host key (throwaway test hosts only: anyone on the network "
                           "could impersonate the host)")
     ssh.add_argument("--remote-cwd", metavar="DIR", help="working directory of the remote command")
-    ssh.add_argument("--remote-env", action="append", default=[], metavar="K=V",
-                     help="environment variable for the remote command (repeatable); visible in "
-                          "the remote process list, so no secrets")
+    ssh.add_argument("--remote-env", action="append", default=[], metavar="NAME",
+                     help="pass this environment variable, with its value here, to the remote command "
+                          "(repeatable). NAME=VALUE is accepted for a value that is no secret: a command "
+                          "line is visible to every user (ps)")
     ssh.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
                      help="longest wait for the SSH connection and login (default 10)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
@@ -84,7 +90,7 @@ def _cli_record(args: argparse.Namespace) -> int:
     if args.ssh:
         from harness.record.ssh_recording import SSHRecording  # asyncssh only when SSH is asked for
 
-        remote = SSHRecording.from_args(args)
+        remote = SSHRecording.from_args(args, env)
         extra = {**remote.placeholders(), **extra}
         for name, value in remote.env.items():
             env.setdefault(name, value)  # so secret-looking remote variables are redacted too
@@ -93,7 +99,7 @@ def _cli_record(args: argparse.Namespace) -> int:
         if given:
             raise UsageError(f"{', '.join(given)} only make(s) sense with --ssh USER@HOST[:PORT]")
     placeholders = default_placeholders(extra, env)
-    redactor = Redactor.default(rules, env=env)
+    redactor = Redactor.default(rules, env=env, named_env=[parse_env_name(a) for a in args.redact_env])
     meta: dict[str, Any] = {}
     if args.meta is not None:
         try:

@@ -93,6 +93,7 @@ class RecordingProxy:
         self._hops_ended: dict[str, asyncio.Future[None]] = {}  # by side, set from the thread
         self._slice_start = -math.inf  # when the recorder's current slice of stale work began
         self._stderr_split = LineSplitter()
+        self._stderr_scrub = self.redactor.line_scrubber()  # a key block spans stderr lines
         self._stderr_fh = open(self.stderr_file, "wb") if self.stderr_file else None
         self.client_gone = False
 
@@ -165,9 +166,9 @@ class RecordingProxy:
         lines = self._stderr_split.feed(data) if data is not None else []
         tail = self._stderr_split.rest() if data is None else b""
         for line in lines:
-            self._stderr_fh.write(self.redactor.scrub_bytes(line) + b"\n")
+            self._stderr_fh.write(self._stderr_scrub.scrub_bytes(line) + b"\n")
         if tail:
-            self._stderr_fh.write(self.redactor.scrub_bytes(tail))
+            self._stderr_fh.write(self._stderr_scrub.scrub_bytes(tail))
         self._stderr_fh.flush()
 
     async def _client_to_server(self) -> None:
@@ -410,7 +411,9 @@ async def record_command(argv: Sequence[str], output: str | Path, *,
     env = dict(os.environ if env is None else env)
     placeholders = placeholders or default_placeholders(env=env)
     redactor = redactor or Redactor.default(env=env)
-    writer = CassetteWriter(output, {**header_meta(argv, placeholders, redactor, "proxy"), **(meta or {})})
+    # --meta is written into the header too: scrubbed like everything else the recorder writes.
+    writer = CassetteWriter(output, {**header_meta(argv, placeholders, redactor, "proxy"),
+                                     **redactor.scrub(dict(meta or {}))})
     try:
         process = await open_process(list(argv), env, cwd)
     except HarnessError as exc:

@@ -45,6 +45,8 @@ class Tee:
         self.placeholders = placeholders
         self.redactor = redactor
         self._splitters = {"client": LineSplitter(), "server": LineSplitter()}
+        # Raw lines of one side are a stream: a private key block spans several of them.
+        self._raw_scrubbers = {"client": redactor.line_scrubber(), "server": redactor.line_scrubber()}
         self.eofs: set[str] = set()
         self.client_info: dict[str, Any] | None = None
         self.codex_version: str | None = None
@@ -93,7 +95,7 @@ class Tee:
             else:
                 self.writer.write(Event(side=side, t=t, msg=kept, newline=line.newline))
             return
-        raw = self.redactor.scrub_bytes(line.data)
+        raw = self._raw_scrubbers[side].scrub_bytes(line.data)
         try:
             raw = self.placeholders.templatize(raw.decode("utf-8")).encode("utf-8")
         except UnicodeDecodeError:
@@ -111,7 +113,8 @@ class Tee:
             self.codex_version = find_codex_version(str(result.get("userAgent", ""))) or self.codex_version
 
     def final_meta(self) -> dict[str, Any]:
-        meta: dict[str, Any] = {"redactions": sorted(self.redactor.applied)}
+        meta: dict[str, Any] = {"redactions": sorted(self.redactor.applied),
+                                "redaction_rules": self.redactor.rules_meta()}
         if self.client_info:
             meta["client"] = self.client_info
         if self.codex_version:
@@ -123,7 +126,9 @@ def header_meta(argv: Sequence[str], placeholders: Placeholders, redactor: Redac
                 recorder: str) -> dict[str, Any]:
     return {
         "recorder": recorder,
-        "command": placeholders.templatize(redactor.scrub(list(argv))),
+        "command": placeholders.templatize(redactor.scrub_argv(list(argv))),
         "placeholders": sorted(placeholders.values),
         "redactions": [],
+        # Which rules scrub this cassette (names, never values): replay applies the same ones.
+        "redaction_rules": redactor.rules_meta(),
     }

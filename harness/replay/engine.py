@@ -21,17 +21,19 @@ recorded. The rules (DESIGN.md, "Replay semantics"):
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any, NoReturn
 
 from harness.format.cassette import Cassette, Event
 from harness.replay.channel import Channel, ReadTimeout
+from harness.replay.intake import Heard, Intake
 from harness.replay.matching import (MatchContext, compare, diff_text, distance,
                                learn_values, strip_transport, substitute_learned)
 from harness.format.placeholders import Placeholders, has_marker, unbound_markers
 from harness.replay.options import ReplayOptions
 from harness.replay.report import Divergence, ReplayReport
-from harness.format.wire import Kind, Line, classify, encode, request_key
+from harness.format.wire import Kind, classify, encode, request_key
 
 DIVERGENCE_CODE = -32099  # in JSON-RPC's server-error range, unused by codex
 DIVERGED_EXIT = 3         # the fake server's exit code after a divergence
@@ -59,6 +61,9 @@ class ReplayEngine:
                                 learn=list(self.options.learn), matchers=self.options.matchers.resolve(self.options.match_on))
         self.report = ReplayReport(cassette=str(cassette.path or "<memory>"), role=self.role,
                                    total=len(cassette.events))
+        # Every peer line is scrubbed with the cassette's redaction rules before anything sees it.
+        self._intake = Intake(cassette.meta, os.environ if self.options.env is None else self.options.env,
+                              self.report.cassette)
         self._id_map: dict[str, Any] = {}   # recorded peer request id -> live id
         self._early: set[int] = set()       # positions of peer events matched ahead of their set
         self._matched: set[int] = set()     # positions of peer events matched in their own set
@@ -97,7 +102,7 @@ class ReplayEngine:
         except _Stop:
             pass
         finally:
-            self.report.bindings = dict(self.ctx.placeholders.values)
+            self.report.bindings = self._intake.for_report(dict(self.ctx.placeholders.values))
             self.report.seconds = round(time.monotonic() - t0, 6)
             await self._close_write()
         return self.report
@@ -246,14 +251,15 @@ class ReplayEngine:
 
     # -- expecting the peer's side ---------------------------------------------
 
-    async def _next_line(self, timeout: float | None) -> Line | None:
-        """The peer's next line, None once it hung up; ReadTimeout after ``timeout`` s."""
+    async def _next_line(self, timeout: float | None) -> Heard | None:
+        """The peer's next line (scrubbed), None once it hung up; ReadTimeout after ``timeout`` s."""
         if self._peer_closed:
             return None
         line = await self.channel.read_line(timeout)
         if line is None:
             self._peer_closed = True
-        return line
+            return None
+        return self._intake.hear(line)
 
     async def _expect(self, start: int, end: int) -> None:
         events = self.cassette.events
@@ -298,7 +304,7 @@ class ReplayEngine:
             waiting.remove(hit)
             self._matched.add(hit)  # so a set cut short does not list it as unplayed
 
-    def _competes(self, line: Line, waiting: list[int]) -> bool:
+    def _competes(self, line: Heard, waiting: list[int]) -> bool:
         live, is_json = line.parse()
         if not is_json or not isinstance(live, dict):
             return False
@@ -336,9 +342,9 @@ class ReplayEngine:
         note: dict[str, Any] = {"kind": kind, "at": self.cassette.where(event) if event else None,
                                 "expected": event.describe() if event else None}
         if received is not None:
-            note["received"] = _short(received)
+            note["received"] = _short(self._intake.for_report(received))
         if diff:
-            note["diff"] = diff
+            note["diff"] = self._intake.for_report(diff)
         if reason:
             note["reason"] = reason
         self.report.notes.append(note)
@@ -348,7 +354,7 @@ class ReplayEngine:
             self._note("missing", self.cassette.events[p], reason=reason)
             self._early.add(p)  # dealt with: neither unplayed nor matched later
 
-    async def _tolerate(self, line: Line, waiting: list[int]) -> int | None:
+    async def _tolerate(self, line: Heard, waiting: list[int]) -> int | None:
         """A peer message that matches nothing: pair it with the waiting message of the same
         kind, method and id (the nearest one) as changed, or note it as unexpected and skip it."""
         events = self.cassette.events
@@ -372,7 +378,7 @@ class ReplayEngine:
             await self.channel.drain()
         return None
 
-    def _match_line(self, line: Line, candidates: list[int]) -> int | None:
+    def _match_line(self, line: Heard, candidates: list[int]) -> int | None:
         events = self.cassette.events
         live, is_json = line.parse()
         for p in candidates:
@@ -412,17 +418,22 @@ class ReplayEngine:
         names = ", ".join(events[p].describe() for p in waiting[:3])
         msg = (f"codex-cassette: expected {names} at {self.cassette.where(first)}, "
                f"but nothing came in {self.options.timeout:g} s")
-        self.report.divergence = Divergence(kind="timeout", message=msg, expected=first.msg,
+        self.report.divergence = Divergence(kind="timeout", message=self._intake.for_report(msg),
+                                            expected=self._intake.for_report(first.msg),
                                             expected_at=self.cassette.where(first))
         self.report.status = "diverged"
         self._finish_unplayed(first, include=True)
         raise _Stop
 
-    async def _diverge_on(self, line: Line, waiting: list[int], first: Event, kind: str,
+    async def _diverge_on(self, line: Heard, waiting: list[int], first: Event, kind: str,
                           unplayed_after: Event | None = None) -> NoReturn:
         events = self.cassette.events
         live, is_json = line.parse()
-        received: Any = live if is_json else line.data.decode("utf-8", "replace")
+        # What follows is said to the peer and written in reports: built from a scrubbed copy
+        # only (the intake used the cassette's rules; reports use those and more).
+        shown = self._intake.for_report(live) if is_json else live
+        hidden, live = shown != live, shown
+        received: Any = live if is_json else self._intake.for_report(line.data.decode("utf-8", "replace"))
         pool = [events[p] for p in waiting if events[p].msg is not None] or [first]
         nearest = min(pool, key=lambda e: distance(e, live, self.ctx)) if is_json else first
         if kind == "unexpected" or nearest.msg is None:
@@ -440,9 +451,14 @@ class ReplayEngine:
                    f"({why}; last position {self.cassette.where(nearest)}).")
         if diff:
             message += f" Differences: {_flatten(diff)}"
-        self.report.divergence = Divergence(kind=kind, message=message, expected=nearest.msg,
+        elif matcher and hidden:
+            message += " The live message differs from the recording only in secrets, which are not shown"
+            message += ("; this cassette's header names no redaction rules, so they were not scrubbed before "
+                        "matching: re-record it to replay it." if self._intake.redactor is None else ".")
+        message, expected_msg = self._intake.for_report(message), self._intake.for_report(nearest.msg)
+        self.report.divergence = Divergence(kind=kind, message=message, expected=expected_msg,
                                             expected_at=self.cassette.where(nearest), received=received,
-                                            matcher=matcher, diff=diff)
+                                            matcher=matcher, diff=self._intake.for_report(diff))
         self.report.status = "diverged"
         if unplayed_after is not None:
             self._finish_unplayed(unplayed_after)
@@ -451,7 +467,7 @@ class ReplayEngine:
         if isinstance(live, dict) and classify(live) is Kind.REQUEST:
             self._send(encode({"id": live["id"], "error": {
                 "code": DIVERGENCE_CODE, "message": message,
-                "data": {"expected": nearest.msg, "expectedAt": self.cassette.where(nearest)}}}))
+                "data": {"expected": expected_msg, "expectedAt": self.cassette.where(nearest)}}}))
             await self.channel.drain()
         raise _Stop
 

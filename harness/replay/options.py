@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from harness.replay.matching import DEFAULT_ORDER, MatcherRegistry
 
@@ -28,6 +28,9 @@ class ReplayOptions:
     match_on: tuple[str, ...] = DEFAULT_ORDER  # matchers deciding whether a peer message is the recorded one
     matchers: MatcherRegistry = field(default_factory=MatcherRegistry)  # where match_on's names are found
     scrub: Callable[[Any], Any] | None = None
+    # Where the values of the variables a cassette's redaction rules name come from
+    # (None: this process's environment, which a fake shares with the client that launched it).
+    env: Mapping[str, str] | None = None
     # Values for markers the played side must say before the peer revealed them
     # (codexHome in the initialize answer): this machine's, as codex would say.
     fallbacks: dict[str, str] = field(default_factory=lambda: environment_fallbacks())
