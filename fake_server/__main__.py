@@ -16,7 +16,7 @@ from typing import NoReturn
 from harness.errors import HarnessError
 from harness.replay.options import ReplayOptions
 
-from fake_server.serve import client_pid, serve_stdio
+from fake_server.serve import client_pid, serve_stdio, tell
 
 USAGE_EXIT = 2
 
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         return serve_stdio(args.cassette, options, args.report)
     except HarnessError as exc:
         said = _said(f"fake codex: {exc}")
-        print(said, file=sys.stderr, flush=True)
+        tell(said)
         if args.report:
             # The same report as a replay's, so whoever launched us reads why we did not start.
             from harness.replay.report import Divergence, ReplayReport
