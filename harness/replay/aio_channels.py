@@ -216,6 +216,7 @@ class ProcessChannel:
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._pump: asyncio.Task | None = None
         self._eof = False
+        self._stalled = False
         self.closed = False
 
     def start(self) -> "ProcessChannel":
@@ -245,7 +246,7 @@ class ProcessChannel:
         return Line(data, newline=newline)
 
     def write(self, data: bytes) -> None:
-        if not self.closed:
+        if not self.closed and not self._stalled:
             try:
                 self._stdin.write(data)
             except (ConnectionError, RuntimeError):
@@ -255,12 +256,14 @@ class ProcessChannel:
         await asyncio.sleep(seconds)
 
     async def drain(self) -> None:
+        if self._stalled:
+            return
         try:
             await asyncio.wait_for(self._stdin.drain(), self.write_timeout)
         except (ConnectionError, RuntimeError):
             pass
         except asyncio.TimeoutError:
-            self.closed = True  # what we say from now on is dropped
+            self._stalled = True  # what we say from now on is dropped
             raise WriteTimeout(self.write_timeout, 0) from None
 
     async def close(self) -> None:

@@ -487,7 +487,6 @@ class ReplayEngine(TolerantPlay):
         if event is not None:
             self.report.played = first  # everything before it went out (or, the peer's, came in)
             self._finish_unplayed(event, include=True)
-        self._write_closed = True  # nothing more can reach a peer that does not read
 
     async def _linger(self) -> None:
         """The script is done; wait (bounded) for the peer to hang up, refusing anything else."""

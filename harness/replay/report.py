@@ -23,9 +23,10 @@ from harness.safe_text import CAP, clipped, for_people, printable
 LONG_STRING = 1024  # a string inside a reported value is shortened past this many characters
 
 
-def report_text(text: str, limit: int = CAP) -> str:
-    """The gate for every text a report carries: escaped for a terminal, then capped."""
-    return for_people(text, limit)
+def report_text(text: str, limit: int = CAP, keep: str = "\n") -> str:
+    """The gate for every text a report carries: escaped for a terminal, then capped.
+    Only a multi-line text (a diff) keeps its newlines; a message is one paragraph."""
+    return for_people(text, limit, keep)
 
 
 def report_value(value: Any, limit: int = CAP) -> Any:
@@ -65,14 +66,14 @@ class Divergence:
 
     def __post_init__(self) -> None:
         # The one place every divergence, made here or read back, is bounded and made safe.
-        self.message = report_text(self.message)
+        self.message = report_text(self.message, keep="")
         self.diff = report_text(self.diff)
         self.expected = report_value(self.expected)
         self.received = report_value(self.received)
         if self.expected_at is not None:
-            self.expected_at = report_text(self.expected_at)
+            self.expected_at = report_text(self.expected_at, keep="")
         if self.matcher is not None:
-            self.matcher = report_text(self.matcher)
+            self.matcher = report_text(self.matcher, keep="")
 
 
 @dataclass
@@ -121,7 +122,7 @@ class ReplayReport:
             lines.append(f"  {len(self.unplayed)} event(s) never played, first:")
             lines.extend(f"    {u['at']}: {u['event']}" for u in self.unplayed[:5])
         # Cassette paths and event names come from files and peers too.
-        return printable("\n".join(lines))
+        return printable("\n".join(lines), keep="\n")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
