@@ -81,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
             raise HarnessError("no cassette: pass --cassette PATH or set CODEX_CASSETTE")
         if args.version:
             from harness.format.load import open_cassette
+            from harness.safe_text import for_people
+
             version = open_cassette(args.cassette).meta.get("codex_version", "0.0.0")
-            print(f"codex-cli {version}")
+            print(f"codex-cli {for_people(str(version), 200, keep='')}")  # the header's text, made safe
             return 0
         if args.subcommand != "app-server":
             raise HarnessError(f"the fake codex serves only `app-server`, not {args.subcommand!r}")
