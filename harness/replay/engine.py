@@ -31,14 +31,12 @@ from harness.format.placeholders import Placeholders, has_marker, unbound_marker
 from harness.format.wire import Kind, classify, encode, request_key
 from harness.replay import divergence
 from harness.replay.channel import Channel, ReadTimeout, WriteTimeout
-from harness.replay.divergence import DIVERGENCE_CODE
+from harness.replay.divergence import DIVERGENCE_CODE  # noqa: F401 - importers of the engine find it here
 from harness.replay.intake import Heard, Intake
 from harness.replay.matching import MatchContext, commit, compare, strip_transport, substitute_learned
 from harness.replay.options import ReplayOptions
 from harness.replay.report import Divergence, ReplayReport
 from harness.replay.tolerant import TolerantPlay
-
-__all__ = ["DIVERGENCE_CODE", "DIVERGED_EXIT", "SERVER_CHOSEN", "ReplayEngine"]
 
 DIVERGED_EXIT = 3         # the fake server's exit code after a divergence
 DRAIN_EVERY = 32          # played messages between two drains of the channel
@@ -419,15 +417,11 @@ class ReplayEngine(TolerantPlay):
         self.report.matched += 1
         self.report.played += 1
 
-    def _position(self, event: Event) -> int:
-        events = self.cassette.events
-        return next((n for n, e in enumerate(events) if e is event), len(events))
-
     # -- divergence ------------------------------------------------------------
 
     def _finish_unplayed(self, event: Event, include: bool = False) -> None:
         events = self.cassette.events
-        start = self._position(event) + (0 if include else 1)
+        start = next((n for n, e in enumerate(events) if e is event), len(events)) + (0 if include else 1)
         self.report.unplayed = [
             {"at": self.cassette.where(e), "event": e.describe()}
             for n, e in enumerate(events[start:], start) if n not in self._early and n not in self._matched
