@@ -16,7 +16,7 @@ from typing import NoReturn
 from harness.errors import HarnessError
 from harness.replay.options import ReplayOptions
 
-from fake_server.serve import client_pid, serve_stdio
+from fake_server.serve import client_pid, serve_stdio, tell
 
 USAGE_EXIT = 2
 
@@ -81,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
             raise HarnessError("no cassette: pass --cassette PATH or set CODEX_CASSETTE")
         if args.version:
             from harness.format.load import open_cassette
+            from harness.safe_text import for_people
+
             version = open_cassette(args.cassette).meta.get("codex_version", "0.0.0")
-            print(f"codex-cli {version}")
+            print(f"codex-cli {for_people(str(version), 200, keep='')}")  # the header's text, made safe
             return 0
         if args.subcommand != "app-server":
             raise HarnessError(f"the fake codex serves only `app-server`, not {args.subcommand!r}")
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         return serve_stdio(args.cassette, options, args.report)
     except HarnessError as exc:
         said = _said(f"fake codex: {exc}")
-        print(said, file=sys.stderr, flush=True)
+        tell(said)
         if args.report:
             # The same report as a replay's, so whoever launched us reads why we did not start.
             from harness.replay.report import Divergence, ReplayReport

@@ -2,6 +2,11 @@
 
 No event loop: the engine runs on the blocking StdioChannel (harness.replay.channel),
 so a fake codex is answering before an asyncio import would have finished.
+
+SIGTERM, SIGINT and SIGHUP end the fake within a second whatever it is doing
+(loading, reading, a write the client does not take, working out a diff): the
+handler raises Stopped on the spot, and the report says `stopped`. Only while a
+report is being written does a signal wait for it to be done.
 """
 
 from __future__ import annotations
@@ -9,13 +14,18 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 from harness.format.load import open_cassette
-from harness.replay.channel import StdioChannel, Stopped, run_sync
+from harness.replay.channel import StdioChannel, Stopped, run_sync, write_mode, write_within
 from harness.replay.engine import DIVERGED_EXIT, ReplayEngine
 from harness.replay.options import ReplayOptions
 from harness.replay.report import ReplayReport
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+STDERR_DEADLINE = 1.0  # a client that never reads our stderr does not keep us for longer
 
 # The pid a client knows this fake by, in reports and in a report path's {pid}: our
 # own, or, in a fork server's child (fake_server.forkserver), its launcher's.
@@ -26,29 +36,79 @@ def client_pid() -> int:
     return CLIENT_PID or os.getpid()
 
 
-def _serve(cassette_path: Path, options: ReplayOptions, report_path: Path | None) -> ReplayReport:
-    cassette = open_cassette(cassette_path)
-    channel = StdioChannel()
-    engine = ReplayEngine(cassette, channel, options)
-    engine.report.pid = client_pid()
-    # SIGTERM/SIGINT (a test's teardown, a client's close()) end the play at its next wait;
-    # in place before the "running" report, since whoever reads that may signal us at once.
-    previous = {sig: signal.signal(sig, lambda *_: channel.request_stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        if report_path is not None:
-            # A "running" report at once: whoever launched us can find (and stop) us by it.
-            engine.report.write(report_path)
-        try:
-            report = run_sync(engine.run())
-        except Stopped:
-            report = engine.report  # still leave a report: what was played, what was not
-            report.status = "stopped"
-        if report_path is not None:
-            report.write(report_path)  # a stop arriving now only sets a flag: the report gets written
-    finally:
-        for sig, handler in previous.items():
+class StopSignals:
+    """The stop signals while serving: raise Stopped at once when armed, else note it."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.received: int | None = None
+        self.pending = False  # a stop came while disarmed: the next stretch stops at once
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signum
+        if self.armed:
+            self.armed = False  # one Stopped is enough; the way out must not be cut short
+            raise Stopped()
+        self.pending = True
+
+    def install(self) -> None:
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+    @contextmanager
+    def stopping(self) -> Iterator[None]:
+        """A stretch a signal may cut short (a stop that came before it cuts it at once)."""
+        if self.pending:
+            self.pending = False
+            raise Stopped()
+        self.armed = True
+        try:
+            yield
+        finally:
+            self.armed = False
+
+
+def _write_report(report: ReplayReport, path: Path | None) -> None:
+    if path is None:
+        return
+    try:
+        report.write(path)
+    except OSError as exc:  # a full disk or a vanished directory: say so, do not die of it
+        tell(f"fake codex: cannot write the report {path}: {exc.strerror or exc}")
+
+
+def _serve(cassette_path: Path, options: ReplayOptions, report_path: Path | None,
+           signals: StopSignals) -> ReplayReport:
+    try:
+        with signals.stopping():
+            cassette = open_cassette(cassette_path)
+            channel = StdioChannel(write_timeout=options.timeout)
+            engine = ReplayEngine(cassette, channel, options)
+    except Stopped:
+        _die_of(signals.received)  # nothing started, nothing to report: end as the signal says
+    report = engine.report
+    report.pid = client_pid()
+    # A "running" report at once: whoever launched us can find (and stop) us by it.
+    _write_report(report, report_path)
+    try:
+        with signals.stopping():
+            report = run_sync(engine.run())
+    except Stopped:
+        if report.status == "running":  # a verdict reached before the signal stands
+            report.status = "stopped"  # still leave a report: what was played, what was not
+    _write_report(report, report_path)
     return report
+
+
+def _die_of(signum: int | None) -> None:
+    signum = signum or signal.SIGTERM
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    raise SystemExit(128 + signum)  # a signal whose default is not to end us
 
 
 def serve_stdio(cassette_path: str | Path, options: ReplayOptions | None = None,
@@ -59,8 +119,27 @@ def serve_stdio(cassette_path: str | Path, options: ReplayOptions | None = None,
     if report_path is not None:
         # One report per process, so several launches in one test keep theirs.
         report_path = Path(str(report_path).replace("{pid}", str(client_pid())))
-    report = _serve(Path(cassette_path), options, report_path)
-    if report.failed(options.strict):
-        print(report.summary(), file=sys.stderr, flush=True)
-        return DIVERGED_EXIT
-    return report.exit_code or 0
+    signals = StopSignals()
+    signals.install()  # before anything else: whoever started us may signal us at any moment
+    try:
+        report = _serve(Path(cassette_path), options, report_path, signals)
+        if report.failed(options.strict):
+            try:
+                with signals.stopping():
+                    tell(report.summary())
+            except Stopped:
+                pass
+            return DIVERGED_EXIT
+        return report.exit_code or 0
+    finally:
+        signals.restore()
+
+
+def tell(text: str) -> None:
+    """A line for a person on stderr, given up after STDERR_DEADLINE if nobody reads it."""
+    try:
+        sys.stderr.flush()
+        fd = sys.stderr.fileno()
+        write_within(fd, (text + "\n").encode("utf-8", "replace"), STDERR_DEADLINE, write_mode(fd))
+    except (OSError, ValueError):
+        pass  # no stderr (closed, or not a file): the report has it all

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.safe_text import for_people
+
+ERROR_CAP = 8 * 1024  # an error is one paragraph, whatever value it quotes
+
 
 class HarnessError(Exception):
-    """Base class: a problem the user can act on, shown without a traceback."""
+    """Base class: a problem the user can act on, shown without a traceback.
+
+    Its text is escaped and capped however it was built, since messages quote what a
+    file or a peer said."""
+
+    def __str__(self) -> str:
+        return for_people(super().__str__(), ERROR_CAP)
 
 
 class CassetteError(HarnessError):

@@ -19,6 +19,7 @@ from harness.format.cassette import Cassette, Event
 
 from harness.format.load import open_cassette
 from harness.format.wire import Kind, classify
+from harness.safe_text import printable
 
 APPROVALS = ("requestApproval", "execCommandApproval", "applyPatchApproval", "requestUserInput", "elicitation")
 FOLDABLE_SUFFIXES = ("/delta", "Delta", "/outputDelta")
@@ -33,6 +34,16 @@ class Row:
     mark: str = " "
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    """A message part as a mapping, whatever the file holds there (a cassette may hold anything)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _method(msg: dict[str, Any], default: str = "") -> str:
+    method = msg.get("method", default)
+    return method if isinstance(method, str) else repr(method)
+
+
 def _brief(value: Any, limit: int) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     text = text.replace("\n", "⏎")
@@ -41,27 +52,28 @@ def _brief(value: Any, limit: int) -> str:
 
 def _params_hint(msg: dict[str, Any]) -> str:
     """The one field that says most about a message, for its row."""
-    method = msg.get("method", "")
-    params = msg.get("params") or {}
+    method = _method(msg)
+    params = _dict(msg.get("params"))
     if method.endswith("requestApproval") or method in ("execCommandApproval", "applyPatchApproval"):
         command = params.get("command")
         if isinstance(command, list):
             command = " ".join(map(str, command))
         return f"`{command}`" if command else params.get("reason") or ""
     if method == "turn/start":
-        texts = [i.get("text", "") for i in params.get("input", []) if isinstance(i, dict)]
+        inputs = params.get("input") if isinstance(params.get("input"), list) else []
+        texts = [str(i.get("text", "")) for i in inputs if isinstance(i, dict)]
         model = f" model={params['model']}" if params.get("model") else ""
         return f"\"{' '.join(texts)}\"{model}"
     if method == "turn/completed":
-        return f"status={(params.get('turn') or {}).get('status')}"
+        return f"status={_dict(params.get('turn')).get('status')}"
     if method in ("item/started", "item/completed"):
-        item = params.get("item") or {}
+        item = _dict(params.get("item"))
         extra = item.get("text") or item.get("command") or ""
         return f"{item.get('type')} {_brief(extra, 40)}".strip()
     if method == "thread/status/changed":
         return _brief(params.get("status"), 40)
     if method == "error":
-        return _brief((params.get("error") or {}).get("message"), 60)
+        return _brief(_dict(params.get("error")).get("message"), 60)
     return ""
 
 
@@ -102,7 +114,7 @@ def _message_row(event: Event) -> Row:
             if decision is not None:
                 mark = "✓" if decision in ("accept", "acceptForSession") else "✗"
     else:
-        method = msg.get("method", "?")
+        method = _method(msg, "?")
         hint = _params_hint(msg)
         arrow = "⇢" if kind is Kind.NOTIFICATION else "→"
         text = f"{arrow} {method}{rid} {hint}".rstrip()
@@ -120,7 +132,7 @@ def _delta_key(event: Event) -> str | None:
     if not isinstance(msg, dict) or classify(msg) is not Kind.NOTIFICATION:
         return None
     method = msg.get("method", "")
-    return method if method.endswith(FOLDABLE_SUFFIXES) else None
+    return method if isinstance(method, str) and method.endswith(FOLDABLE_SUFFIXES) else None
 
 
 def rows(cassette: Cassette, fold: bool = True) -> list[Row]:
@@ -134,7 +146,7 @@ def rows(cassette: Cassette, fold: bool = True) -> list[Row]:
             j = i
             text = []
             while j < len(events) and events[j].side == ev.side and _delta_key(events[j]) == key:
-                delta = (events[j].msg.get("params") or {}).get("delta")
+                delta = _dict(events[j].msg.get("params")).get("delta")
                 text.append(delta if isinstance(delta, str) else "")
                 j += 1
             if j - i > 1:
@@ -167,14 +179,16 @@ def render(cassette: Cassette, out: TextIO, width: int | None = None, fold: bool
     meta = cassette.meta
     client = meta.get("client") or {}
     client_s = f"{client.get('name')} {client.get('version')}" if isinstance(client, dict) and client else "?"
-    out.write(f"{cassette.path}  codex {meta.get('codex_version', '?')}  client {client_s}  "
-              f"recorded {meta.get('recorded_at', '?')}  {'complete' if cassette.complete else 'INCOMPLETE'}\n")
+    # Everything printed is escaped: a cassette's strings can hold terminal escape sequences.
+    head = (f"{cassette.path}  codex {_brief(meta.get('codex_version', '?'), 40)}  client {_brief(client_s, 60)}  "
+            f"recorded {_brief(meta.get('recorded_at', '?'), 40)}  {'complete' if cassette.complete else 'INCOMPLETE'}")
+    out.write(printable(head, keep="") + "\n")
     prefix = 5 + 1 + 8 + 2 + 2
     col = max(20, (width - prefix - 3) // 2)
     out.write(f"{'line':>5} {'t(s)':>8}    {'CLIENT':<{col}} │ SERVER\n")
     out.write("─" * min(width, prefix + 2 * col + 3) + "\n")
     for row in rows(cassette, fold):
-        pieces = _wrap(row.text, col)
+        pieces = _wrap(printable(row.text, keep=""), col)
         for n, piece in enumerate(pieces):
             line = f"{row.line:>5} {row.t:>8.3f}" if n == 0 else " " * 14
             mark = row.mark if n == 0 else " "

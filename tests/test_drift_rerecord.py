@@ -325,7 +325,8 @@ def test_a_message_codex_no_longer_sends_is_missing_not_a_hang(fresh, tmp_path):
     src = load_cassette(fresh["approval"])
     lines = fresh["approval"].read_text().splitlines()
     eof = next(n for n, e in enumerate(src.events) if e.side == "client" and e.eof) + 1  # +1: the header
-    ghost = {"i": 0, "from": "server", "t": 0.0, "msg": {"method": "item/ghost", "params": {}}}
+    # No "i" (it could only go backwards here) and the time of its neighbour: the loader refuses disorder.
+    ghost = {"from": "server", "t": src.events[eof - 1].t, "msg": {"method": "item/ghost", "params": {}}}
     lines.insert(eof, json.dumps(ghost))
     path = tmp_path / "ghost.jsonl"
     path.write_text("\n".join(lines) + "\n")

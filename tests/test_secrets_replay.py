@@ -97,7 +97,8 @@ def test_the_same_client_replays_with_its_live_secrets(recorded: tuple[Path, str
     # Every client message matched. (The SDK's close() SIGTERMs the fake right after closing
     # its stdin, so the fake may stop before it reads that end: "stopped", nothing diverged.)
     assert result.status in ("ok", "stopped") and result.divergence is None, result.summary()
-    assert result.matched == CLIENT_MESSAGES, result.summary()
+    # A fake that heard the end of stdin before the signal counts it as matched too.
+    assert result.matched == CLIENT_MESSAGES + (result.status == "ok"), result.summary()
 
 
 @pytest.mark.live

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from harness.errors import CassetteError
-from harness.format.wire import decode
+from harness.format.wire import NotJSON, decode
 
 FORMAT_VERSION = 1
 SIDES = ("client", "server")
@@ -23,6 +24,7 @@ FAULT_KINDS = ("delay", "exit", "garbage", "partial", "stall", "close_stdout")
 # One of these payload keys makes a line an event; each event has exactly one.
 PAYLOADS = ("msg", "raw", "raw_b64", "eof", "exit", "fault")
 EVENT_KEYS = {"i", "from", "t", "match", "nonl", "note", *PAYLOADS}
+MATCH_MODES = ("exact", "subset", "method")
 
 
 @dataclass(slots=True)
@@ -126,7 +128,7 @@ def parse_header(path: Path, line_no: int, obj: Any) -> dict[str, Any]:
                     "(is it a cassette at all?)")
     version = obj["codex_cassette"]
     if version != FORMAT_VERSION:
-        raise _fail(path, line_no, f"cassette format version {version!r} is not supported; "
+        raise _fail(path, line_no, f"cassette format version {_brief(version)} is not supported; "
                     f"this codex-cassette reads version {FORMAT_VERSION}")
     meta = obj.get("meta", {})
     if not isinstance(meta, dict):
@@ -139,19 +141,25 @@ def parse_event(path: Path, line_no: int, obj: Any) -> Event:
         raise _fail(path, line_no, f"an event must be a JSON object, not {type(obj).__name__}")
     side = obj.get("from")
     if side not in SIDES:
-        raise _fail(path, line_no, f"unknown sender {side!r} in 'from': expected 'client' or 'server'")
+        raise _fail(path, line_no, f"unknown sender {_brief(side)} in 'from': expected 'client' or 'server'")
     present = [k for k in PAYLOADS if k in obj]
     if len(present) != 1:
         what = "none" if not present else " and ".join(present)
         raise _fail(path, line_no, f"an event carries exactly one of msg, raw, eof, exit, fault; this one has {what}")
     unknown = set(obj) - EVENT_KEYS
     if unknown:
-        raise _fail(path, line_no, f"unknown event field(s) {sorted(unknown)}")
+        raise _fail(path, line_no, f"unknown event field(s) {_brief(sorted(unknown))}")
     t = obj.get("t", 0.0)
-    if not isinstance(t, (int, float)) or isinstance(t, bool):
-        raise _fail(path, line_no, f"'t' must be a number of seconds, not {t!r}")
-    ev = Event(side=side, t=float(t), index=int(obj.get("i", line_no - 1)), line=line_no,
-               newline=not obj.get("nonl", False), match=obj.get("match"))
+    if not _seconds(t):
+        raise _fail(path, line_no, f"'t' must be a number of seconds (0 or more), not {_brief(t)}")
+    index = obj.get("i", line_no - 1)
+    if type(index) is not int or index < 0:
+        raise _fail(path, line_no, f"'i' must be the event's number (an integer), not {_brief(index)}")
+    nonl = obj.get("nonl", False)
+    if not isinstance(nonl, bool):
+        raise _fail(path, line_no, f"'nonl' must be true or false, not {_brief(nonl)}")
+    ev = Event(side=side, t=float(t), index=index, line=line_no, newline=not nonl,
+               match=_match_options(path, line_no, obj.get("match")))
     key = present[0]
     value = obj[key]
     if key == "msg":
@@ -161,7 +169,7 @@ def parse_event(path: Path, line_no: int, obj: Any) -> Event:
     elif key == "raw":
         if not isinstance(value, str):
             raise _fail(path, line_no, "'raw' must be a string")
-        ev.raw = value.encode("utf-8")
+        ev.raw = value.encode("utf-8", "surrogatepass")  # a hand-written "\\ud800" too
     elif key == "raw_b64":
         try:
             ev.raw = base64.b64decode(value, validate=True)
@@ -176,11 +184,70 @@ def parse_event(path: Path, line_no: int, obj: Any) -> Event:
             raise _fail(path, line_no, "'exit' must be an exit code or a signal name")
         ev.exit = value
     else:
-        if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in FAULT_KINDS:
-            raise _fail(path, line_no, f"'fault' must be an object with one of {', '.join(FAULT_KINDS)}, "
-                        f"not {value!r}")
-        ev.fault = value
+        ev.fault = _fault(path, line_no, value)
     return ev
+
+
+def _seconds(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+def _brief(value: Any, limit: int = 80) -> str:
+    """A value quoted in an error: its repr, shortened (it came from the file, any size)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _match_options(path: Path, line_no: int, match: Any) -> dict[str, Any] | None:
+    """The per-event matching options, checked here so a replay never trips on them."""
+    if match is None:
+        return None
+    if not isinstance(match, dict) or set(match) - {"mode", "ignore"}:
+        raise _fail(path, line_no, "'match' must be an object with 'mode' and/or 'ignore'")
+    if "mode" in match and match["mode"] not in MATCH_MODES:
+        raise _fail(path, line_no, f"'match.mode' must be one of {', '.join(MATCH_MODES)}, "
+                    f"not {_brief(match['mode'])}")
+    ignore = match.get("ignore", [])
+    if not isinstance(ignore, list) or not all(isinstance(p, str) for p in ignore):
+        raise _fail(path, line_no, "'match.ignore' must be a list of dotted paths")
+    return match
+
+
+def _fault(path: Path, line_no: int, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in FAULT_KINDS:
+        raise _fail(path, line_no, f"'fault' must be an object with one of {', '.join(FAULT_KINDS)}, "
+                    f"not {_brief(value)}")
+    (kind, arg), = value.items()
+    if kind in ("delay", "stall") and not _seconds(arg):
+        raise _fail(path, line_no, f"fault {kind} takes a number of seconds, not {_brief(arg)}")
+    if kind == "exit" and type(arg) is not int:
+        raise _fail(path, line_no, f"fault exit takes an exit code, not {_brief(arg)}")
+    if kind in ("garbage", "partial") and not isinstance(arg, str):
+        raise _fail(path, line_no, f"fault {kind} takes the text to send, not {_brief(arg)}")
+    return value
+
+
+class _Order:
+    """Events come in the order they happened: ``i`` only grows; ``t`` never goes back on one
+    side. (Across sides a recording may step back by microseconds: the proxy stamps the two
+    directions from two threads.)"""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.last_i: tuple[int, int] | None = None  # (i, line)
+        self.last_t: dict[str, tuple[float, int]] = {}
+
+    def check(self, line_no: int, obj: dict[str, Any], event: Event) -> None:
+        if "i" in obj:
+            if self.last_i is not None and event.index <= self.last_i[0]:
+                raise _fail(self.path, line_no, f"'i' goes backwards: {event.index} after {self.last_i[0]} "
+                            f"at line {self.last_i[1]} (events must stay in the order they happened)")
+            self.last_i = (event.index, line_no)
+        before = self.last_t.get(event.side)
+        if before is not None and event.t < before[0]:
+            raise _fail(self.path, line_no, f"'t' goes backwards on the {event.side} side: {event.t:g} s after "
+                        f"{before[0]:g} s at line {before[1]} (events must stay in the order they happened)")
+        self.last_t[event.side] = (event.t, line_no)
 
 
 # The head of an event line as the writer lays it out: i, from and t, then msg, last.
@@ -201,7 +268,8 @@ def load_cassette(path: str | Path) -> Cassette:
     """Load a cassette; every problem is a CassetteError naming file and line.
 
     A cassette whose header says ``complete: false`` was cut short while being
-    written, so a torn last line is dropped instead of refused.
+    written, so a torn last line is dropped instead of refused. Line 1 is the
+    header, always; blank lines after it are passed over.
     """
     path = Path(path)
     try:
@@ -213,21 +281,26 @@ def load_cassette(path: str | Path) -> Cassette:
         lines.pop()
     if not lines:
         raise CassetteError(path, None, "the file is empty; a cassette starts with a header line")
+    if not lines[0].strip():
+        raise _fail(path, 1, "line 1 is blank; a cassette starts with its header "
+                    '{"codex_cassette": 1, "meta": {...}} on line 1')
     cassette = Cassette(path=path)
+    order = _Order(path)
     for n, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         try:
             obj = decode(raw)
-        except ValueError as exc:
+        except NotJSON as exc:
             last = n == len(lines)
             if last and n > 1 and not cassette.complete:
                 break  # torn final write of an interrupted recording
-            raise _fail(path, n, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+            raise _fail(path, n, f"not valid JSON: {exc}") from None
         if n == 1:
             cassette.meta = parse_header(path, n, obj)
         else:
             event = parse_event(path, n, obj)
+            order.check(n, obj, event)
             if event.side == "server" and event.msg is not None and "method" in event.msg:
                 # What a fake plays as is: server notifications and requests (a response
                 # carries the live request's id, so it is always encoded anew).

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 MARKER = re.compile(r"\{\{([A-Za-z_][A-Za-z0-9_]*)\}\}")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LONG_VALUE = 1 << 16
 
 
 def map_strings(obj: Any, fn: Callable[[str], str]) -> Any:
@@ -95,37 +96,64 @@ class Placeholders:
         Returns False when the live string cannot have come from the template.
         Bound markers must reproduce their value exactly.
         """
-        pattern: list[str] = []
-        names: list[str] = []
-        pos = 0
-        for m in MARKER.finditer(template):
-            pattern.append(re.escape(template[pos:m.start()]))
-            name = m.group(1)
-            if name in self.values:
-                pattern.append(re.escape(self.values[name]))
-            elif name in names:
-                pattern.append(f"(?P={name})")
-            else:
-                names.append(name)
-                pattern.append(f"(?P<{name}>.+?)")
-            pos = m.end()
-        pattern.append(re.escape(template[pos:]))
-        found = re.fullmatch("".join(pattern), live, flags=re.S)
-        if not found:
+        found = _bind_string(template, live, self.values)
+        if found is None:
             return False
-        for name in names:
-            self.values[name] = found.group(name)
+        self.values.update(found)
         return True
 
     def bind_walk(self, template: Any, live: Any) -> None:
         """Bind markers wherever the recorded structure lines up with the live one."""
-        if isinstance(template, str):
-            if isinstance(live, str) and "{{" in template and not template.startswith("{{redacted:"):
-                self.bind_from(template, live)
-        elif isinstance(template, dict) and isinstance(live, dict):
-            for key, value in template.items():
-                if key in live:
-                    self.bind_walk(value, live[key])
-        elif isinstance(template, list) and isinstance(live, list):
-            for a, b in zip(template, live):
-                self.bind_walk(a, b)
+        self.values.update(self.bindings_for(template, live))
+
+    def bindings_for(self, template: Any, live: Any) -> dict[str, str]:
+        """What ``bind_walk`` would bind, without binding it: comparing a candidate must
+        change nothing, or a candidate that fails to match leaves its guess behind."""
+        found: dict[str, str] = {}
+        known = self.values
+        stack = [(template, live)]
+        while stack:
+            tmpl, got = stack.pop()
+            if isinstance(tmpl, str):
+                if isinstance(got, str) and "{{" in tmpl and not tmpl.startswith("{{redacted:"):
+                    new = _bind_string(tmpl, got, {**known, **found} if found else known)
+                    if new:
+                        found.update(new)
+            elif isinstance(tmpl, dict) and isinstance(got, dict):
+                # Reversed onto a stack, so keys bind in the template's order, as before.
+                stack.extend((v, got[k]) for k, v in reversed(list(tmpl.items())) if k in got)
+            elif isinstance(tmpl, list) and isinstance(got, list):
+                stack.extend(reversed(list(zip(tmpl, got))))
+        return found
+
+    def with_bindings(self, template: Any, live: Any) -> "Placeholders":
+        """This table plus what ``live`` would bind in ``template``: a new table, or this
+        one when nothing new would be bound."""
+        found = self.bindings_for(template, live)
+        return Placeholders({**self.values, **found}) if found else self
+
+
+def _bind_string(template: str, live: str, known: dict[str, str]) -> dict[str, str] | None:
+    """The markers ``live`` binds in ``template`` given the ``known`` values; None when
+    the live string cannot have come from the template."""
+    pattern: list[str] = []
+    names: list[str] = []
+    pos = 0
+    for m in MARKER.finditer(template):
+        pattern.append(re.escape(template[pos:m.start()]))
+        name = m.group(1)
+        if name in known:
+            pattern.append(re.escape(known[name]))
+        elif name in names:
+            pattern.append(f"(?P={name})")
+        else:
+            names.append(name)
+            pattern.append(f"(?P<{name}>.+?)")
+        pos = m.end()
+    pattern.append(re.escape(template[pos:]))
+    if len(names) > 1 and len(live) > _LONG_VALUE:
+        return None  # two lazy groups backtrack quadratically; no path is this long
+    found = re.fullmatch("".join(pattern), live, flags=re.S)
+    if not found:
+        return None
+    return {name: found.group(name) for name in names}

@@ -12,13 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NoReturn
 
-import yaml
-
-from harness.format.cassette import FAULT_KINDS, Cassette, Event
 from harness.errors import ScenarioError
+from harness.format.cassette import FAULT_KINDS, MATCH_MODES, Cassette, Event
+from harness.format.yaml_reader import LINE_KEY, read_yaml, strip_lines
 
-LINE_KEY = "__line__"
-MATCH_MODES = ("exact", "subset", "method")
 STEP_KINDS = ("expect", "notify", "request", "reply_to", "fault", "raw", "exit", "close", "expect_close")
 # What a step may carry besides its kind's own key. Anything else is refused: a
 # misspelt 'params' would silently match any params, a 'result' on an expect
@@ -31,38 +28,9 @@ STEP_KEYS = {
 }
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that notes each mapping's line, for file:line errors."""
-
-
-def _mapping_with_line(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
-    mapping = loader.construct_mapping(node, deep=True)
-    mapping[LINE_KEY] = node.start_mark.line + 1
-    return mapping
-
-
-class _LineList(list):
-    """A YAML sequence that remembers its items' lines (a bare scalar step has no mapping to carry one)."""
-
-    item_lines: list[int]
-
-
-def _sequence_with_lines(loader: _LineLoader, node: yaml.SequenceNode) -> list[Any]:
-    seq = _LineList(loader.construct_sequence(node, deep=True))
-    seq.item_lines = [item.start_mark.line + 1 for item in node.value]
-    return seq
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_with_line)
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequence_with_lines)
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items() if k != LINE_KEY}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
+def _brief(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class _Compiler:
@@ -141,7 +109,7 @@ class _Compiler:
 
     def step_expect(self, step: dict[str, Any], line: int) -> None:
         spec = self.method_spec(step, "expect", line)
-        label = step.get("as")
+        label = self.label(step.get("as"), line, "as")
         replies = [k for k in ("reply", "error") if k in step]
         is_request = spec.get("request", bool(replies or label))
         msg: dict[str, Any] = {}
@@ -150,7 +118,7 @@ class _Compiler:
             msg["id"] = spec.get("id", self.client_id)
         msg["method"] = spec["method"]
         if "params" in spec:
-            msg["params"] = _clean(spec["params"])
+            msg["params"] = strip_lines(spec["params"])
         self.add("client", line, msg=msg, match=self.match_opts(spec if "match" in spec else step, line,
                                                                 "params" in spec))
         if label is not None:
@@ -162,16 +130,21 @@ class _Compiler:
         elif replies:
             self.add("server", line, msg=self.response(msg["id"], step, line))
 
+    def label(self, value: Any, line: int, key: str) -> Any:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int))):
+            self.fail(line, f"'{key}' takes a label (a name), not {_brief(value)}")
+        return value
+
     def response(self, rid: Any, step: dict[str, Any], line: int) -> dict[str, Any]:
         if "error" in step:
-            err = _clean(step["error"])
+            err = strip_lines(step["error"])
             if not isinstance(err, dict) or "code" not in err or "message" not in err:
                 self.fail(line, "'error' must be a mapping with 'code' and 'message'")
             return {"id": rid, "error": err}
-        return {"id": rid, "result": _clean(step.get("reply", step.get("result")))}
+        return {"id": rid, "result": strip_lines(step.get("reply", step.get("result")))}
 
     def step_reply_to(self, step: dict[str, Any], line: int) -> None:
-        label = step["reply_to"]
+        label = self.label(step["reply_to"], line, "reply_to")
         if label not in self.labels:
             self.fail(line, f"'reply_to: {label}' names no earlier 'expect' with 'as: {label}'")
         if label in self.answered:
@@ -185,10 +158,10 @@ class _Compiler:
         spec = self.method_spec(step, "notify", line)
         msg = {"method": spec["method"]}
         if "params" in spec:
-            msg["params"] = _clean(spec["params"])
+            msg["params"] = strip_lines(spec["params"])
         for key, value in spec.items():
             if key not in ("method", "params", LINE_KEY):
-                msg[key] = _clean(value)  # e.g. emittedAtMs
+                msg[key] = strip_lines(value)  # e.g. emittedAtMs
         self.add("server", line, msg=msg)
 
     def step_request(self, step: dict[str, Any], line: int) -> None:
@@ -200,13 +173,13 @@ class _Compiler:
             rid = self.server_id
         msg = {"id": rid, "method": spec["method"]}
         if "params" in spec:
-            msg["params"] = _clean(spec["params"])
+            msg["params"] = strip_lines(spec["params"])
         self.add("server", line, msg=msg)
         if "expect_reply" in step:
-            self.add("client", line, msg={"id": rid, "result": _clean(step["expect_reply"])},
+            self.add("client", line, msg={"id": rid, "result": strip_lines(step["expect_reply"])},
                      match=self.match_opts(step, line, True))
         elif "expect_error" in step:
-            err = _clean(step["expect_error"])
+            err = strip_lines(step["expect_error"])
             self.add("client", line, msg={"id": rid, "error": err},
                      match=self.match_opts({"match": step.get("match", "subset"), **step}, line, True))
         elif not step.get("no_reply", False):
@@ -214,15 +187,15 @@ class _Compiler:
                       "or 'no_reply: true' when the client must not answer")
 
     def step_fault(self, step: dict[str, Any], line: int) -> None:
-        fault = _clean(step["fault"])
+        fault = strip_lines(step["fault"])
         if not isinstance(fault, dict) or len(fault) != 1 or next(iter(fault)) not in FAULT_KINDS:
             self.fail(line, f"'fault' must be a mapping with one of {', '.join(FAULT_KINDS)}")
         (kind, arg), = fault.items()
         if kind in ("delay", "stall"):
-            if not isinstance(arg, (int, float)) or arg < 0:
-                self.fail(line, f"fault {kind} takes a number of seconds, not {arg!r}")
-        if kind == "exit" and not isinstance(arg, int):
-            self.fail(line, f"fault exit takes an exit code, not {arg!r}")
+            if not isinstance(arg, (int, float)) or isinstance(arg, bool) or arg < 0:
+                self.fail(line, f"fault {kind} takes a number of seconds, not {_brief(arg)}")
+        if kind == "exit" and type(arg) is not int:
+            self.fail(line, f"fault exit takes an exit code, not {_brief(arg)}")
         if kind == "close_stdout":
             self.add("server", line, eof=True)
             return
@@ -230,10 +203,10 @@ class _Compiler:
             self.add("server", line, exit=arg)
             return
         if kind == "garbage":
-            self.add("server", line, raw=str(arg).encode("utf-8"))
+            self.add("server", line, raw=str(arg).encode("utf-8", "surrogatepass"))
             return
         if kind == "partial":
-            self.add("server", line, raw=str(arg).encode("utf-8"), newline=False)
+            self.add("server", line, raw=str(arg).encode("utf-8", "surrogatepass"), newline=False)
             return
         self.add("server", line, fault={kind: arg})
         if kind == "delay":
@@ -255,23 +228,16 @@ class _Compiler:
 def load_scenario(path: str | Path) -> Cassette:
     """Compile a YAML scenario into a cassette (events keep their YAML lines)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError(path, None, f"cannot read the scenario: {exc.strerror or exc}") from None
-    try:
-        doc = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ScenarioError(path, mark.line + 1 if mark else None, f"not valid YAML: {problem}") from None
+    doc = read_yaml(path)
     if not isinstance(doc, dict):
         raise ScenarioError(path, 1, "a scenario is a mapping with a 'steps' list")
     unknown = set(doc) - {"name", "description", "meta", "match", "steps", "model", "client", LINE_KEY}
     if unknown:
         raise ScenarioError(path, doc.get(LINE_KEY, 1), f"unknown top-level key(s) {sorted(unknown)}")
     events = _Compiler(path, doc).compile()
-    meta = dict(_clean(doc.get("meta") or {}))
+    if not isinstance(doc.get("meta") or {}, dict):
+        raise ScenarioError(path, doc.get(LINE_KEY, 1), "'meta' must be a mapping")
+    meta = dict(strip_lines(doc.get("meta") or {}))
     meta.setdefault("scenario", doc.get("name", path.stem))
     meta["complete"] = True
     meta["source"] = "scenario"

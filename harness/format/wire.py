@@ -60,25 +60,83 @@ def encode(msg: Any) -> bytes:
             return _orjson.dumps(msg, option=_orjson.OPT_APPEND_NEWLINE)
         except TypeError:  # what orjson refuses (ints over 64 bits, lone surrogates) json still writes
             pass
-    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+    text = json.dumps(msg, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:
+        # A lone surrogate (a peer may send "\ud800") has no UTF-8 form: escaped, it is still
+        # the same JSON string.
+        return json.dumps(msg, separators=(",", ":")).encode("ascii") + b"\n"
 
 
 # orjson reads an integer beyond 64 bits as a float, silently: a document with a
 # run of 19+ digits anywhere goes to the standard library, which keeps it exact.
 _LONG_DIGITS = re.compile(rb"\d{19}")
 
+# Deeper JSON is refused: codex's messages nest about 12 levels, and every walk of a
+# message (matching, placeholders, diffs, reports) is recursive.
+MAX_DEPTH = 100
+
+
+class NotJSON(ValueError):
+    """A line that is not one JSON document we accept; ``reason`` says why, for a person."""
+
+    def __init__(self, reason: str, column: int | None = None) -> None:
+        self.reason = reason
+        self.column = column
+        super().__init__(reason if column is None else f"{reason} at column {column}")
+
 
 def decode(data: bytes) -> Any:
-    """Parse one JSON document; ValueError when it is not one.
+    """Parse one JSON document; NotJSON (a ValueError) when it is not one we accept.
 
     orjson is several times faster; what it would change (huge integers) or
-    refuses (NaN, lone surrogates) is parsed by the standard library instead."""
+    refuses (NaN, lone surrogates) is parsed by the standard library instead.
+    Not UTF-8 and nested deeper than MAX_DEPTH are refused too."""
     if _orjson is not None and not _LONG_DIGITS.search(data):
         try:
-            return _orjson.loads(data)
-        except _orjson.JSONDecodeError:
-            pass
-    return json.loads(data)
+            obj = _orjson.loads(data)
+        except _orjson.JSONDecodeError as exc:
+            if "depth" in exc.msg:  # orjson's own limit, far past ours: no second parser needed
+                raise NotJSON(f"nested deeper than {MAX_DEPTH} levels") from None
+        else:
+            return _shallow(data, obj)
+    try:
+        obj = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise NotJSON(exc.msg, exc.colno) from None
+    except UnicodeDecodeError as exc:
+        raise NotJSON(f"not UTF-8 (byte 0x{data[exc.start]:02x})", exc.start + 1) from None
+    except RecursionError:
+        raise NotJSON(f"nested deeper than {MAX_DEPTH} levels") from None
+    return _shallow(data, obj)
+
+
+def _shallow(data: bytes, obj: Any) -> Any:
+    """obj, unless it nests deeper than MAX_DEPTH. Counting brackets costs next to
+    nothing and bounds the depth, so most documents are never walked."""
+    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
+        return obj
+    if depth_over(obj, MAX_DEPTH):
+        raise NotJSON(f"nested deeper than {MAX_DEPTH} levels")
+    return obj
+
+
+def depth_over(obj: Any, limit: int) -> bool:
+    """Whether a JSON value nests containers more than ``limit`` deep (no recursion)."""
+    stack = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 @dataclass

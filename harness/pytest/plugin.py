@@ -39,6 +39,8 @@ RECORD_KEYS = {"live", "ssh"}
 
 
 MATCHERS_KEY = pytest.StashKey[MatcherRegistry]()
+FAKE_KEY = pytest.StashKey[FakeCodex]()  # the fake serving a test, for its report hook
+DIVERGED = "codex-cassette: the session diverged from the cassette"
 MARKER_HELP = (
     "codex_cassette(name=None, **options): the cassette or YAML scenario the fake codex serves "
     "to this test (default: Class.test_name[params]). Options: timeout (seconds one expected client "
@@ -158,11 +160,18 @@ def _options(request: pytest.FixtureRequest, config_options: dict[str, Any],
     return merged
 
 
+def _replay_timeout(request: pytest.FixtureRequest, merged: dict[str, Any]) -> float:
+    """The marker's or config's timeout, else --codex-replay-timeout, else the ini value."""
+    if "timeout" in merged:
+        return float(merged["timeout"])
+    config = request.config
+    return config.getoption("--codex-replay-timeout") or float(config.getini("codex_cassette_timeout"))
+
+
 def _replay_options(request: pytest.FixtureRequest, merged: dict[str, Any]) -> ReplayOptions:
     merged = {k: v for k, v in merged.items() if k in OPTION_KEYS}
     config = request.config
-    timeout = config.getoption("--codex-replay-timeout") or float(config.getini("codex_cassette_timeout"))
-    merged.setdefault("timeout", timeout)
+    merged["timeout"] = _replay_timeout(request, merged)
     if config.getoption("--codex-allow-unplayed"):
         merged["strict"] = False
     merged["bindings"] = dict(merged.get("bindings") or {})
@@ -205,12 +214,43 @@ def fake_codex(request: pytest.FixtureRequest, codex_cassette_dir: Path, codex_c
     if path is None:
         _missing(request, Path(codex_cassette_dir), name)
     fake = _fake(request, path, _replay_options(request, merged), tmp_path_factory).start()
+    request.node.stash[FAKE_KEY] = fake
     yield fake
     fake.close()
-    bad = fake.failures()
+    bad = fake.untold_failures()  # what the test's own outcome did not already say (pytest_runtest_makereport)
     if bad and not fake._expected_failure:
-        pytest.fail("codex-cassette: the session diverged from the cassette\n\n"
-                    + "\n\n".join(r.summary() for r in bad), pytrace=False)
+        pytest.fail(DIVERGED + "\n\n" + "\n\n".join(r.summary() for r in bad), pytrace=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A diverged test is one failure, told once: the fake's verdict joins the test's own
+    outcome (a failed test gets it as its explanation; a passing test whose fake already
+    diverged fails), so teardown only tells what came later."""
+    outcome = yield
+    fake = item.stash.get(FAKE_KEY, None)
+    if call.when != "call" or fake is None or fake._expected_failure:
+        return
+    report = outcome.get_result()
+    if report.failed:
+        fake.close()  # the test failed anyway: stop its fake now, so its report can say what it saw
+    try:
+        bad = fake.untold_failures(ended_only=not report.failed)
+    except HarnessError:
+        return  # an unreadable report: teardown says so
+    if not bad:
+        return
+    fake.mark_told(bad)
+    text = DIVERGED + "\n\n" + "\n\n".join(r.summary() for r in bad)
+    if not report.failed:
+        report.outcome = "failed"
+        report.longrepr = text
+    elif isinstance(report.longrepr, str):
+        report.longrepr += "\n\n" + text
+    elif hasattr(report.longrepr, "addsection"):
+        report.longrepr.addsection("codex-cassette", text)
+    else:
+        report.sections.append(("codex-cassette", text))
 
 
 def _live_scenario(request: pytest.FixtureRequest, spec: Any, directory: Path) -> Any:
@@ -264,6 +304,8 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
                                                     "--codex-record-mode=once to record it)")
         server = CodexAppServer(cassette_path=existing, recording=False,
                                 fake=_fake(request, existing, _replay_options(request, merged), tmp_path_factory))
+        request.node.stash[FAKE_KEY] = server.fake
+    server.timeout = _replay_timeout(request, merged)
     try:
         server.start()
         yield server

@@ -35,6 +35,13 @@ class FakeCodex:
     _handles: list[Any] = field(default_factory=list)
     _expected_failure: bool = False
     _started: bool = False
+    _told: set[tuple[Any, ...]] = field(default_factory=set)  # failures already reported to the test
+
+    @property
+    def timeout(self) -> float:
+        """The replay timeout in force (seconds one expected client message may take): a test
+        keeps its client's own waits longer, so the fake's report, which names the line, wins."""
+        return self.options.timeout
 
     def load_cassette(self) -> Cassette:
         return open_cassette(self.cassette_path)
@@ -118,6 +125,15 @@ class FakeCodex:
     def failures(self) -> list[ReplayReport]:
         return [r for r in self.reports if r.failed(self.options.strict)]
 
+    def untold_failures(self, ended_only: bool = False) -> list[ReplayReport]:
+        """Failures not reported to the test yet (each is told once); ``ended_only``: only
+        sessions that reached their verdict (not one still running)."""
+        return [r for r in self.failures() if _report_key(r) not in self._told
+                and not (ended_only and r.status in ("running", "stopped"))]
+
+    def mark_told(self, reports: list[ReplayReport]) -> None:
+        self._told.update(_report_key(r) for r in reports)
+
     def check(self) -> None:
         """Raise AssertionError with the readable report if any run went wrong."""
         bad = self.failures()
@@ -160,6 +176,10 @@ class FakeCodex:
                 time.sleep(0.02)
 
 
+def _report_key(report: ReplayReport) -> tuple[Any, ...]:
+    """One session's report, whichever copy of it was read."""
+    return (report.pid, report.started, report.cassette)
+
 
 @dataclass
 class CodexAppServer:
@@ -178,6 +198,7 @@ class CodexAppServer:
     live_scenario: Any = None          # harness.live.session.LiveScenario
     workdir: Path = Path(".")
     ssh: dict[str, Any] | None = None  # {"target": "user@host:port", ...}: record a codex on another host
+    timeout: float = 10.0              # the replay timeout in force (as FakeCodex.timeout), in either mode
     _live: Any = None                  # harness.live.session.LiveCodex, started by start()
     _recorders: list[tuple[Any, Any]] = field(default_factory=list)
     _connections: int = 0              # in-process handles handed out so far
@@ -351,7 +372,7 @@ class CodexAppServer:
             self._live = None
         if self.fake is not None:
             self.fake.close()
-            problems += [r.summary() for r in self.fake.failures() if not self.fake._expected_failure]
+            problems += [r.summary() for r in self.fake.untold_failures() if not self.fake._expected_failure]
         return problems
 
 

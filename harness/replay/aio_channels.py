@@ -12,7 +12,7 @@ import sys
 from collections import deque
 from typing import Any, AsyncIterator
 
-from harness.replay.channel import Line, ReadTimeout, _Lines
+from harness.replay.channel import WRITE_STALL, Line, ReadTimeout, WriteTimeout, _Lines
 
 if sys.version_info >= (3, 11):
     async def bounded(awaitable: Any, timeout: float | None) -> Any:
@@ -205,15 +205,18 @@ class ProcessChannel:
 
     A pump task reads stdout into a queue: the engine's bounded waits cancel
     ``read_line``, and cancelling an iterator of the handle itself would end it
-    (and record a false end of stream).
+    (and record a false end of stream). A codex that takes nothing of what we write
+    for ``write_timeout`` seconds ends the play (WriteTimeout), as a client does.
     """
 
-    def __init__(self, handle: Any) -> None:
+    def __init__(self, handle: Any, write_timeout: float = WRITE_STALL) -> None:
+        self.write_timeout = write_timeout
         self._stdin = handle.stdin
         self._stdout = handle.stdout
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._pump: asyncio.Task | None = None
         self._eof = False
+        self._stalled = False
         self.closed = False
 
     def start(self) -> "ProcessChannel":
@@ -243,7 +246,7 @@ class ProcessChannel:
         return Line(data, newline=newline)
 
     def write(self, data: bytes) -> None:
-        if not self.closed:
+        if not self.closed and not self._stalled:
             try:
                 self._stdin.write(data)
             except (ConnectionError, RuntimeError):
@@ -253,19 +256,23 @@ class ProcessChannel:
         await asyncio.sleep(seconds)
 
     async def drain(self) -> None:
+        if self._stalled:
+            return
         try:
-            await self._stdin.drain()
+            await asyncio.wait_for(self._stdin.drain(), self.write_timeout)
         except (ConnectionError, RuntimeError):
             pass
+        except asyncio.TimeoutError:
+            self._stalled = True  # what we say from now on is dropped
+            raise WriteTimeout(self.write_timeout, 0) from None
 
     async def close(self) -> None:
         if not self.closed:
-            self.closed = True
             try:
-                await self._stdin.drain()
-            except (ConnectionError, RuntimeError):
-                pass
-            self._stdin.close()
+                await self.drain()
+            finally:
+                self.closed = True
+                self._stdin.close()
 
     async def finish(self, timeout: float) -> None:
         """Let the pump read codex's stdout to its end (so the recording has it), bounded."""

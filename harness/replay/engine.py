@@ -12,30 +12,32 @@ recorded. The rules (DESIGN.md, "Replay semantics"):
 3. Request ids the peer picks are mapped onto the recorded ones; the played
    side's own ids go out verbatim.
 4./5. Matching and placeholders: harness.replay.matching.
-6. The first divergence stops the play, answers an offending request with an
-   error that says what was expected, and ends the session. Every wait is bounded.
+6. The first divergence stops the play, answers the offending request, and every
+   other request still waiting for its answer, with an error that says what was
+   expected, and ends the session. Every wait is bounded, writes included (a peer
+   that stops reading ends the play with a report naming the line).
 7. Events left unplayed are reported.
 8. Pace: instant, or the recorded gaps scaled.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any, NoReturn
 
 from harness.format.cassette import Cassette, Event
-from harness.replay.channel import Channel, ReadTimeout
-from harness.replay.intake import Heard, Intake
-from harness.replay.matching import (MatchContext, compare, diff_text, distance,
-                               learn_values, strip_transport, substitute_learned)
 from harness.format.placeholders import Placeholders, has_marker, unbound_markers
+from harness.format.wire import Kind, classify, encode, request_key
+from harness.replay import divergence
+from harness.replay.channel import Channel, ReadTimeout, WriteTimeout
+from harness.replay.divergence import DIVERGENCE_CODE  # noqa: F401 - importers of the engine find it here
+from harness.replay.intake import Heard, Intake
+from harness.replay.matching import MatchContext, commit, compare, strip_transport, substitute_learned
 from harness.replay.options import ReplayOptions
 from harness.replay.report import Divergence, ReplayReport
-from harness.format.wire import Kind, classify, encode, request_key
+from harness.replay.tolerant import TolerantPlay
 
-DIVERGENCE_CODE = -32099  # in JSON-RPC's server-error range, unused by codex
 DIVERGED_EXIT = 3         # the fake server's exit code after a divergence
 DRAIN_EVERY = 32          # played messages between two drains of the channel
 
@@ -48,7 +50,7 @@ class _Stop(Exception):
     """Ends the play (divergence, peer gone, or a scripted exit)."""
 
 
-class ReplayEngine:
+class ReplayEngine(TolerantPlay):
     def __init__(self, cassette: Cassette, channel: Channel, options: ReplayOptions | None = None) -> None:
         self.cassette = cassette
         self.channel = channel
@@ -65,6 +67,9 @@ class ReplayEngine:
         self._intake = Intake(cassette.meta, os.environ if self.options.env is None else self.options.env,
                               self.report.cassette)
         self._id_map: dict[str, Any] = {}   # recorded peer request id -> live id
+        # Live requests waiting for our answer: live id key -> (live id, position of the recorded request).
+        self._in_flight: dict[str, tuple[Any, int]] = {}
+        self._set_end = 0                   # where the set of peer messages now awaited ends
         self._early: set[int] = set()       # positions of peer events matched ahead of their set
         self._matched: set[int] = set()     # positions of peer events matched in their own set
         # Unprompted notifications (configWarning...) come whenever the peer is ready:
@@ -83,28 +88,40 @@ class ReplayEngine:
         events = self.cassette.events
         pos = 0
         try:
-            while pos < len(events):
-                if events[pos].side == self.role:
-                    if events[pos].msg is not None and self.options.pace != "recorded":
-                        pos = await self._play_burst(pos)
+            try:
+                while pos < len(events):
+                    if events[pos].side == self.role:
+                        if events[pos].msg is not None and self.options.pace != "recorded":
+                            pos = await self._play_burst(pos)
+                        else:
+                            await self._play(pos)
+                            pos += 1
                     else:
-                        await self._play(events[pos])
-                        pos += 1
-                else:
-                    end = pos
-                    while end < len(events) and events[end].side != self.role:
-                        end += 1
-                    await self._expect(pos, end)
-                    pos = end
-            self._floating_left()
-            await self._linger()
-            self.report.status = "ok"
+                        end = pos
+                        while end < len(events) and events[end].side != self.role:
+                            end += 1
+                        await self._expect(pos, end)
+                        pos = end
+                self._floating_left()
+                await self._linger()
+                self.report.status = "ok"
+            except WriteTimeout as stall:
+                self._stalled(stall, pos)
         except _Stop:
             pass
+        except BaseException:
+            # Stopped from outside (a signal, a cancelled task): leave at once, saying nothing
+            # more, so a peer that does not read cannot hold us here.
+            self._write_closed = True
+            raise
         finally:
             self.report.bindings = self._intake.for_report(dict(self.ctx.placeholders.values))
             self.report.seconds = round(time.monotonic() - t0, 6)
-            await self._close_write()
+            try:
+                await self._close_write()
+            except WriteTimeout as stall:  # the last words were never taken either
+                if self.report.divergence is None:
+                    self._stalled(stall, len(events) - 1)
         return self.report
 
     # -- playing our side ----------------------------------------------------
@@ -140,22 +157,38 @@ class ReplayEngine:
             data = event.wire
             if data is None or not verbatim or ("method" not in msg and msg.get("id") is not None):
                 data = encode_outgoing(event)
-            write(data)
+            try:
+                write(data)
+            except WriteTimeout as stall:
+                stall.last = pos
+                raise
             pos += 1
             if (pos - start) % DRAIN_EVERY == 0:
                 self.report.played += DRAIN_EVERY
-                await drain()
+                try:
+                    await drain()
+                except WriteTimeout as stall:
+                    stall.last = pos - 1
+                    raise
         self.report.played += (pos - start) % DRAIN_EVERY
         self._last_t = events[pos - 1].t
-        await drain()
+        try:
+            await drain()
+        except WriteTimeout as stall:
+            stall.last = pos - 1
+            raise
         return pos
 
-    async def _play(self, event: Event) -> None:
-        await self._pace(event)
-        if event.msg is not None:
-            self._send(self._encode_outgoing(event))
-        elif event.raw is not None:
-            self._send(event.raw + (b"\n" if event.newline else b""))
+    async def _play(self, pos: int) -> None:
+        event = self.cassette.events[pos]
+        try:
+            await self._pace(event)
+        except WriteTimeout as stall:
+            stall.last = pos - 1  # this event has not been written yet
+            raise
+        data = self._bytes_of(event)
+        if data is not None:
+            self._send(data)
         elif event.eof:
             await self._close_write()
         elif event.exit is not None:
@@ -172,6 +205,18 @@ class ReplayEngine:
     def _send(self, data: bytes) -> None:
         if not self._write_closed:
             self.channel.write(data)
+
+    def _bytes_of(self, event: Event) -> bytes | None:
+        """What playing ``event`` writes to the peer, if anything."""
+        if event.msg is not None:
+            return self._encode_outgoing(event)
+        if event.raw is not None:
+            return event.raw + (b"\n" if event.newline else b"")
+        if event.fault is not None:
+            (kind, arg), = event.fault.items()
+            if kind in ("garbage", "partial"):
+                return str(arg).encode("utf-8", "surrogatepass") + (b"\n" if kind == "garbage" else b"")
+        return None
 
     def _encode_outgoing(self, event: Event) -> bytes:
         # Fast path for the bulk of a replay (streamed deltas): nothing learned,
@@ -200,6 +245,7 @@ class ReplayEngine:
             if key in self._id_map:
                 out = dict(out)
                 out["id"] = self._id_map[key]
+                self._in_flight.pop(request_key(out["id"]), None)  # answered
         return out
 
     def _bind_fallbacks(self, obj: Any) -> None:
@@ -215,10 +261,8 @@ class ReplayEngine:
             await self.channel.sleep(float(arg))
             # The scenario clock counts the delay too: recorded pace must not sleep it again.
             self._last_t = event.t + float(arg)
-        elif kind == "garbage":
-            self._send(str(arg).encode("utf-8") + b"\n")
-        elif kind == "partial":
-            self._send(str(arg).encode("utf-8"))
+        elif kind in ("garbage", "partial"):
+            self._send(self._bytes_of(event) or b"")
         elif kind == "close_stdout":
             await self._close_write()
         elif kind == "stall":
@@ -263,21 +307,25 @@ class ReplayEngine:
 
     async def _expect(self, start: int, end: int) -> None:
         events = self.cassette.events
+        self._set_end = end
         waiting = [p for p in range(start, end) if p not in self._early and p not in self._floating]
         self.report.awaiting_close = bool(waiting) and all(
             events[p].eof or events[p].exit is not None for p in waiting) and all(
             e.side != self.role or e.eof or e.exit is not None for e in events[end:])
         while waiting:
             first = events[waiting[0]]
+            if self.report.matched or self.options.startup_timeout <= self.options.timeout:
+                limit, which = self.options.timeout, "the replay timeout"
+            else:
+                limit, which = self.options.startup_timeout, "the start-up limit, before the first message"
             try:
-                limit = self.options.timeout if self.report.matched else max(self.options.timeout,
-                                                                             self.options.startup_timeout)
                 line = await self._next_line(limit)
             except ReadTimeout:
                 if self.options.tolerant:
-                    self._note_missing(waiting, f"nothing came in {limit:g} s")
+                    self._note_missing(waiting, f"nothing came in {limit:g} s ({which})")
                     return
-                self._diverge_timeout(waiting)
+                await self._diverge(divergence.timeout(self.cassette, waiting, limit, which,
+                                                       self._ahead_note(first), self._intake.for_report), first)
             if line is None:
                 closes = [p for p in waiting if events[p].eof or events[p].exit is not None]
                 if closes and len(closes) == len(waiting):
@@ -287,26 +335,32 @@ class ReplayEngine:
                 self._finish_unplayed(events[waiting[0]], include=True)
                 self.report.status = "incomplete"
                 raise _Stop
-            hit = self._match_line(line, waiting)
+            live, is_json = line.parse()
+            live = strip_transport(live) if isinstance(live, dict) else live
+            hit = self._match_line(line, live, is_json, waiting)
+            early = False
             if hit is None:
                 # Early acceptance is for a pipelining peer; a message of the same method as one
                 # still awaited here is this set's divergence, not a later set's message.
-                ahead = [] if self._competes(line, waiting) else self._ahead(end)
-                hit = self._match_line(line, self._floating_pending() + ahead)
-                if hit is not None:
-                    self._early.add(hit)
-                    continue
+                ahead = [] if self._competes(live, waiting) else self._ahead(end)
+                hit = self._match_line(line, live, is_json, self._floating_pending() + ahead)
+                early = hit is not None
+            if hit is None:
                 if not self.options.tolerant:
                     await self._diverge_on(line, waiting, first, "mismatch")
                 hit = await self._tolerate(line, waiting)
                 if hit is None:
                     continue
+            else:
+                await self._accept_at(hit, live, line, waiting)
+            if early:
+                self._early.add(hit)
+                continue
             waiting.remove(hit)
             self._matched.add(hit)  # so a set cut short does not list it as unplayed
 
-    def _competes(self, line: Heard, waiting: list[int]) -> bool:
-        live, is_json = line.parse()
-        if not is_json or not isinstance(live, dict):
+    def _competes(self, live: Any, waiting: list[int]) -> bool:
+        if not isinstance(live, dict):
             return False
         kind = classify(live)
         for p in waiting:
@@ -323,81 +377,43 @@ class ReplayEngine:
         return [p for p in range(end, len(events)) if events[p].side != self.role
                 and p not in self._early and events[p].msg is not None]
 
-    # -- tolerant play (re-recording a cassette against a changed codex) --------
-
-    def _floating_pending(self) -> list[int]:
-        return sorted(p for p in self._floating if p not in self._early)
-
-    def _floating_left(self) -> None:
-        """Floating events that never came: noted (tolerant) or left unplayed."""
-        left = self._floating_pending()
-        if self.options.tolerant:
-            self._note_missing(left, "never sent")
-        else:
-            self.report.unplayed.extend({"at": self.cassette.where(self.cassette.events[p]),
-                                         "event": self.cassette.events[p].describe()} for p in left)
-
-    def _note(self, kind: str, event: Event | None, received: Any = None, diff: str = "",
-              reason: str = "") -> None:
-        note: dict[str, Any] = {"kind": kind, "at": self.cassette.where(event) if event else None,
-                                "expected": event.describe() if event else None}
-        if received is not None:
-            note["received"] = _short(self._intake.for_report(received))
-        if diff:
-            note["diff"] = self._intake.for_report(diff)
-        if reason:
-            note["reason"] = reason
-        self.report.notes.append(note)
-
-    def _note_missing(self, positions: list[int], reason: str) -> None:
-        for p in positions:
-            self._note("missing", self.cassette.events[p], reason=reason)
-            self._early.add(p)  # dealt with: neither unplayed nor matched later
-
-    async def _tolerate(self, line: Heard, waiting: list[int]) -> int | None:
-        """A peer message that matches nothing: pair it with the waiting message of the same
-        kind, method and id (the nearest one) as changed, or note it as unexpected and skip it."""
+    def _match_line(self, line: Heard, live: Any, is_json: bool, candidates: list[int]) -> int | None:
+        """The first candidate the line matches; nothing is bound or counted here."""
         events = self.cassette.events
-        live, is_json = line.parse()
-        if not (is_json and isinstance(live, dict)):
-            self._note("unexpected", None, line.data.decode("utf-8", "replace"))
-            return None
-        live = strip_transport(live)
-        slot = [p for p in waiting if events[p].msg is not None
-                and compare(events[p], live, self.ctx, order=("kind", "method", "id")) is None]
-        if slot:
-            hit = min(slot, key=lambda p: distance(events[p], live, self.ctx))
-            self._note("changed", events[hit], live, diff_text(events[hit], live, self.ctx))
-            self._accept(events[hit], live)
-            return hit
-        self._note("unexpected", None, live)
-        if classify(live) is Kind.REQUEST:
-            # Unanswered, the peer would wait on it (an approval) until the turn stalls.
-            self._send(encode({"id": live["id"], "error": {
-                "code": DIVERGENCE_CODE, "message": "codex-cassette: this request is not in the cassette"}}))
-            await self.channel.drain()
-        return None
-
-    def _match_line(self, line: Heard, candidates: list[int]) -> int | None:
-        events = self.cassette.events
-        live, is_json = line.parse()
         for p in candidates:
             ev = events[p]
-            if ev.msg is not None and is_json and isinstance(live, dict):
-                live = strip_transport(live)
+            if ev.msg is not None and isinstance(live, dict):
                 if compare(ev, live, self.ctx) is None:
-                    self._accept(ev, live)
                     return p
             elif ev.raw is not None and not is_json and ev.raw == line.data:
-                self.report.matched += 1
-                self.report.played += 1
                 return p
         return None
 
-    def _accept(self, event: Event, live: dict[str, Any]) -> None:
+    async def _accept_at(self, hit: int, live: Any, line: Heard, waiting: list[int]) -> None:
+        event = self.cassette.events[hit]
+        if event.msg is None:  # a recorded non-JSON line, said again
+            self.report.matched += 1
+            self.report.played += 1
+            return
+        if classify(live) is Kind.REQUEST:
+            busy = self._in_flight.get(request_key(live["id"]))
+            # The same id as a request still unanswered: a client bug, unless the recording
+            # has the very same reuse (then replaying it is no divergence).
+            if busy is not None and request_key(self.cassette.events[busy[1]].msg["id"]) != request_key(event.msg["id"]):
+                div = divergence.duplicate_id(self.cassette, event, live, live["id"], self.cassette.events[busy[1]],
+                                              self.options.peer, self._intake.for_report)
+                if self.options.tolerant:
+                    self._note("duplicate_id", event, live, reason=div.message)
+                else:
+                    await self._diverge(div, self.cassette.events[waiting[0]] if waiting else event, answer=live)
+        self._accept(hit, live)
+
+    def _accept(self, pos: int, live: dict[str, Any]) -> None:
+        event = self.cassette.events[pos]
         if classify(live) is Kind.REQUEST:
             self._id_map[request_key(event.msg["id"])] = live["id"]
-        learn_values(event, live, self.ctx)
+            self._in_flight[request_key(live["id"])] = (live["id"], pos)
+        commit(event, live, self.ctx)
         self.report.matched += 1
         self.report.played += 1
 
@@ -405,71 +421,66 @@ class ReplayEngine:
 
     def _finish_unplayed(self, event: Event, include: bool = False) -> None:
         events = self.cassette.events
-        found = next((n for n, e in enumerate(events) if e is event), len(events))
-        start = found + (0 if include else 1)
+        start = next((n for n, e in enumerate(events) if e is event), len(events)) + (0 if include else 1)
         self.report.unplayed = [
             {"at": self.cassette.where(e), "event": e.describe()}
             for n, e in enumerate(events[start:], start) if n not in self._early and n not in self._matched
         ]
 
-    def _diverge_timeout(self, waiting: list[int]) -> NoReturn:
-        events = self.cassette.events
-        first = events[waiting[0]]
-        names = ", ".join(events[p].describe() for p in waiting[:3])
-        msg = (f"codex-cassette: expected {names} at {self.cassette.where(first)}, "
-               f"but nothing came in {self.options.timeout:g} s")
-        self.report.divergence = Divergence(kind="timeout", message=self._intake.for_report(msg),
-                                            expected=self._intake.for_report(first.msg),
-                                            expected_at=self.cassette.where(first))
-        self.report.status = "diverged"
-        self._finish_unplayed(first, include=True)
-        raise _Stop
+    def _ahead_note(self, first: Event) -> str:
+        """Messages of later sets accepted while this one is still awaited (rule 2)."""
+        ahead = sorted(p for p in self._early if p >= self._set_end and p not in self._floating)
+        return divergence.ahead_note(self.cassette, ahead, first, self.options.peer)
 
-    async def _diverge_on(self, line: Heard, waiting: list[int], first: Event, kind: str,
-                          unplayed_after: Event | None = None) -> NoReturn:
-        events = self.cassette.events
-        live, is_json = line.parse()
-        # What follows is said to the peer and written in reports: built from a scrubbed copy
-        # only (the intake used the cassette's rules; reports use those and more).
-        shown = self._intake.for_report(live) if is_json else live
-        hidden, live = shown != live, shown
-        received: Any = live if is_json else self._intake.for_report(line.data.decode("utf-8", "replace"))
-        pool = [events[p] for p in waiting if events[p].msg is not None] or [first]
-        nearest = min(pool, key=lambda e: distance(e, live, self.ctx)) if is_json else first
-        if kind == "unexpected" or nearest.msg is None:
-            matcher, why, diff = None, "the cassette expected nothing from the peer here", ""
-        else:
-            mismatch = compare(nearest, strip_transport(live), self.ctx) if isinstance(live, dict) else None
-            matcher = mismatch.matcher if mismatch else "kind"
-            why = mismatch.reason if mismatch else "not a JSON-RPC message"
-            diff = diff_text(nearest, live, self.ctx)
-        got = _short(received)
-        expected = nearest.describe() if nearest.msg is not None or nearest.raw is not None else "nothing"
-        message = (f"codex-cassette: divergence at {self.cassette.where(nearest)}: expected {expected}, "
-                   f"got {got}. The '{matcher}' matcher failed: {why}." if matcher else
-                   f"codex-cassette: unexpected message from the {self.options.peer}: {got} "
-                   f"({why}; last position {self.cassette.where(nearest)}).")
-        if diff:
-            message += f" Differences: {_flatten(diff)}"
-        elif matcher and hidden:
-            message += " The live message differs from the recording only in secrets, which are not shown"
-            message += ("; this cassette's header names no redaction rules, so they were not scrubbed before "
-                        "matching: re-record it to replay it." if self._intake.redactor is None else ".")
-        message, expected_msg = self._intake.for_report(message), self._intake.for_report(nearest.msg)
-        self.report.divergence = Divergence(kind=kind, message=message, expected=expected_msg,
-                                            expected_at=self.cassette.where(nearest), received=received,
-                                            matcher=matcher, diff=self._intake.for_report(diff))
+    async def _diverge(self, div: Divergence, first: Event, answer: Any = None,
+                       unplayed_after: Event | None = None) -> NoReturn:
+        """Stop the play on ``div``: report it, and answer the offending request (``answer``,
+        a live message) and every request still waiting for its answer with its error, so
+        the peer learns where it diverged instead of waiting out a timeout of its own."""
+        self.report.divergence = div
         self.report.status = "diverged"
         if unplayed_after is not None:
             self._finish_unplayed(unplayed_after)
         else:
             self._finish_unplayed(first, include=True)
-        if isinstance(live, dict) and classify(live) is Kind.REQUEST:
-            self._send(encode({"id": live["id"], "error": {
-                "code": DIVERGENCE_CODE, "message": message,
-                "data": {"expected": expected_msg, "expectedAt": self.cassette.where(nearest)}}}))
+        waiting = [live_id for live_id, _ in self._in_flight.values()]
+        if isinstance(answer, dict) and classify(answer) is Kind.REQUEST:
+            waiting = [i for i in waiting if request_key(i) != request_key(answer["id"])] + [answer["id"]]
+        self._in_flight.clear()
+        if waiting and not self._write_closed:
+            for live_id in waiting:
+                self._send(encode(divergence.error_response(live_id, div)))
             await self.channel.drain()
         raise _Stop
+
+    async def _diverge_on(self, line: Heard, waiting: list[int], first: Event, kind: str,
+                          unplayed_after: Event | None = None) -> NoReturn:
+        live, _ = line.parse()
+        pool = [self.cassette.events[p] for p in waiting if self.cassette.events[p].msg is not None] or [first]
+        ahead = self._ahead_note(first) if kind == "mismatch" else ""
+        div = divergence.for_line(self.cassette, self.ctx, line, pool, kind, self.options.peer, ahead,
+                                  self._intake.for_report, rules_named=self._intake.redactor is not None)
+        await self._diverge(div, first, answer=live, unplayed_after=unplayed_after)
+
+    def _stalled(self, stall: WriteTimeout, pos: int) -> None:
+        """The peer stopped reading: name the first event whose bytes it never took."""
+        events = self.cassette.events
+        last = min(stall.last if stall.last is not None else pos, len(events) - 1)
+        unsent, first = stall.unsent, None
+        for p in range(last, -1, -1):
+            data = self._bytes_of(events[p]) if events[p].side == self.role else None
+            if data:
+                first = p
+                unsent -= len(data)
+                if unsent <= 0:
+                    break
+        event = events[first] if first is not None else None
+        self.report.divergence = divergence.stalled(self.cassette, event, stall.limit, self.options.peer,
+                                                    self._intake.for_report)
+        self.report.status = "diverged"
+        if event is not None:
+            self.report.played = first  # everything before it went out (or, the peer's, came in)
+            self._finish_unplayed(event, include=True)
 
     async def _linger(self) -> None:
         """The script is done; wait (bounded) for the peer to hang up, refusing anything else."""
@@ -485,12 +496,3 @@ class ReplayEngine:
             return
         last = self.cassette.events[-1] if self.cassette.events else Event(side=self.role)
         await self._diverge_on(line, [], last, "unexpected", unplayed_after=last)
-
-
-def _short(value: Any, limit: int = 300) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _flatten(diff: str) -> str:
-    return "; ".join(line.strip() for line in diff.splitlines() if line.strip())

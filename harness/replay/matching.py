@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from harness.format.cassette import Event
 from harness.errors import UsageError
 from harness.format.placeholders import Placeholders
-from harness.format.wire import Kind, classify
+from harness.format.wire import Kind, classify, encode
 
 Scrub = Callable[[Any], Any]
 
@@ -161,8 +161,9 @@ def normalised_pair(rec: dict, live: dict, ctx: MatchContext, event: Event | Non
     # docs spell them) but applied to the body alone, so drop the body's own key.
     ignore = [p[len(key) + 1:] if p.startswith(key + ".") else p
               for p in list(ctx.ignore) + list(opts.get("ignore", ()))]
-    ctx.placeholders.bind_walk(want, got)
-    want = ctx.placeholders.substitute(want)
+    # What the live body would bind, tried on a copy: binding for real is commit's job,
+    # once the engine accepted the message (a failed candidate must leave nothing behind).
+    want = ctx.placeholders.with_bindings(want, got).substitute(want)
     want = substitute_learned(want, ctx.learned)
     if ctx.learn:
         for path in ctx.learn:
@@ -269,6 +270,18 @@ def _builtin(order: tuple[str, ...]) -> tuple[tuple[str, Matcher], ...]:
     return tuple((name, BUILTIN_MATCHERS[name]) for name in order)
 
 
+def commit(event: Event, live: dict, ctx: MatchContext) -> None:
+    """The engine accepted ``live`` as ``event``: keep what it reveals. The placeholders
+    its body binds, and the values the live peer chose (``learn``). Matching itself
+    binds nothing, so the order candidates are tried in cannot change the verdict."""
+    key = body_key(event.msg)
+    got = live.get(key)
+    if ctx.scrub is not None:
+        got = ctx.scrub(got)
+    ctx.placeholders.bind_walk(event.msg.get(key), got)
+    learn_values(event, live, ctx)
+
+
 def learn_values(event: Event, live: dict, ctx: MatchContext) -> None:
     """After a match: remember what the live peer chose where the recording had other values."""
     if not ctx.learn:
@@ -292,24 +305,67 @@ def strip_transport(live: dict) -> dict:
     return live
 
 
-def _probe(ctx: MatchContext) -> MatchContext:
-    """A copy whose placeholder bindings a report may try without binding them for real."""
-    return replace(ctx, placeholders=Placeholders(dict(ctx.placeholders.values)))
+# Past this many bytes of JSON (recorded and live together) a report's diff and the
+# nearest-candidate hint compare top-level keys only: deepdiff on two 100,000-item
+# lists takes half a minute, and a live peer chooses what it sends.
+DEEP_INPUT_MAX = 256 * 1024
+MAX_DIFFS = 100
+PREVIEW = 200
+
+
+def _big(want: Any, got: Any) -> bool:
+    return len(encode(want)) + len(encode(got)) > DEEP_INPUT_MAX
+
+
+def _preview(value: Any) -> str:
+    text = encode(value)[:-1]
+    if len(text) <= PREVIEW:
+        return text.decode("utf-8", "replace")
+    return f"{text[:PREVIEW].decode('utf-8', 'ignore')}... ({len(text):,} bytes)"
+
+
+def _shallow_diff(want: Any, got: Any, root: str) -> str:
+    if not (isinstance(want, dict) and isinstance(got, dict)):
+        return f"Value of {root} changed from {_preview(want)} to {_preview(got)}."
+    lines = []
+    for key in sorted(set(want) | set(got)):
+        if key not in got:
+            lines.append(f"Item {root}[{key!r}] removed from dictionary.")
+        elif key not in want:
+            lines.append(f"Item {root}[{key!r}] added to dictionary.")
+        elif want[key] != got[key]:
+            lines.append(f"Value of {root}[{key!r}] changed from {_preview(want[key])} to {_preview(got[key])}.")
+        if len(lines) >= MAX_DIFFS:
+            break
+    return "\n".join(lines)
+
+
+def _deepdiff() -> Any:
+    # Imported on a mismatch only: it costs a fake codex 80 ms of start-up. Its warning on
+    # reaching max_diffs would reach the fake's stderr through logging's last resort.
+    import logging
+
+    from deepdiff import DeepDiff
+
+    logging.getLogger("deepdiff.diff").setLevel(logging.ERROR)
+    return DeepDiff
 
 
 def diff_text(event: Event, live: Any, ctx: MatchContext) -> str:
     """A readable structural diff of recorded vs live (deepdiff), for reports."""
     if not isinstance(live, dict) or not isinstance(event.msg, dict):
         return ""
-    want, got = normalised_pair(event.msg, live, _probe(ctx), event)
+    want, got = normalised_pair(event.msg, live, ctx, event)
     root = body_key(event.msg)
     if event.msg.get("method") != live.get("method"):
         # Different methods: show the whole message, so the method itself is in the diff.
         want, got = {"method": event.msg.get("method"), root: want}, {"method": live.get("method"), root: got}
         root = "message"
-    from deepdiff import DeepDiff  # imported on a mismatch only: it costs a fake codex 80 ms of start-up
-
-    diff = DeepDiff(want, got, verbose_level=2)
+    if want == got:
+        return ""
+    if _big(want, got):
+        return _shallow_diff(want, got, root)
+    diff = _deepdiff()(want, got, verbose_level=2, max_diffs=MAX_DIFFS)
     return diff.pretty().replace("root", root) if diff else ""
 
 
@@ -318,11 +374,19 @@ def distance(event: Event, live: Any, ctx: MatchContext) -> float:
     if not isinstance(live, dict) or event.msg is None:
         return 1.0
     base = 0.0 if event.msg.get("method") == live.get("method") else 0.5
-    from deepdiff import DeepDiff
-
+    want, got = normalised_pair(event.msg, live, ctx, event)
+    if want == got:
+        return base
+    if _big(want, got):
+        if isinstance(want, dict) and isinstance(got, dict) and (want or got):
+            keys = set(want) | set(got)
+            return base + 0.5 * sum(want.get(k, _ABSENT) != got.get(k, _ABSENT) for k in keys) / len(keys)
+        return base + 0.5
     try:
-        want, got = normalised_pair(event.msg, live, _probe(ctx), event)
-        d = DeepDiff(want, got, get_deep_distance=True).get("deep_distance", 0.0)
+        d = _deepdiff()(want, got, get_deep_distance=True).get("deep_distance", 0.0)
     except Exception:  # deepdiff refuses some exotic shapes; distance is only a hint
         d = 1.0
     return base + 0.5 * float(d)
+
+
+_ABSENT = object()

@@ -2,6 +2,11 @@
 
 Written as JSON by the fake server (its launcher reads it back), summarised as
 one readable block for a failing test.
+
+Everything a report carries passes one gate, ``report_text`` and ``report_value``,
+when its Divergence is made (and again when one is read back): a live peer chooses
+what it sends, so a report is capped (64 KiB of text, "... N bytes more") and
+escaped for a terminal before anyone prints it.
 """
 
 from __future__ import annotations
@@ -12,16 +17,63 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.format.wire import encode
+from harness.safe_text import CAP, clipped, for_people, printable
+
+LONG_STRING = 1024  # a string inside a reported value is shortened past this many characters
+
+
+def report_text(text: str, limit: int = CAP, keep: str = "\n") -> str:
+    """The gate for every text a report carries: escaped for a terminal, then capped.
+    Only a multi-line text (a diff) keeps its newlines; a message is one paragraph."""
+    return for_people(text, limit, keep)
+
+
+def report_value(value: Any, limit: int = CAP) -> Any:
+    """The gate for every JSON value a report carries (what came in, what was expected):
+    as it is while its JSON fits ``limit``; else its long strings shortened; else, still
+    too big, the start of its JSON as a string, with how much was left out."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if len(encode(value)) <= limit:
+        return value
+    shortened = _shorten(value)
+    data = encode(shortened)[:-1]
+    if len(data) <= limit:
+        return shortened
+    return clipped(data.decode("utf-8", "replace"), limit)
+
+
+def _shorten(value: Any) -> Any:
+    if isinstance(value, str):
+        return value if len(value) <= LONG_STRING else f"{value[:LONG_STRING]}... {len(value) - LONG_STRING} more characters"
+    if isinstance(value, dict):
+        return {_shorten(k): _shorten(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shorten(v) for v in value]
+    return value
+
 
 @dataclass
 class Divergence:
-    kind: str                    # mismatch | unexpected | timeout | closed
+    kind: str                    # mismatch | unexpected | timeout | stalled | duplicate_id | error
     message: str                 # one readable paragraph
     expected: Any = None
     expected_at: str | None = None
     received: Any = None
     matcher: str | None = None
     diff: str = ""
+
+    def __post_init__(self) -> None:
+        # The one place every divergence, made here or read back, is bounded and made safe.
+        self.message = report_text(self.message, keep="")
+        self.diff = report_text(self.diff)
+        self.expected = report_value(self.expected)
+        self.received = report_value(self.received)
+        if self.expected_at is not None:
+            self.expected_at = report_text(self.expected_at, keep="")
+        if self.matcher is not None:
+            self.matcher = report_text(self.matcher, keep="")
 
 
 @dataclass
@@ -69,7 +121,8 @@ class ReplayReport:
         if self.unplayed:
             lines.append(f"  {len(self.unplayed)} event(s) never played, first:")
             lines.extend(f"    {u['at']}: {u['event']}" for u in self.unplayed[:5])
-        return "\n".join(lines)
+        # Cassette paths and event names come from files and peers too.
+        return printable("\n".join(lines), keep="\n")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,67 @@
+"""In pytest a divergence is told once, escaped, and a diverged test is one failure
+(issue 13); the fixtures say the replay timeout so a test can wait longer than it."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+SCENARIO = """
+    steps:
+      - expect: initialize
+        params: {clientInfo: {name: inner}}
+        reply: {userAgent: "codex_cli_rs/0.163.0"}
+      - expect: initialized
+    """
+
+# A client that sends a name the scenario does not expect (with a terminal escape in it),
+# then trips over the error answer, as a real client's assertion would.
+BODY = """
+    import json, subprocess, pytest
+
+    def talk(fake_codex, name):
+        msg = {"id": 1, "method": "initialize", "params": {"clientInfo": {"name": name}}}
+        proc = subprocess.run(fake_codex.argv, input=json.dumps(msg) + "\\n", capture_output=True, text=True,
+                              timeout=2 * fake_codex.timeout)
+        return json.loads(proc.stdout.splitlines()[-1])
+
+    @pytest.mark.codex_cassette("session", timeout=3)
+    def test_fails_on_the_answer(fake_codex):
+        assert fake_codex.timeout == 3
+        answer = talk(fake_codex, "\\x1b]0;retitled\\x07other")
+        assert "result" in answer, "the client got an error"
+
+    @pytest.mark.codex_cassette("session")
+    def test_passes_but_its_fake_diverged(fake_codex):
+        talk(fake_codex, "other")
+
+    @pytest.mark.codex_cassette("session")
+    def test_knows_it_diverges(fake_codex):
+        talk(fake_codex, "other")
+        fake_codex.assert_diverged()
+
+    @pytest.mark.codex_cassette("session")
+    def test_codex_app_server_says_its_timeout(codex_app_server):
+        assert codex_app_server.timeout == 7
+    """
+
+
+def test_a_diverged_test_is_one_failure_told_once(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(test_inner=textwrap.dedent(BODY))
+    directory = pytester.path / "cassettes" / "test_inner"
+    directory.mkdir(parents=True)
+    (directory / "session.yaml").write_text(textwrap.dedent(SCENARIO).lstrip())
+    result = pytester.runpytest("-p", "no:cacheprovider", "--codex-replay-timeout=7")
+    result.assert_outcomes(failed=2, passed=2)  # no errors: nothing is told a second time at teardown
+    out = result.stdout.str()
+    assert out.count("codex-cassette: the session diverged from the cassette") == 2
+    assert out.count("as server: diverged") == 2
+    result.stdout.fnmatch_lines(["*_ test_fails_on_the_answer _*", "*the client got an error*",
+                                 "*- codex-cassette -*", "*divergence at *session.yaml:2*",
+                                 "*\\x1b]0;retitled\\x07other*"])
+    result.stdout.fnmatch_lines(["*_ test_passes_but_its_fake_diverged _*", "*divergence at *session.yaml:2*"])
+    assert "\x1b" not in out and "\x07" not in out
