@@ -136,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             ["floor: bare python -S answering", fmt(m["floor"] * 1e3), f"{m['floor'] / real:.2f}", "(information)", ""],
             [f"real codex {r['version']}", fmt(real * 1e3), "1.00", "", ""]]
     print(table(header, rows))
+    low = {name: min(r[name]) for name in m}
+    print(f"  fastest runs (what a free CPU gives, least touched by other load): cold {fmt(low['cold'] * 1e3)} ms, "
+          f"floor {fmt(low['floor'] * 1e3)} ms, real {fmt(low['real'] * 1e3)} ms: cold / real "
+          f"{low['cold'] / low['real']:.2f}, floor / real {low['floor'] / low['real']:.2f}")
     print(f"  the harness's share of the cold start: {fmt((m['cold'] - m['floor']) * 1e3)} ms "
           f"= {(m['cold'] - m['floor']) / real:.2f} x real")
     for name in ("cold", "module", "warm", "floor", "real"):
