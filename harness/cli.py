@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "show": "harness.show",
     "validate": "harness.drift.cli",
     "drift": "harness.drift.cli",
+    "faults": "harness.faults.cli",
 }
 
 
