@@ -206,3 +206,29 @@ def test_an_unknown_kind_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*unknown fault kind(s) 'dup'*(faults= on the marker of test_inner.py::test_client)*"])
+
+
+@pytest.mark.asyncio
+async def test_the_in_process_fake_refuses_writes_once_it_has_exited(tmp_path) -> None:
+    """A crash variant in-process must look like a dead process to a client that writes next:
+    EPIPE (BrokenPipeError), not a write that is taken and never answered."""
+    import asyncio
+    import json
+
+    from fake_server import InProcessCodex
+    from harness.faults.catalogue import catalogue
+    from harness.faults.variants import build_variant
+    from harness.format.cassette import load_cassette
+
+    path = tmp_path / "session.jsonl"
+    path.write_text(CASSETTE)
+    source = load_cassette(path)
+    crash = next(f for f in catalogue(source, ["crash"]) if f.id == "crash@3")   # right after initialize's answer
+    fake = InProcessCodex(build_variant(source, crash))
+    fake.stdin.write(json.dumps({"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "inner"}}})
+                     .encode() + b"\n")
+    assert json.loads(await asyncio.wait_for(fake.stdout.readline(), 5))["id"] == 1
+    assert await fake.wait(5) == 1 and await fake.stdout.readline() == b""
+    with pytest.raises(BrokenPipeError):
+        fake.stdin.write(b'{"method": "initialized"}\n')
+        await fake.stdin.drain()

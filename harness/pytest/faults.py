@@ -175,7 +175,8 @@ def generate(metafunc: pytest.Metafunc, resolve: Callable[[Path, str], Path | No
         return
     config = metafunc.config
     options = _marker_options(metafunc.definition)
-    spec = options["faults"] if "faults" in options else config.getoption("--codex-faults")
+    # The command line says what this run sweeps; the marker, what a test sweeps by default.
+    spec = config.getoption("--codex-faults") or options.get("faults")
     try:
         kinds = parse_kinds(spec)
         bad = None
