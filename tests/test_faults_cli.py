@@ -69,7 +69,7 @@ def test_the_sweep_finds_the_hang_optio_has_when_codex_dies_mid_turn(tmp_path: P
         assert written.meta["fault"]["id"] == variant["id"]
     hung = [v for v in report["variants"] if v["outcome"] == "hung"]
     assert done.returncode == (1 if hung else 0)
-    assert len(list(tmp_path.glob("text_turn.crash@*.jsonl"))) == 4
+    assert len(list(tmp_path.glob("text_turn.crash-*.jsonl"))) == 4
 
 
 def test_background_crashes_are_found_and_a_hung_run_leaves_nothing_behind(tmp_path: Path) -> None:

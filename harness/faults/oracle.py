@@ -9,6 +9,7 @@ nobody told (a task exception never retrieved, a thread's uncaught exception).
 from __future__ import annotations
 
 import os
+import re
 import signal
 from dataclasses import dataclass
 from typing import Any
@@ -65,12 +66,18 @@ class Verdict:
 
 
 def last_words(stderr: str, limit: int = 200) -> str:
-    """The last non-empty line a client wrote, secrets it may hold scrubbed."""
+    """What a client said last: the last exception line of a traceback if there is one (a fake
+    codex's own complaints may follow it on the same stderr), else the last line; secrets it
+    may hold scrubbed."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     if not lines:
         return ""
-    text = Redactor.default(env=os.environ).scrub_text(lines[-1])
+    said = next((line for line in reversed(lines) if _EXCEPTION_LINE.match(line)), lines[-1])
+    text = Redactor.default(env=os.environ).scrub_text(said)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Closed|Exit|Interrupt)\b(: |$)")
 
 
 def judge_process(fault: Fault | None, *, returncode: int | None, stderr: str, seconds: float,

@@ -133,11 +133,13 @@ def build_variant(cassette: Cassette, fault: Fault, timing: FaultTiming | None =
 
 
 def variant_filename(cassette: Cassette, fault: Fault) -> str:
-    """`text_turn.crash@23.jsonl`: a name a shell and a file system take as is."""
+    """`text_turn.crash-23.jsonl`, `text_turn.crash-23.closed.jsonl`: the fault id with no `@` or `:`
+    (a name with `@` reads as an e-mail address to redaction rules, in logs that quote it)."""
     stem = Path(str(cassette.path or "cassette")).name
     for suffix in (".jsonl", ".yaml", ".yml"):
         stem = stem.removesuffix(suffix)
-    return f"{stem}.{re.sub(r'[^A-Za-z0-9_.@=+~-]', '_', fault.id)}.jsonl"
+    name = f"{fault.kind}-{fault.point}{fault.suffix.replace('~', '-')}" + (f".{fault.variant}" if fault.variant else "")
+    return f"{stem}.{re.sub(r'[^A-Za-z0-9_.=+-]', '_', name)}.jsonl"
 
 
 def write_variant(cassette: Cassette, fault: Fault, directory: str | Path,
