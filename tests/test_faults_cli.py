@@ -113,6 +113,17 @@ def test_a_client_that_fails_the_clean_cassette_is_refused() -> None:
     assert "no client command" in faults("cassettes/optio/handshake.jsonl").stderr
     assert "unknown fault kind(s) 'crsh'" in faults("cassettes/optio/handshake.jsonl", "--kinds", "crsh",
                                                      "--", "true").stderr
+    missing = faults("cassettes/optio/handshake.jsonl", "--", "no-such-client-here")
+    assert missing.returncode == 2
+    assert "cannot run the client command 'no-such-client-here': No such file or directory" in missing.stderr
+
+
+def test_a_broken_cassette_is_named_with_its_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"codex_cassette":1,"meta":{}}\n{"i":1,"from":"nobody","t":0,"eof":true}\n')
+    done = faults(str(bad), "--", "true")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"{bad}:2: unknown sender 'nobody'" in done.stderr
 
 
 def test_markdown_matrix(tmp_path: Path) -> None:

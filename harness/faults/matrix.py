@@ -14,8 +14,10 @@ MARK = {SURVIVED: ".", HUNG: "H", CRASHED: "C"}
 HEADER = {"crash": "crash", "hangup": "hangup", "stall": "stall", "error": "error", "drop": "drop",
           "duplicate": "dup", "garbage": "garbage", "unknown-notification": "unk-note",
           "unknown-request": "unk-req", "novel-value": "novel", "delay": "delay"}
-LEGEND = (". survived, H hung, C crashed, - not applicable; one mark per variant at that point "
-          "(crash: plain then stdout-closed-first; error: invalid-request, internal, overloaded, draining)")
+LEGEND = (". survived, H hung, C crashed, - not applicable. A row is a cassette line: crash, hangup, stall, "
+          "garbage, unk-note, unk-req and delay come right after it, error, drop, dup and novel change it. One mark "
+          "per variant (crash: plain, then stdout closed first; error: invalid-request, internal, overloaded, "
+          "draining; novel: one per novelty).")
 
 
 @dataclass

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from harness.errors import UsageError
 from harness.faults.catalogue import Fault
 from harness.faults.oracle import Verdict, judge_process
 from harness.faults.variants import FaultTiming, write_variant
@@ -92,7 +93,8 @@ class Sweep:
                 proc = subprocess.Popen(list(self.command), cwd=self.cwd, env=env,
                                         stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
             except OSError as exc:
-                return Verdict(fault, "crashed", 0.0, deadline, None, f"the command did not start: {exc}")
+                raise UsageError(f"cannot run the client command {self.command[0]!r}: "
+                                 f"{exc.strerror or exc}") from None
             killed = False
             try:
                 proc.wait(timeout=deadline)
