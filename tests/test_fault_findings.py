@@ -86,8 +86,9 @@ def test_finding(finding: Finding, tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.xfail(strict=True, raises=asyncio.TimeoutError, reason="optio-codex 0.1.0 fails the requests in flight when codex's stdout ends, but "
-                                       "the next request bootstrap() makes after that is never answered")
+@pytest.mark.xfail(strict=True, raises=asyncio.TimeoutError,
+                   reason="optio-codex 0.1.0 fails the requests in flight when codex's stdout ends, but the next "
+                          "request bootstrap() makes after that is never answered")
 @pytest.mark.codex_cassette("optio/text_turn.crash-8.closed", strict=False)
 async def test_optio_request_after_the_end_of_stdout(fake_codex, optio_start) -> None:
     """Deterministic in-process (in a subprocess it is a race): codex answers account/read,

@@ -12,8 +12,7 @@ from harness.drift.validate import validate_cassette
 from harness.errors import UsageError
 from harness.faults.catalogue import ERROR_SHAPES, KINDS, catalogue, parse_kinds, sample, session_end
 from harness.faults.novelty import NOVEL_STRING, SchemaDiffNovelties, SchemaFree
-from harness.faults.variants import GARBAGE, METHOD_NOT_FOUND, UNKNOWN_REQUEST, FaultTiming, build_variant, \
-    write_variant
+from harness.faults.variants import GARBAGE, METHOD_NOT_FOUND, UNKNOWN_REQUEST, FaultTiming, write_variant
 from harness.format.cassette import load_cassette
 from harness.format.load import open_cassette
 from harness.format.wire import Kind, classify

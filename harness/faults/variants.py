@@ -138,7 +138,9 @@ def variant_filename(cassette: Cassette, fault: Fault) -> str:
     stem = Path(str(cassette.path or "cassette")).name
     for suffix in (".jsonl", ".yaml", ".yml"):
         stem = stem.removesuffix(suffix)
-    name = f"{fault.kind}-{fault.point}{fault.suffix.replace('~', '-')}" + (f".{fault.variant}" if fault.variant else "")
+    name = f"{fault.kind}-{fault.point}{fault.suffix.replace('~', '-')}"
+    if fault.variant:
+        name += f".{fault.variant}"
     return f"{stem}.{re.sub(r'[^A-Za-z0-9_.=+-]', '_', name)}.jsonl"
 
 
