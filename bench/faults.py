@@ -6,8 +6,10 @@ Four measures, side by side in one run:
 (b) run: optio-codex's CodexConversation (tests/fault_clients/optio_session.py) once per
     variant of cassettes/optio/text_turn.jsonl it survives quickly (garbage, unknown
     notification, duplicate), at -j 1 and -j 2, variants per second;
-(c) baseline: the same client against the clean cassette, as many times, one at a time:
-    what a run costs without the sweep, so (b) at -j 1 / (c) is the sweep's own overhead;
+(c) baseline: the same client against the clean cassette, as many times, one at a time,
+    launched by plain subprocess.run with one fixed `codex` shim: what a run costs without
+    the sweep (no variant to build, no shim to write, no process tree to watch), so
+    (b) at -j 1 against (c) is the sweep's own cost per run;
 (d) hang cost: stall variants a client does not survive, at a 2 s deadline, four at a time:
     a hung variant should cost its deadline and a little more, never the stall's length.
 
@@ -17,6 +19,8 @@ Four measures, side by side in one run:
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -63,13 +67,19 @@ def sweep_rate(n: int, jobs: int, kinds: list[str], deadline: float = 10.0) -> t
 
 
 def baseline(n: int) -> float:
-    cassette = open_cassette(TEXT_TURN)
+    from fake_server.commands import FakeCodexCommand, write_bin_dir
+    from fake_server.forkserver import ensure_server
+    from harness.replay.options import ReplayOptions
+
+    ensure_server()
     with tempfile.TemporaryDirectory() as work:
-        sweep = Sweep(cassette, CLIENT, Path(work))
-        sweep.clean_run()
+        command = FakeCodexCommand.from_options(TEXT_TURN, ReplayOptions(), Path(work) / "report-{pid}.json")
+        bin_dir = write_bin_dir(Path(work) / "bin", command)
+        env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CODEX_BIN": str(bin_dir / "codex")}
+        subprocess.run(CLIENT, env=env, check=True, capture_output=True, timeout=60)  # warm-up
         t0 = time.perf_counter()
         for _ in range(n):
-            assert not sweep.clean_run().failed
+            subprocess.run(CLIENT, env=env, check=True, capture_output=True, timeout=60)
         return time.perf_counter() - t0
 
 
@@ -83,7 +93,8 @@ def main() -> None:
     print(table(["cassette", "events", "variants", "ms", "variants/s"], derive()))
     rows = []
     base = baseline(n)
-    rows.append(["(c) clean cassette, one at a time", str(n), f"{base:.1f}", f"{n / base:.2f}", "", ""])
+    rows.append(["(c) clean cassette, plain subprocess.run, one at a time", str(n), f"{base:.1f}", f"{n / base:.2f}",
+                 "1.00", ""])
     for jobs in (1, 2):
         seconds, count, outcomes = sweep_rate(n, jobs, QUICK_KINDS)
         rows.append([f"(b) variants ({', '.join(QUICK_KINDS)}), -j {jobs}", str(count), f"{seconds:.1f}",
@@ -92,7 +103,7 @@ def main() -> None:
     rows.append(["(d) stall variants, deadline 2 s, -j 4", str(count), f"{seconds:.1f}", f"{count / seconds:.2f}",
                  "", "/".join(outcomes)])
     print("\n(b)-(d) running optio-codex's CodexConversation per variant of optio/text_turn.jsonl\n")
-    print(table(["run", "runs", "seconds", "runs/s", "x clean", "outcomes"], rows))
+    print(table(["run", "runs", "seconds", "runs/s", "x (c)", "outcomes"], rows))
     print(f"\n(d) a hung variant cost {seconds:.1f} s at a 2 s deadline (its stall lasts {3 * 2.0:g} s)")
 
 
