@@ -69,6 +69,7 @@ def test_variants_are_ordinary_cassettes_that_load_alone(tmp_path: Path) -> None
         path = write_variant(cassette, fault, tmp_path, timing)
         variant = load_cassette(path)                                    # the loader's checks, file:line and all
         assert variant.meta["fault"]["id"] == fault.id and variant.meta["fault"]["point"] == fault.point
+        assert "live" in cassette.meta and "live" not in variant.meta     # drift re-recording leaves it alone
         events = variant.events
         p = fault.position
         if fault.kind == "crash":

@@ -126,9 +126,10 @@ def build_variant(cassette: Cassette, fault: Fault, timing: FaultTiming | None =
         out = events[:p] + [events[p].with_msg(fault.detail.apply(events[p].msg))] + events[p + 1:]
     else:
         raise ValueError(f"unknown fault kind {kind!r}")
-    meta = {**cassette.meta, "complete": True,
-            "fault": {"id": fault.id, "kind": kind, "point": fault.point, "what": fault.describe(),
-                      "source": str(cassette.path) if cassette.path else None}}
+    # Not a recording of the live scenario any more: without `live`, drift re-recording leaves it alone.
+    meta = {k: v for k, v in cassette.meta.items() if k != "live"}
+    meta.update(complete=True, fault={"id": fault.id, "kind": kind, "point": fault.point, "what": fault.describe(),
+                                      "source": str(cassette.path) if cassette.path else None})
     return Cassette(path=None, meta=meta, events=out)
 
 
