@@ -12,6 +12,8 @@
   or in-process; at teardown it fails the test on divergence or unplayed events.
 - ``codex_app_server`` replays or records according to ``--codex-record-mode``
   (none, once, new, all), so one test body records once and replays forever.
+- ``--codex-faults`` (or ``faults=`` on the marker) runs each test using those fixtures
+  once per fault variant of its cassette; ``codex_fault`` says which (harness.pytest.faults).
 """
 
 from __future__ import annotations
