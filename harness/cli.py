@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "validate": "harness.drift.cli",
     "drift": "harness.drift.cli",
     "codex": "harness.live.install",
+    "faults": "harness.faults.cli",
 }
 
 
