@@ -35,7 +35,7 @@ from harness.record.hop import CHUNK, Hop
 from harness.format.placeholders import Placeholders
 from harness.format.redact import Redactor
 from harness.record.process import PeerProcess, open_local_process, signal_number
-from harness.format.wire import Line, LineSplitter
+from harness.format.wire import LineSplitter
 from harness.record.guard import ProviderGuard
 from harness.record.stdio import _FdSink, _FdSource, _ThreadedStdout
 from harness.record.tee import Tee, default_placeholders, header_meta
@@ -154,8 +154,7 @@ class RecordingProxy:
         # A 256 KiB chunk can be thousands of lines; recording them in one go
         # would stall the forwarding tasks (the wire) for tens of milliseconds.
         with self.writer.batch():
-            for n, line in enumerate(self.tee.split(side, data), 1):
-                self.tee.line(side, Line(line), t)
+            for n, _ in enumerate(self.tee.feed(side, data, t), 1):
                 if n % RECORD_BATCH == 0:
                     await asyncio.sleep(0)
                     await self._let_burst_pass(t)
