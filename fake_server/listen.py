@@ -20,6 +20,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -41,6 +42,7 @@ from fake_server.serve import client_pid
 HEALTH_PATHS = ("/readyz", "/healthz")
 CLOSE_TIMEOUT = 2.0   # the closing handshake a session's end waits for
 STOP_GRACE = 5.0      # how long the sessions get to end after a stop
+SETTLE = 1.0          # a session only waiting for its client's close (already on its way) gets this long
 
 
 def session_cassettes(path: Path) -> list[Path]:
@@ -67,7 +69,8 @@ class SocketFake:
     report_path: Path | None = None
     cassettes: list[Path] = field(default_factory=list)
     reports: list[ReplayReport] = field(default_factory=list)
-    _channels: list[WebSocketChannel] = field(default_factory=list)
+    _running: dict[WebSocketChannel, ReplayEngine] = field(default_factory=dict)
+    _ended: threading.Condition = field(default_factory=threading.Condition)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _count: int = 0
     _stopping: bool = False
@@ -80,22 +83,32 @@ class SocketFake:
     # -- one connection ------------------------------------------------------------
 
     def _session(self, connection: Any) -> None:
-        with self._lock:
+        channel = WebSocketChannel(connection)
+        with self._lock:  # one section: a stop sees every session that started
             self._count += 1
             k = self._count
-            channel = WebSocketChannel(connection)
-            self._channels.append(channel)
-            stopping = self._stopping
-        if stopping:
-            channel.request_stop()
-            return
-        if len(self.cassettes) > 1 and k > len(self.cassettes):
+            if self._stopping:
+                channel.request_stop()
+                return
+            if len(self.cassettes) > 1 and k > len(self.cassettes):
+                engine = None
+            else:
+                path = self.cassettes[k - 1] if len(self.cassettes) > 1 else self.cassettes[0]
+                engine = ReplayEngine(open_cassette(path), channel, self.options)
+                engine.report.pid = client_pid()
+                self._running[channel] = engine
+        if engine is None:
             self._no_cassette(connection, k)
             return
-        path = self.cassettes[k - 1] if len(self.cassettes) > 1 else self.cassettes[0]
-        engine = ReplayEngine(open_cassette(path), channel, self.options)
-        engine.report.pid = client_pid()
-        report_path = _numbered(self.report_path, k)
+        try:
+            self._play(engine, channel, _numbered(self.report_path, k))
+        finally:
+            with self._ended:
+                with self._lock:
+                    self._running.pop(channel, None)
+                self._ended.notify_all()
+
+    def _play(self, engine: ReplayEngine, channel: WebSocketChannel, report_path: Path | None) -> None:
         if report_path is not None:
             engine.report.write(report_path)
         try:
@@ -190,13 +203,21 @@ class SocketFake:
     def _stop(self, server: Any) -> None:
         with self._lock:
             self._stopping = True
-            channels = list(self._channels)
-        for channel in channels:
+        # A session whose client already closed (only its close is still to be read) ends on its own.
+        deadline = time.monotonic() + SETTLE
+        with self._ended:
+            while time.monotonic() < deadline and any(e.report.awaiting_close for e in self._snapshot().values()):
+                self._ended.wait(max(0.0, deadline - time.monotonic()))
+        for channel in self._snapshot():
             channel.request_stop()
         # Stop accepting; the sessions end at their next wait, each writing its report.
         done = threading.Thread(target=server.shutdown, kwargs={"close_connections": False}, daemon=True)
         done.start()
         done.join(STOP_GRACE)
+
+    def _snapshot(self) -> dict[WebSocketChannel, ReplayEngine]:
+        with self._lock:
+            return dict(self._running)
 
     def _finish(self, listener: ReplayReport) -> int:
         with self._lock:
