@@ -368,7 +368,8 @@ class RecordingProxy:
     def _verdict(self, status: int | str) -> tuple[bool, str]:
         if self.guard is not None and self.guard.violation:
             return False, self.guard.violation
-        if self.client_gone or getattr(self.client_out, "hung_up", False):
+        # (A WebSocket client that sent its close frame has ended its session: its hang-up then is fine.)
+        if (self.client_gone or getattr(self.client_out, "hung_up", False)) and not self.tee.closed_by_frame:
             return False, "the client went away before the session ended"
         if self.signalled:
             return False, f"the recorder got {self.signalled[0]} and passed it on to the server"

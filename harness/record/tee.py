@@ -142,6 +142,11 @@ class Tee:
             result = msg.get("result") if isinstance(msg.get("result"), dict) else {}
             self.codex_version = find_codex_version(str(result.get("userAgent", ""))) or self.codex_version
 
+    @property
+    def closed_by_frame(self) -> bool:
+        """Whether a WebSocket close frame (either side's) ended the session."""
+        return self.frames is not None and self.frames.first_close is not None
+
     def final_meta(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"redactions": sorted(self.redactor.applied),
                                 "redaction_rules": self.redactor.rules_meta(), "transport": self.transport or "stdio"}

@@ -194,7 +194,7 @@ class ProxiedConnection:
         first = self.feed.first_close
         if first is not None and self.ended_sides >= {"client", "server"}:
             return True, "clean"
-        if signalled is not None:
+        if signalled is not None and not (isinstance(exit_code, str) and exit_code != signalled):
             return False, f"the recorder got {signalled} and passed it on to the server while the connection was open"
         if self.first_end == "client":
             return False, "the client dropped the connection without a close frame"
