@@ -244,18 +244,9 @@ class CodexAppServer:
         return self._recorder.url if self._recorder is not None else None
 
     def _start_socket_recorder(self) -> None:
-        from harness.pytest.sockets import ListeningProcess, listen_url
+        from harness.pytest.sockets import start_socket_recorder
 
-        workdir = self._live.workdir if self._live is not None else self.cassette_path.parent
-        url = listen_url(self.transport, Path(self.cassette_path.parent))
-        upstream = listen_url(self.transport, Path(workdir), "codex-upstream.sock")
-        command = self.argv  # the recorder's argv: `... -- codex app-server`
-        cut = command.index("--")
-        argv = [*command[:cut], "--listen", url, *command[cut:], "--listen", upstream]
-        self.cassette_path.parent.mkdir(parents=True, exist_ok=True)
-        self._recorder = ListeningProcess.start(argv, self.env, url,
-                                                self.cassette_path.with_name(self.cassette_path.name + ".stderr"),
-                                                cwd=self.cwd)
+        self._recorder = start_socket_recorder(self.argv, self.transport, self.env, self.cwd)
 
     # -- recording setup ---------------------------------------------------------
 
@@ -415,17 +406,10 @@ class CodexAppServer:
         return problems
 
     def _stop_socket_recorder(self) -> list[str]:
+        from harness.pytest.sockets import stop_socket_recorder
+
         recorder, self._recorder = self._recorder, None
-        code = recorder.stop()
-        stderr = recorder.stderr_path
-        problems = []
-        if code not in (0, -signal.SIGTERM):
-            problems.append(f"the recorder in front of codex ended with {code}: {recorder.stderr_tail()}")
-        elif not self.cassette_path.is_file():
-            problems.append(f"no client opened a session on {recorder.url}, so nothing was recorded")
-        if not problems:
-            stderr.unlink(missing_ok=True)
-        return problems
+        return stop_socket_recorder(recorder, self.cassette_path)
 
 
 def _end_remote(recorder: Any, handle: Any) -> list[str]:

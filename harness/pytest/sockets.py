@@ -9,6 +9,7 @@ with SIGTERM, so the fake writes its final reports and the recorder its cassette
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -50,15 +51,17 @@ class ListeningProcess:
     proc: subprocess.Popen
     url: str
     stderr_path: Path
+    scratch: Path | None = None  # a directory of its own (sockets, stderr), removed by stop()
 
     @classmethod
     def start(cls, argv: Sequence[str], env: Mapping[str, str], url: str, stderr_path: Path,
-              cwd: str | None = None, timeout: float = READY_TIMEOUT) -> "ListeningProcess":
+              cwd: str | None = None, timeout: float = READY_TIMEOUT,
+              scratch: Path | None = None) -> "ListeningProcess":
         """Start ``argv`` (which listens at ``url``) and wait until it accepts, bounded."""
         with open(stderr_path, "wb") as err:
             proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                     env=dict(env), cwd=cwd)
-        started = cls(proc, url, stderr_path)
+        started = cls(proc, url, stderr_path, scratch)
         try:
             started.url = started._wait_ready(timeout)
         except BaseException:
@@ -115,3 +118,38 @@ class ListeningProcess:
                 self.proc.wait()
                 return None
         return self.proc.returncode
+
+    def remove_scratch(self) -> None:
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
+
+
+def start_socket_recorder(record_argv: Sequence[str], transport: str, env: Mapping[str, str],
+                          cwd: str | None) -> ListeningProcess:
+    """The recorder (``record_argv``: `... record -o X -- codex app-server`) listening for the test's
+    clients, in front of codex listening on a socket of its own; both in a scratch directory."""
+    scratch = Path(tempfile.mkdtemp(prefix="cc-rec-"))
+    url = listen_url(transport, scratch, "client.sock")
+    cut = list(record_argv).index("--")
+    argv = [*record_argv[:cut], "--listen", url, *record_argv[cut:], "--listen",
+            listen_url(transport, scratch, "codex.sock")]
+    try:
+        return ListeningProcess.start(argv, env, url, scratch / "recorder.stderr", cwd=cwd, scratch=scratch)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+
+
+def stop_socket_recorder(recorder: ListeningProcess, cassette: Path) -> list[str]:
+    """Stop it (codex stops with it; the sessions still open are written as cut short) and say
+    what went wrong, for the fixture to fail the test with."""
+    code = recorder.stop()
+    problems = []
+    if code not in (0, -signal.SIGTERM):
+        problems.append(f"the recorder in front of codex ended with {code}: {recorder.stderr_tail()}")
+    elif not cassette.is_file():
+        problems.append(f"no client opened a WebSocket session on {recorder.url}, so nothing was recorded to "
+                        f"{cassette}")
+    recorder.remove_scratch()
+    return problems
