@@ -24,8 +24,9 @@ PRELOAD = ("fake_server.__main__", "fake_server.serve", "harness.format.cassette
            "harness.format.placeholders", "harness.format.load", "harness.replay.options", "harness.replay.engine", "harness.replay.report", "harness.replay.matching",
            "harness.replay.channel", "harness.format.wire", "json")
 # Only a divergence's report needs these, and they cost as much again: imported at
-# the first idle moment, so the first launcher does not wait for them.
-PRELOAD_IDLE = ("deepdiff",)
+# the first idle moment, so the first launcher does not wait for them. So is what a fake
+# listening on a socket needs (websockets' threading server): no stdio fake imports it.
+PRELOAD_IDLE = ("deepdiff", "fake_server.listen")
 IDLE = 0.01  # seconds without a request before a spare child is forked
 SPARE_FAILURES = 3  # spares that died unused before we stop making them (no fork loop)
 

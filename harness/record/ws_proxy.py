@@ -36,6 +36,7 @@ from harness.record.guard import ProviderGuard
 from harness.record.listen import (ListenAddress, claim_socket_path, is_banner_line, listen_arg,
                                    listening_url, remove_socket_path, session_path)
 from harness.record.process import LocalProcess, exit_status, open_local_process, signal_number
+from harness.record.quiet import QuietWire
 from harness.record.tee import Tee, header_meta
 
 FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
@@ -116,7 +117,7 @@ class ProxiedConnection:
                 for end in self.ends.values():
                     end.transport.abort()  # type: ignore[union-attr]
                 return
-        self.queue.append((side, data, time.monotonic() - self.t0))
+        self.queue.append((side, data, self.recorder.quiet.moved() - self.t0))
         self._wake.set()
         other = self.ends.get(PEER[side])
         if other is None:
@@ -168,8 +169,10 @@ class ProxiedConnection:
 
     async def record(self) -> None:
         """Record as the queue fills, until both sockets are gone and all is written."""
+        quiet = self.recorder.quiet
         while True:
             while self.queue:
+                await quiet.let_burst_pass(self.queue[0][2] + self.t0)
                 side, data, t = self.queue.popleft()
                 if data is None:
                     if self.tee is not None:
@@ -182,6 +185,7 @@ class ProxiedConnection:
                         for n, _ in enumerate(self.feed.feed(side, data, t), 1):
                             if n % RECORD_BATCH == 0:
                                 await asyncio.sleep(0)
+                                await quiet.let_burst_pass(t + self.t0)
             if self.done and not self.queue:
                 return
             self._wake.clear()
@@ -224,6 +228,7 @@ class SocketRecorder:
     status: int | str | None = None  # codex's exit
     _tasks: set[asyncio.Task] = field(default_factory=set)
     _exit: asyncio.Future | None = None
+    quiet: QuietWire = field(default_factory=lambda: QuietWire(time.monotonic))
 
     def __post_init__(self) -> None:
         self.upstream = listen_arg(self.argv)
