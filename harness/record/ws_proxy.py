@@ -19,9 +19,8 @@ recorded as it happened (an eof without close frame; codex's exit) and marked
 from __future__ import annotations
 
 import asyncio
-import collections
 import os
-import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,174 +36,13 @@ from harness.record.listen import (ListenAddress, claim_socket_path, is_banner_l
                                    listening_url, remove_socket_path, session_path)
 from harness.record.process import LocalProcess, exit_status, open_local_process, signal_number
 from harness.record.quiet import QuietWire
-from harness.record.tee import Tee, header_meta
+from harness.record.tee import header_meta
+from harness.record.ws_connection import ProxiedConnection
 
 FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 READY_TIMEOUT = 30.0    # codex's start, up to its banner or its socket
 EXIT_LINK = 1.0         # a session codex dropped waits this long for codex's exit, to record it
 DRAIN_AFTER_EXIT = 5.0  # after codex exits: how long open sessions get to end
-RECORD_BATCH = 32       # events recorded between two chances for the wire to move
-PEER = {"client": "server", "server": "client"}
-
-
-class _End(asyncio.Protocol):
-    """One socket of a proxied connection; ``side`` is who sends what it receives."""
-
-    def __init__(self, conn: "ProxiedConnection", side: str) -> None:
-        self.conn = conn
-        self.side = side
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.conn.received(self.side, data)
-
-    def eof_received(self) -> bool:
-        self.conn.ended(self.side)
-        return True  # keep the other direction open
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.conn.ended(self.side)
-        self.conn.lost(self.side)
-
-    # Our transport's buffer is full: stop reading its partner until it drains.
-    def pause_writing(self) -> None:
-        self.conn.flow(PEER[self.side], pause=True)
-
-    def resume_writing(self) -> None:
-        self.conn.flow(PEER[self.side], pause=False)
-
-
-@dataclass
-class ProxiedConnection:
-    """A client's connection and its twin to codex: forwarded at once, recorded in a task."""
-
-    recorder: "SocketRecorder"
-    t0: float = field(default_factory=time.monotonic)
-    ends: dict[str, _End] = field(default_factory=dict)
-    pending: list[bytes] = field(default_factory=list)  # client bytes before codex's side was connected
-    queue: collections.deque = field(default_factory=collections.deque)
-    ended_sides: set[str] = field(default_factory=set)
-    lost_sides: set[str] = field(default_factory=set)
-    first_end: str | None = None
-    tee: Tee | None = None
-    number: int = 0
-    cut: bool = False  # the guard cut it
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def __post_init__(self) -> None:
-        from harness.record.ws_tee import WsFeed
-
-        self.feed = WsFeed(on_session=self._start_session)
-
-    def _start_session(self) -> Tee:
-        self.number, writer = self.recorder.new_session()
-        self.tee = Tee(writer, self.recorder.placeholders, self.recorder.redactor,
-                       transport=self.recorder.listen.scheme)
-        return self.tee
-
-    # -- the wire (event-loop callbacks: no awaits) ---------------------------------
-
-    def received(self, side: str, data: bytes) -> None:
-        guard = self.recorder.guard
-        if side == "server" and guard is not None and not self.cut:
-            guard.safe_prefix(data)
-            if guard.violation:
-                self.cut = True
-                self.recorder.kill_codex()
-                for end in self.ends.values():
-                    end.transport.abort()  # type: ignore[union-attr]
-                return
-        self.queue.append((side, data, self.recorder.quiet.moved() - self.t0))
-        self._wake.set()
-        other = self.ends.get(PEER[side])
-        if other is None:
-            self.pending.append(data)
-        else:
-            other.transport.write(data)  # type: ignore[union-attr]
-
-    def ended(self, side: str) -> None:
-        if side in self.ended_sides:
-            return
-        self.ended_sides.add(side)
-        self.first_end = self.first_end or side
-        self.queue.append((side, None, time.monotonic() - self.t0))
-        self._wake.set()
-        other = self.ends.get(PEER[side])
-        if other is not None and other.transport is not None and not other.transport.is_closing():
-            if other.transport.can_write_eof() and side == "client":
-                other.transport.write_eof()  # a half-close passes on as one
-            else:
-                other.transport.close()  # codex's side ended: so does the client's, as codex left it
-        if self.ended_sides >= {"client", "server"}:
-            for end in self.ends.values():  # both directions are over: let the sockets go
-                if end.transport is not None and not end.transport.is_closing():
-                    end.transport.close()
-
-    def lost(self, side: str) -> None:
-        self.lost_sides.add(side)
-        if self.lost_sides >= {"client", "server"} or (side == "client" and "server" not in self.ends):
-            self._wake.set()
-
-    def flow(self, side: str, pause: bool) -> None:
-        end = self.ends.get(side)
-        if end is not None and end.transport is not None and not end.transport.is_closing():
-            (end.transport.pause_reading if pause else end.transport.resume_reading)()
-
-    def attach_server(self, end: _End) -> None:
-        self.ends["server"] = end
-        for data in self.pending:
-            end.transport.write(data)  # type: ignore[union-attr]
-        self.pending.clear()
-        if "client" in self.ended_sides and end.transport is not None:
-            end.transport.write_eof()  # the client half-closed before codex's side was there
-
-    # -- recording (a task per connection) -------------------------------------------
-
-    @property
-    def done(self) -> bool:
-        return self.lost_sides >= {"client", "server"} or ("client" in self.lost_sides and "server" not in self.ends)
-
-    async def record(self) -> None:
-        """Record as the queue fills, until both sockets are gone and all is written."""
-        quiet = self.recorder.quiet
-        while True:
-            while self.queue:
-                await quiet.let_burst_pass(self.queue[0][2] + self.t0)
-                side, data, t = self.queue.popleft()
-                if data is None:
-                    if self.tee is not None:
-                        self.tee.eof(side, t)
-                elif self.tee is None:
-                    for _ in self.feed.feed(side, data, t):
-                        pass  # the head, and the session's start
-                else:
-                    with self.tee.writer.batch():  # one flush per chunk, not per frame
-                        for n, _ in enumerate(self.feed.feed(side, data, t), 1):
-                            if n % RECORD_BATCH == 0:
-                                await asyncio.sleep(0)
-                                await quiet.let_burst_pass(t + self.t0)
-            if self.done and not self.queue:
-                return
-            self._wake.clear()
-            if not self.queue and not self.done:
-                await self._wake.wait()
-
-    def verdict(self, exit_code: Any, signalled: str | None) -> tuple[bool, str]:
-        if self.cut:
-            return False, self.recorder.guard.violation or "cut by the provider guard"  # type: ignore[union-attr]
-        first = self.feed.first_close
-        if first is not None and self.ended_sides >= {"client", "server"}:
-            return True, "clean"
-        if signalled is not None and not (isinstance(exit_code, str) and exit_code != signalled):
-            return False, f"the recorder got {signalled} and passed it on to the server while the connection was open"
-        if self.first_end == "client":
-            return False, "the client dropped the connection without a close frame"
-        if exit_code is not None:
-            return False, f"the server exited with {exit_code} while the connection was open"
-        return False, "the server dropped the connection without a close frame"
 
 
 @dataclass
@@ -225,6 +63,7 @@ class SocketRecorder:
     written: list[Path] = field(default_factory=list)
     process: LocalProcess | None = None
     signalled: str | None = None
+    signalled_at: float | None = None  # (time.monotonic)
     status: int | str | None = None  # codex's exit
     _tasks: set[asyncio.Task] = field(default_factory=set)
     _exit: asyncio.Future | None = None
@@ -307,33 +146,51 @@ class SocketRecorder:
 
     # -- the client side ------------------------------------------------------------------
 
-    def _client_end(self) -> _End:
-        conn = ProxiedConnection(self)
-        self.sessions.append(conn)
-        end = _End(conn, "client")
-        conn.ends["client"] = end
-        task = asyncio.ensure_future(self._serve(conn))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return end
+    def _listener(self) -> socket.socket:
+        if self.listen.scheme == "ws":
+            family = socket.AF_INET6 if ":" in self.listen.host else socket.AF_INET
+            listener = socket.create_server((self.listen.host, self.listen.port), family=family)
+        else:
+            path = self.listen.socket_path(self.env)
+            claim_socket_path(path)
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(str(path))
+            listener.listen(64)
+        listener.setblocking(False)
+        return listener
+
+    async def _accept(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            client, _ = await loop.sock_accept(listener)
+            client.setblocking(True)  # the hops read and write it blocking
+            conn = ProxiedConnection(self, client, loop)
+            self.sessions.append(conn)
+            task = asyncio.ensure_future(self._serve(conn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, conn: ProxiedConnection) -> None:
         loop = asyncio.get_running_loop()
         target = self._target
+        family = socket.AF_UNIX if target.scheme == "unix" else (
+            socket.AF_INET6 if ":" in target.host else socket.AF_INET)
+        server = socket.socket(family, socket.SOCK_STREAM)
+        server.setblocking(False)
+        address: Any = str(target.socket_path(self.env)) if target.scheme == "unix" else (target.host, target.port)
         try:
-            if target.scheme == "ws":
-                _, end = await loop.create_connection(lambda: _End(conn, "server"), target.host, target.port)
-            else:
-                _, end = await loop.create_unix_connection(lambda: _End(conn, "server"),
-                                                           str(target.socket_path(self.env)))
+            await loop.sock_connect(server, address)
         except OSError:
-            client = conn.ends["client"].transport
-            if client is not None:
-                client.abort()  # codex is gone: as a refused connection
+            server.close()
+            conn.close()  # codex is gone: as a refused connection
             return
-        conn.attach_server(end)
-        await conn.record()
-        await self._finish_session(conn)
+        server.setblocking(True)
+        conn.start(server)
+        try:
+            await conn.record()
+            await self._finish_session(conn)
+        finally:
+            conn.close()
 
     async def _finish_session(self, conn: ProxiedConnection) -> None:
         if conn.tee is None:
@@ -346,13 +203,14 @@ class SocketRecorder:
         code = self._exit.result() if self._exit is not None and self._exit.done() else None
         if code is not None and conn.feed.first_close is None:
             conn.tee.exit(code, time.monotonic() - conn.t0)
-        complete, end = conn.verdict(code, self.signalled)
+        complete, end = conn.verdict(code, self.signalled, self.signalled_at)
         meta = conn.tee.final_meta()
         meta["end"] = end
         conn.tee.writer.finish(complete=complete, **meta)
 
     def _on_signal(self, name: str) -> None:
-        self.signalled = self.signalled or name
+        if self.signalled is None:
+            self.signalled, self.signalled_at = name, time.monotonic()
         if self.process is not None and self.process.returncode is None:
             self.process.send_signal(name)
 
@@ -369,36 +227,40 @@ class SocketRecorder:
                 installed.append(name)
             except (ValueError, RuntimeError, NotImplementedError):
                 pass
-        server = None
-        own_path = None
+        listener = None
+        accepting = None
+        own_path = self.listen.socket_path(self.env) if self.listen.scheme == "unix" else None
         waiter = asyncio.ensure_future(self._wait_exit())
         try:
             self._target = await self._upstream()
+            listener = self._listener()
+            accepting = asyncio.ensure_future(self._accept(listener))
             if self.listen.scheme == "ws":
-                server = await loop.create_server(self._client_end, self.listen.host, self.listen.port)
-                bound = self.listen.with_port(server.sockets[0].getsockname()[1])
+                bound = self.listen.with_port(listener.getsockname()[1])
                 sys.stderr.write("\n".join(bound.banner()) + "\n")
                 sys.stderr.flush()
-            else:
-                own_path = self.listen.socket_path(self.env)
-                claim_socket_path(own_path)
-                server = await loop.create_unix_server(self._client_end, str(own_path))
             pumps = [asyncio.ensure_future(self._pass_stderr(banner=False)),
                      asyncio.ensure_future(self._pass_stdout())]
             self.status = await waiter
-            server.close()
+            accepting.cancel()
             await asyncio.wait(pumps, timeout=DRAIN_AFTER_EXIT)
             if self._tasks:
                 await asyncio.wait(set(self._tasks), timeout=DRAIN_AFTER_EXIT)
+            for conn in self.sessions:
+                conn.stop()
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=1.0)
             for task in list(self._tasks) + pumps:
                 task.cancel()
         finally:
             for name in installed:
                 loop.remove_signal_handler(signal_number(name))
-            if server is not None:
-                server.close()
-            if own_path is not None:
-                remove_socket_path(own_path)
+            if accepting is not None:
+                accepting.cancel()
+            if listener is not None:
+                listener.close()
+                if own_path is not None:
+                    remove_socket_path(own_path)
             if self.process.returncode is None:
                 self.process.send_signal("SIGTERM")
             if not waiter.done():
@@ -428,7 +290,7 @@ class SocketRecorder:
         code = self._exit.result() if self._exit is not None and self._exit.done() else None
         for conn in self.sessions:
             if conn.tee is not None and not conn.tee.writer._closed:
-                complete, end = conn.verdict(code, self.signalled)
+                complete, end = conn.verdict(code, self.signalled, self.signalled_at)
                 meta = conn.tee.final_meta()
                 meta["end"] = end
                 conn.tee.writer.finish(complete=False, **meta)
