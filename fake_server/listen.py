@@ -34,7 +34,7 @@ from harness.replay.channel import Stopped, run_sync
 from harness.replay.divergence import closed_otherwise
 from harness.replay.engine import DIVERGED_EXIT, ReplayEngine
 from harness.replay.options import ReplayOptions
-from harness.replay.report import ReplayReport
+from harness.replay.report import Divergence, ReplayReport
 from harness.replay.ws_channel import WebSocketChannel
 
 from fake_server.serve import client_pid
@@ -131,8 +131,6 @@ class SocketFake:
                    f"({self.cassettes[0].name} .. {last.name}), one per connection")
         report = ReplayReport(cassette=str(last.with_name(f"{self.cassette_path.stem}.{k}{last.suffix}")),
                               role="server", status="error", pid=client_pid())
-        from harness.replay.report import Divergence
-
         report.divergence = Divergence(kind="error", message=message)
         with self._lock:
             self.reports.append(report)

@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,24 @@ def start_fake(cassette: Path, transport: str, workdir: Path, *extra: str) -> Li
     url = listen_url(transport, workdir)
     return ListeningProcess.start(command.cold_argv("app-server", "--listen", url), command.env(), url,
                                   workdir / "fake.stderr")
+
+
+def sessions_settled(workdir: Path, count: int, timeout: float = WAIT) -> None:
+    """Wait (bounded) until ``count`` sessions of the fake wrote a final report, so a stop that
+    follows finds them done rather than cutting them short (a loaded machine is slow)."""
+    from harness.replay.report import ReplayReport
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = 0
+        for path in workdir.glob("report-*.*.json"):
+            try:
+                done += ReplayReport.read(path).status != "running"
+            except (ValueError, OSError):
+                pass  # being written
+        if done >= count:
+            return
+        time.sleep(0.02)
 
 
 def run_python(code: str, *args: str) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 from socket_client import (INIT, WAIT, Conversation, client, init_events, open_ws, run_python,  # noqa: E402
-                           server, start_fake, write_cassette)
+                           server, sessions_settled, start_fake, write_cassette)
 
 from fake_server.commands import FakeCodexCommand  # noqa: E402
 from harness.format.cassette import Event  # noqa: E402
@@ -73,6 +73,7 @@ def test_ws_banner_health_and_a_stdio_cassette_over_a_socket(tmp_path: Path) -> 
             assert head.split(b" ")[1] == status, head
         received = asyncio.run(play_session(fake.url))
         assert [m.get("method") or m["id"] for m in received] == [1, 2, "thread/started"]
+        sessions_settled(tmp_path, 1)
     finally:
         code = fake.stop()
     assert code == 0
@@ -117,6 +118,7 @@ def test_each_connection_plays_its_own_cassette(tmp_path: Path) -> None:
             return one, two, third
 
         one, two, third = asyncio.run(two())
+        sessions_settled(tmp_path, 3)
     finally:
         code = fake.stop()
     assert one[1]["result"]["thread"]["id"] == "thr_first"
@@ -137,6 +139,7 @@ def test_one_cassette_serves_concurrent_connections(tmp_path: Path) -> None:
             return await asyncio.gather(play_session(fake.url), play_session(fake.url))
 
         sessions = asyncio.run(both())
+        sessions_settled(tmp_path, 2)
     finally:
         fake.stop()
     assert all(len(s) == 3 for s in sessions)
@@ -163,6 +166,7 @@ def test_a_dropped_connection_replays_as_one(tmp_path: Path) -> None:
             return conv
 
         conv = asyncio.run(drive())
+        sessions_settled(tmp_path, 1)
     finally:
         fake.stop()
     assert [m.get("method") or m["id"] for m in conv.received] == [1, 2, "item/agentMessage/delta"]
@@ -186,6 +190,7 @@ def test_a_client_that_drops_where_the_recording_closed_diverges(tmp_path: Path)
             conv.ws.transport.abort()
 
         asyncio.run(drop())
+        sessions_settled(tmp_path, 1)
     finally:
         fake.stop()
     session = next(r for name, r in reports(tmp_path).items() if name.count(".") == 2)
@@ -238,3 +243,28 @@ def test_the_stdio_path_imports_no_websockets(tmp_path: Path) -> None:
                           capture_output=True, timeout=60)
     assert b"WEBSOCKETS=0" in proc.stderr, proc.stderr
     assert b'"thread/started"' in proc.stdout
+
+
+@pytest.mark.parametrize("frame", [{"code": 4001, "reason": "bye"}, {"code": 1005, "reason": ""}])
+def test_a_recorded_server_close_frame_is_sent_as_recorded(tmp_path: Path, frame: dict) -> None:
+    cassette = write_cassette(tmp_path / "close.jsonl", [
+        *init_events(), Event(side="server", eof=True, close=frame), Event(side="client", eof=True)],
+        transport="ws")
+    fake = start_fake(cassette, "ws", tmp_path)
+    try:
+        async def drive() -> Conversation:
+            conv = await Conversation.open(fake.url)
+            await conv.send(INIT)
+            await conv.until("id", 1)
+            await conv.send({"method": "initialized"})
+            await conv.rest()
+            return conv
+
+        conv = asyncio.run(drive())
+        sessions_settled(tmp_path, 1)
+    finally:
+        fake.stop()
+    assert conv.closed is not None and conv.closed.rcvd is not None
+    assert (conv.closed.rcvd.code, conv.closed.rcvd.reason) == (frame["code"], frame["reason"])
+    session = next(r for name, r in reports(tmp_path).items() if name.count(".") == 2)
+    assert session.status == "ok"

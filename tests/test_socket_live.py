@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from socket_client import WAIT, Conversation, start_fake  # noqa: E402
+from socket_client import WAIT, Conversation, sessions_settled, start_fake  # noqa: E402
 
 from harness.format.cassette import load_cassette  # noqa: E402
 from harness.live.model_script import GateStep, TextStep  # noqa: E402
@@ -113,6 +113,7 @@ def test_record_two_concurrent_connections_then_replay_them(tmp_path: Path, tran
             return [by_name["one"], by_name["two"]]
 
         replayed = asyncio.run(again())
+        sessions_settled(replay, 2)
     finally:
         assert fake.stop() == 0, fake.stderr_tail()
     assert deltas(replayed[0]) == "Hello from the mock"
@@ -162,6 +163,7 @@ def test_codex_killed_mid_turn_is_recorded_and_replayed_as_a_drop(tmp_path: Path
             return conv
 
         again_conv = asyncio.run(again())
+        sessions_settled(replay, 1)
     finally:
         fake.stop()
     assert again_conv.closed is not None and again_conv.closed.rcvd is None
@@ -229,6 +231,7 @@ def test_app_server_proxy_is_recorded_as_websocket_over_stdio(tmp_path: Path) ->
 
             replayed, _ = asyncio.run(over_stdio([str(live.binary), "app-server", "proxy", "--sock",
                                                   fake.url[len("unix://"):]], live.env, str(live.workdir), same))
+            sessions_settled(tmp_path, 1)
         finally:
             assert fake.stop() == 0, fake.stderr_tail()
     finally:

@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 from socket_client import (INIT, WAIT, Conversation, client, init_events, server,  # noqa: E402
-                           start_fake, write_cassette)
+                           sessions_settled, start_fake, write_cassette)
 
 from fake_server.commands import FakeCodexCommand  # noqa: E402
 from harness.format.cassette import Event, load_cassette  # noqa: E402
@@ -83,6 +83,7 @@ def test_two_connections_two_cassettes_then_each_replays(tmp_path: Path, transpo
     try:
         asyncio.run(session(fake.url))
         asyncio.run(session(fake.url))
+        sessions_settled(replay_dir, 2)
     finally:
         assert fake.stop() == 0, fake.stderr_tail()
 

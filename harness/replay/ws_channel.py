@@ -22,7 +22,8 @@ from harness.format.cassette import Event
 from harness.format.wire import Line
 from harness.replay.channel import ReadTimeout, Stopped
 
-DROPPED = {"code": 1006, "reason": ""}  # what a WebSocket end reports for a connection lost without a close frame
+DROPPED = {"code": 1006, "reason": ""}
+NO_STATUS = 1005  # how a close frame without a code is recorded  # what a WebSocket end reports for a connection lost without a close frame
 
 
 class WebSocketChannel:
@@ -93,7 +94,10 @@ class WebSocketChannel:
             return
         frame = ending.close if ending is not None and ending.close is not None else {"code": 1000, "reason": ""}
         try:
-            self._conn.close(frame["code"], frame.get("reason", ""))
+            if frame["code"] == NO_STATUS:
+                self._conn.close(None)  # an empty close frame, as recorded (1005 itself is never sent)
+            else:
+                self._conn.close(frame["code"], frame.get("reason", ""))
         except OSError:
             pass
 
