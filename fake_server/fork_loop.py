@@ -26,7 +26,7 @@ PRELOAD = ("fake_server.__main__", "fake_server.serve", "harness.format.cassette
 # Only a divergence's report needs these, and they cost as much again: imported at
 # the first idle moment, so the first launcher does not wait for them. So is what a fake
 # listening on a socket needs (websockets' threading server): no stdio fake imports it.
-PRELOAD_IDLE = ("deepdiff", "fake_server.listen")
+PRELOAD_IDLE = ("deepdiff", "fake_server.listen", "websockets.sync.server")
 IDLE = 0.01  # seconds without a request before a spare child is forked
 SPARE_FAILURES = 3  # spares that died unused before we stop making them (no fork loop)
 
