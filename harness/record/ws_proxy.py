@@ -43,6 +43,8 @@ FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 READY_TIMEOUT = 30.0    # codex's start, up to its banner or its socket
 EXIT_LINK = 1.0         # a session codex dropped waits this long for codex's exit, to record it
 DRAIN_AFTER_EXIT = 5.0  # after codex exits: how long open sessions get to end
+# While the recorder holds the GIL, a forwarding thread waits at most this long for it.
+SWITCH_INTERVAL = 0.0005
 
 
 @dataclass
@@ -231,6 +233,8 @@ class SocketRecorder:
         accepting = None
         own_path = self.listen.socket_path(self.env) if self.listen.scheme == "unix" else None
         waiter = asyncio.ensure_future(self._wait_exit())
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch_interval, SWITCH_INTERVAL))
         try:
             self._target = await self._upstream()
             listener = self._listener()
@@ -253,6 +257,7 @@ class SocketRecorder:
             for task in list(self._tasks) + pumps:
                 task.cancel()
         finally:
+            sys.setswitchinterval(switch_interval)
             for name in installed:
                 loop.remove_signal_handler(signal_number(name))
             if accepting is not None:
