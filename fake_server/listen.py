@@ -178,9 +178,10 @@ class SocketFake:
     def run(self) -> int:
         stop = threading.Event()
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-        server = self._server()
-        unix_path = None if self.listen.scheme == "ws" else self.listen.socket_path()
+        unix_path = None
         try:
+            server = self._server()
+            unix_path = None if self.listen.scheme == "ws" else self.listen.socket_path()
             listener = ReplayReport(cassette=str(self.cassette_path), role="server", pid=client_pid())
             if self.report_path is not None:
                 listener.write(self.report_path)  # running: whoever launched us can find and stop us

@@ -181,3 +181,30 @@ def test_usage_errors_name_the_missing_half(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "harness", "record", "-o", out, "--listen", "ws://localhost",
                           "--", "codex", "app-server"], capture_output=True, timeout=60)
     assert bad.returncode == 2 and b"ws:// takes an IP address and a port" in bad.stderr
+
+
+def test_the_provider_guard_cuts_a_socket_session_before_the_client_hears(tmp_path: Path) -> None:
+    upstream = write_cassette(tmp_path / "up.jsonl", [
+        *init_events(), client({"id": 2, "method": "thread/start", "params": {}}),
+        server({"id": 2, "result": {"thread": {"id": "thr_1"}, "modelProvider": "openai"}}),
+        Event(side="client", eof=True), Event(side="server", eof=True)])
+    recorder = start_recorder(tmp_path, upstream, "ws", "rec.jsonl", "--require-model-provider", "mock")
+    try:
+        async def ask() -> Conversation:
+            conv = await Conversation.open(recorder.url)
+            await conv.send(INIT)
+            await conv.until("id", 1)
+            await conv.send({"method": "initialized"})
+            await conv.send({"id": 2, "method": "thread/start", "params": {}})
+            await conv.rest()
+            return conv
+
+        conv = asyncio.run(ask())
+        code = recorder.proc.wait(WAIT)  # it stopped "codex" and ends by itself
+    finally:
+        recorder.stop()
+    assert [m.get("id") for m in conv.received] == [1]  # the answer naming another provider never came
+    assert code == 2
+    cassette = load_cassette(tmp_path / "rec.jsonl")
+    assert cassette.meta["complete"] is False and "not 'mock'" in cassette.meta["end"]
+    assert not [e for e in cassette.events if e.msg and e.msg.get("id") == 2 and e.side == "server"]
