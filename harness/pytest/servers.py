@@ -120,7 +120,7 @@ class FakeCodex:
     @property
     def reports(self) -> list[ReplayReport]:
         found = [h.report for h in self._handles]
-        for path in sorted(self.workdir.glob("report-*.json")):
+        for path in sorted(self.workdir.glob("report-*.json"), key=_report_order):
             try:
                 found.append(ReplayReport.read(path))
             except (ValueError, TypeError, KeyError):
@@ -410,6 +410,13 @@ class CodexAppServer:
 
         recorder, self._recorder = self._recorder, None
         return stop_socket_recorder(recorder, self.cassette_path)
+
+
+def _report_order(path: Path) -> tuple[str, int]:
+    """report-PID.json before report-PID.K.json (a fake on a socket: the listener, then its
+    sessions in order), so `.report` is the last session's."""
+    pid, _, k = path.name[len("report-"):-len(".json")].partition(".")
+    return pid, int(k) if k.isdigit() else 0
 
 
 def _end_remote(recorder: Any, handle: Any) -> list[str]:
