@@ -1,8 +1,8 @@
 """`python -m fake_server --cassette PATH [codex's own arguments]`.
 
-Accepts what a client passes to codex (`app-server`, `--listen stdio://`,
-`-c/--config key=value`, `--enable/--disable FEATURE`), so it can stand where
-the codex binary stands. Options may also come from the environment
+Accepts what a client passes to codex (`app-server`, `--listen stdio:// | ws://IP:PORT |
+unix://[PATH]`, `-c/--config key=value`, `--enable/--disable FEATURE`), so it can stand
+where the codex binary stands. Options may also come from the environment
 (CODEX_CASSETTE, CODEX_CASSETTE_REPORT) for launchers that cannot add flags.
 """
 
@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the matchers that decide, in order (default kind,method,id,body)")
     # codex's own arguments, accepted and checked
     p.add_argument("subcommand", nargs="?", default="app-server")
-    p.add_argument("--listen", default="stdio://")
+    p.add_argument("--listen", default="stdio://", help="stdio:// (default), ws://IP:PORT or unix://[PATH], as codex")
+    p.add_argument("--stdio", dest="listen", action="store_const", const="stdio://")
     p.add_argument("-c", "--config", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--enable", action="append", default=[])
     p.add_argument("--disable", action="append", default=[])
@@ -88,8 +89,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.subcommand != "app-server":
             raise HarnessError(f"the fake codex serves only `app-server`, not {args.subcommand!r}")
-        if args.listen != "stdio://":
-            raise HarnessError(f"the fake codex listens only on stdio://, not {args.listen!r}")
+        listen = None
+        if args.listen != "stdio://":  # the stdio path imports nothing of the socket ones
+            from harness.record.listen import ListenAddress
+
+            listen = ListenAddress.parse(args.listen)
         _pairs(args.config, "-c/--config")
         options = ReplayOptions(role="server", timeout=args.timeout, linger=args.linger, pace=args.pace,
                                 pace_scale=args.pace_scale, strict=not args.allow_unplayed,
@@ -97,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.match_on:
             options.match_on = tuple(m.strip() for m in args.match_on.split(",") if m.strip())
             options.matchers.resolve(options.match_on)  # an unknown or unimportable one is said before serving
+        if listen is not None and listen.is_socket:
+            from fake_server.listen import serve_socket
+
+            return serve_socket(listen, args.cassette, options, args.report)
         return serve_stdio(args.cassette, options, args.report)
     except HarnessError as exc:
         said = _said(f"fake codex: {exc}")

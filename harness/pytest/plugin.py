@@ -40,6 +40,8 @@ OPTION_KEYS = {"timeout", "linger", "pace", "pace_scale", "strict", "bindings", 
 # ssh: {"target": "user@host:port", "identity": [...], "known_hosts": ...}: record a codex on another host
 RECORD_KEYS = {"live", "ssh"}
 FAULT_KEYS = fault_sweep.FAULT_KEYS  # faults, faults_max, faults_deadline: the sweep, not the replay
+# transport: "stdio" (default), "ws" or "unix": the fixture listens there and hands out .url
+TRANSPORT_KEY = "transport"
 
 
 MATCHERS_KEY = pytest.StashKey[MatcherRegistry]()
@@ -54,7 +56,8 @@ MARKER_HELP = (
     "compared), learn (paths whose live value is learned, not compared), match_on (matcher names or "
     "'module:function', in order), live (a live scenario to record against), ssh (record a codex on "
     "another host), faults ('all' or kinds: run once per fault variant, docs/faults.md), faults_max "
-    "(at most this many variants), faults_deadline (seconds a test has under a fault)")
+    "(at most this many variants), faults_deadline (seconds a test has under a fault), transport "
+    "('ws' or 'unix': the fixture listens on a socket, at its .url)")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -211,14 +214,23 @@ def _replay_options(request: pytest.FixtureRequest, merged: dict[str, Any]) -> R
     return options
 
 
+def _transport(merged: dict[str, Any]) -> str:
+    from harness.pytest.sockets import check_transport
+
+    try:
+        return check_transport(merged.get(TRANSPORT_KEY, "stdio"))
+    except HarnessError as exc:
+        pytest.fail(f"codex-cassette: {exc}", pytrace=False)
+
+
 def _fake(request: pytest.FixtureRequest, path: Path, options: ReplayOptions,
-          tmp_path_factory: pytest.TempPathFactory) -> FakeCodex:
+          tmp_path_factory: pytest.TempPathFactory, transport: str = "stdio") -> FakeCodex:
     try:
         open_cassette(path)  # a broken cassette is the test's error, said once, up front
     except HarnessError as exc:
         pytest.fail(str(exc), pytrace=False)
     return FakeCodex(cassette_path=path, options=options,
-                     workdir=tmp_path_factory.mktemp("fake_codex", numbered=True))
+                     workdir=tmp_path_factory.mktemp("fake_codex", numbered=True), transport=transport)
 
 
 def _missing(request: pytest.FixtureRequest, directory: Path, name: str, hint: str = "") -> NoReturn:
@@ -241,12 +253,13 @@ def fake_codex(request: pytest.FixtureRequest, codex_cassette_dir: Path, codex_c
     """The fake codex serving this test's cassette; fails the test at teardown if the client diverged
     (under a fault variant the sweep's oracle judges instead)."""
     name, marker_options = _marker_args(request)
-    merged = _options(request, codex_cassette_config, marker_options, OPTION_KEYS | RECORD_KEYS | FAULT_KEYS)
+    merged = _options(request, codex_cassette_config, marker_options,
+                      OPTION_KEYS | RECORD_KEYS | FAULT_KEYS | {TRANSPORT_KEY})
     path = resolve_cassette(Path(codex_cassette_dir), name)
     if path is None:
         _missing(request, Path(codex_cassette_dir), name)
     path, options = _served(path, _replay_options(request, merged), codex_fault, tmp_path_factory)
-    fake = _fake(request, path, options, tmp_path_factory).start()
+    fake = _fake(request, path, options, tmp_path_factory, _transport(merged)).start()
     if codex_fault is None:  # under a fault, the fault's oracle judges the run, not the fake's verdict
         request.node.stash[FAKE_KEY] = fake
     yield fake
@@ -305,7 +318,9 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
     """One command (``.argv``/``.env``) or in-process ``await .handle()`` that replays the
     cassette, or records it from the real codex, according to the record mode."""
     name, marker_options = _marker_args(request)
-    merged = _options(request, codex_cassette_config, marker_options, OPTION_KEYS | RECORD_KEYS | FAULT_KEYS)
+    merged = _options(request, codex_cassette_config, marker_options,
+                      OPTION_KEYS | RECORD_KEYS | FAULT_KEYS | {TRANSPORT_KEY})
+    transport = _transport(merged)
     directory = Path(codex_cassette_dir)
     existing = resolve_cassette(directory, name)
     lock = None
@@ -332,16 +347,19 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
             if bad is not None:
                 lock.release()
                 pytest.fail(f"codex-cassette: {bad}", pytrace=False)
+        if merged.get("ssh") is not None and transport != "stdio":
+            lock.release()
+            pytest.fail("codex-cassette: transport 'ws'/'unix' and ssh together are not supported", pytrace=False)
         server = CodexAppServer(cassette_path=target, recording=True,
                                 codex_bin=request.config.getoption("--codex-bin"), live_scenario=live,
-                                ssh=merged.get("ssh"))
+                                ssh=merged.get("ssh"), transport=transport)
     else:
         if existing is None:
             _missing(request, directory, name, hint=f" (record mode {codex_record_mode!r}; run with "
                                                     "--codex-record-mode=once to record it)")
         existing, options = _served(existing, _replay_options(request, merged), codex_fault, tmp_path_factory)
-        server = CodexAppServer(cassette_path=existing, recording=False,
-                                fake=_fake(request, existing, options, tmp_path_factory))
+        server = CodexAppServer(cassette_path=existing, recording=False, transport=transport,
+                                fake=_fake(request, existing, options, tmp_path_factory, transport))
         if codex_fault is None:
             request.node.stash[FAKE_KEY] = server.fake
     server.timeout = _replay_timeout(request, merged)
