@@ -1,8 +1,8 @@
 """`python -m fake_server --cassette PATH [codex's own arguments]`.
 
-Accepts what a client passes to codex (`app-server`, `--listen stdio://`,
-`-c/--config key=value`, `--enable/--disable FEATURE`), so it can stand where
-the codex binary stands. Options may also come from the environment
+Accepts what a client passes to codex (`app-server`, `--listen stdio:// | ws://IP:PORT |
+unix://[PATH]`, `-c/--config key=value`, `--enable/--disable FEATURE`), so it can stand
+where the codex binary stands. Options may also come from the environment
 (CODEX_CASSETTE, CODEX_CASSETTE_REPORT) for launchers that cannot add flags.
 """
 
@@ -49,8 +49,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.subcommand != "app-server":
             raise HarnessError(f"the fake codex serves only `app-server`, not {args.subcommand!r}")
-        if args.listen != "stdio://":
-            raise HarnessError(f"the fake codex listens only on stdio://, not {args.listen!r}")
+        listen = None
+        if args.listen != "stdio://":  # the stdio path imports nothing of the socket ones
+            from harness.record.listen import ListenAddress
+
+            listen = ListenAddress.parse(args.listen)
         _pairs(args.config, "-c/--config")
         options = ReplayOptions(role="server", timeout=args.timeout, linger=args.linger, pace=args.pace,
                                 pace_scale=args.pace_scale, strict=not args.allow_unplayed,
@@ -58,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.match_on:
             options.match_on = tuple(m.strip() for m in args.match_on.split(",") if m.strip())
             options.matchers.resolve(options.match_on)  # an unknown or unimportable one is said before serving
+        if listen is not None and listen.is_socket:
+            from fake_server.listen import serve_socket
+
+            return serve_socket(listen, args.cassette, options, args.report)
         return serve_stdio(args.cassette, options, args.report)
     except HarnessError as exc:
         said = _said(f"fake codex: {exc}")

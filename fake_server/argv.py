@@ -23,8 +23,9 @@ USAGE_EXIT = 2
 class Option:
     flags: tuple[str, ...]
     dest: str
-    action: str = "store"  # store, append or store_true
+    action: str = "store"  # store, append, store_true or store_const
     default: Any = None
+    const: Any = None
     type: Callable[[str], Any] | None = None
     choices: tuple[str, ...] | None = None
     metavar: str | None = None
@@ -54,7 +55,9 @@ def options() -> list[Option]:
         Option(("--match-on",), "match_on", metavar="M1,M2,...",
                help="the matchers that decide, in order (default kind,method,id,body)"),
         # codex's own arguments, accepted and checked
-        Option(("--listen",), "listen", default="stdio://"),
+        Option(("--listen",), "listen", default="stdio://",
+               help="stdio:// (default), ws://IP:PORT or unix://[PATH], as codex"),
+        Option(("--stdio",), "listen", "store_const", const="stdio://"),
         Option(("-c", "--config"), "config", "append", metavar="KEY=VALUE"),
         Option(("--enable",), "enable", "append"),
         Option(("--disable",), "disable", "append"),
@@ -83,6 +86,8 @@ def build_parser(scrub: Callable[[str], str]) -> Any:
             kw["default"] = []
         elif o.action == "store_true":
             kw["default"] = o.default
+        elif o.action == "store_const":
+            kw["const"] = o.const  # the dest's default is the option before it that shares it
         else:
             kw.update(default=o.default, type=o.type, choices=o.choices, metavar=o.metavar)
         if o.action == "append":
@@ -103,7 +108,9 @@ def _plain(args: list[str]) -> SimpleNamespace | None:
     """``args`` read from the table, or None for anything argparse must judge."""
     table = options()
     by_flag = {flag: o for o in table for flag in o.flags}
-    values: dict[str, Any] = {o.dest: ([] if o.action == "append" else o.default) for o in table}
+    values: dict[str, Any] = {}
+    for o in table:  # an option sharing a dest with one before it does not set its default
+        values.setdefault(o.dest, [] if o.action == "append" else o.default)
     subcommand: str | None = None
     i = 0
     while i < len(args):
@@ -116,10 +123,10 @@ def _plain(args: list[str]) -> SimpleNamespace | None:
             continue
         flag, eq, inline = token.partition("=")
         option = by_flag.get(flag)
-        if option is None or (eq and (option.action == "store_true" or not flag.startswith("--"))):
+        if option is None or (eq and (option.action in ("store_true", "store_const") or not flag.startswith("--"))):
             return None
-        if option.action == "store_true":
-            values[option.dest] = True
+        if option.action in ("store_true", "store_const"):
+            values[option.dest] = True if option.action == "store_true" else option.const
             continue
         if eq:
             raw = inline

@@ -26,6 +26,10 @@ PRELOAD = ("fake_server.__main__", "fake_server.serve", "harness.format.cassette
 # Only a divergence's report needs these, and they cost as much again: imported at
 # the first idle moment, so the first launcher does not wait for them.
 PRELOAD_IDLE = ("deepdiff",)
+# What a fake listening on a socket needs on top (websockets' threading server): imported at
+# an idle moment after the first such launch, so the later ones start warm and a session
+# of stdio fakes never imports it.
+PRELOAD_SOCKETS = ("fake_server.listen", "websockets.sync.server")
 IDLE = 0.01  # seconds without a request before a spare child is forked
 SPARE_FAILURES = 3  # spares that died unused before we stop making them (no fork loop)
 
@@ -59,6 +63,7 @@ class _Server:
         self.spare: _Spare | None = None
         self.spare_failures = 0
         self.idle_imports = list(PRELOAD_IDLE)
+        self.sockets_seen = False
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
         os.set_blocking(self.wake_r, False)
@@ -134,6 +139,9 @@ class _Server:
         except ValueError:
             self._drop(conn)
             return
+        if not self.sockets_seen and _listens_on_a_socket(request.argv):
+            self.sockets_seen = True
+            self.idle_imports += PRELOAD_SOCKETS
         pid = self._hand_to_spare(conn, message)
         if not pid:
             try:
@@ -270,6 +278,10 @@ def _kill(pid: int, sig: int) -> None:
 
 
 
+
+
+def _listens_on_a_socket(argv: Sequence[str]) -> bool:
+    return any(a.startswith(("ws://", "unix://", "--listen=ws://", "--listen=unix://")) for a in argv)
 
 
 def _preload(modules: Sequence[str]) -> None:

@@ -34,7 +34,12 @@ class InProcessCodex:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> ReplayReport:
-        report = await self.engine.run()
+        try:
+            report = await self.engine.run()
+        finally:
+            # An ended fake is a dead process: a client writing to it gets EPIPE (BrokenPipeError)
+            # instead of a write that is taken and never answered.
+            self.stdin.close()
         if self._report_path is not None:
             report.write(self._report_path)
         return report

@@ -24,17 +24,19 @@ COMMANDS: dict[str, str] = {
     "validate": "harness.drift.cli",
     "drift": "harness.drift.cli",
     "codex": "harness.live.install",
+    "faults": "harness.faults.cli",
 }
 
 
 def cli_register(sub: argparse._SubParsersAction) -> None:
     """`codex-cassette replay PATH [options] [codex arguments]`: the same program as
     `python -m fake_server --cassette PATH`, for launchers that take one command line."""
-    p = sub.add_parser("replay", help="serve a cassette or YAML scenario as a fake `codex app-server` on stdio",
+    p = sub.add_parser("replay", help="serve a cassette or YAML scenario as a fake `codex app-server` (stdio, or a socket)",
                        description="Serve a cassette (.jsonl) or scenario (.yaml) on stdin/stdout, "
                                    "impersonating `codex app-server`. Options after PATH are those of "
                                    "`python -m fake_server` (--report, --timeout, --pace, --bind, ...) "
-                                   "and codex's own (app-server, --listen stdio://, -c key=value).")
+                                   "and codex's own (app-server, --listen stdio:// | ws://IP:PORT | unix://PATH, "
+                                   "-c key=value).")
     p.add_argument("cassette", metavar="PATH")
     p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     p.set_defaults(func=_replay)

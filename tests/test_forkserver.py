@@ -154,7 +154,7 @@ def test_exit_codes_pass_through(server: ForkServer, tmp_path: Path) -> None:
     assert proc.returncode == DIVERGED_EXIT
     assert b"diverged" in proc.stderr.lower()
     usage = run(warm(server, FakeCodexCommand(exits), "app-server", "--listen", "ws://x"), [])
-    assert usage.returncode == 2 and b"listens only on stdio://" in usage.stderr
+    assert usage.returncode == 2 and b"ws:// takes an IP address and a port" in usage.stderr
     version = run(warm(server, FakeCodexCommand(scenario(tmp_path)), "--version"), [])
     assert (version.returncode, version.stdout) == (0, b"codex-cli 0.163.0\n")
 

@@ -759,10 +759,11 @@ def test_fake_server_subprocess_plays_a_session_and_accepts_codex_flags(tmp_path
     assert data.status == "ok" and data.bindings == {"cwd": "/tmp/live"}
 
 
-def test_fake_server_refuses_websocket_listen(tmp_path: Path) -> None:
-    proc = fake(tmp_path, "app-server", "--listen", "ws://127.0.0.1:4000")
+def test_fake_server_refuses_a_listen_url_codex_would_not_take(tmp_path: Path) -> None:
+    # ws:// and unix:// are served (tests/test_socket_fake.py); anything else is refused, said plainly.
+    proc = fake(tmp_path, "app-server", "--listen", "tcp://127.0.0.1:4000")
     assert proc.returncode == 2
-    assert "stdio://" in proc.stderr and "ws://127.0.0.1:4000" in proc.stderr
+    assert "tcp://127.0.0.1:4000" in proc.stderr and "ws://IP:PORT" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

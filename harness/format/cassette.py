@@ -23,8 +23,10 @@ SIDES = ("client", "server")
 FAULT_KINDS = ("delay", "exit", "garbage", "partial", "stall", "close_stdout")
 # One of these payload keys makes a line an event; each event has exactly one.
 PAYLOADS = ("msg", "raw", "raw_b64", "eof", "exit", "fault")
-EVENT_KEYS = {"i", "from", "t", "match", "nonl", "note", *PAYLOADS}
 MATCH_MODES = ("exact", "subset", "method")
+# Modifiers on a payload: nonl (a raw line), binary (a raw WebSocket binary frame), close
+# (the close frame that ended a WebSocket connection: on eof).
+EVENT_KEYS = {"i", "from", "t", "match", "nonl", "note", "binary", "close", *PAYLOADS}
 
 
 @dataclass(slots=True)
@@ -37,6 +39,10 @@ class Event:
     raw: bytes | None = None      # a line that was not JSON, verbatim
     newline: bool = True          # False for a final line that had no newline
     eof: bool = False
+    # On a socket, eof is the end of the connection: with the close frame that ended it
+    # ({"code": 1000, "reason": ""}), or None when it dropped without one.
+    close: dict[str, Any] | None = None
+    binary: bool = False          # raw: a WebSocket binary frame, not a text line
     exit: int | str | None = None  # exit code, or a signal name
     fault: dict[str, Any] | None = None
     match: dict[str, Any] | None = None  # per-event matching options (scenarios)
@@ -72,8 +78,12 @@ class Event:
                 out["raw"] = self.raw.decode("utf-8")
             except UnicodeDecodeError:
                 out["raw_b64"] = base64.b64encode(self.raw).decode("ascii")
+            if self.binary:
+                out["binary"] = True
         elif self.eof:
             out["eof"] = True
+            if self.close is not None:
+                out["close"] = self.close
         elif self.exit is not None:
             out["exit"] = self.exit
         elif self.fault is not None:
@@ -93,6 +103,8 @@ class Event:
             return f"{self.side} {name}{rid}"
         if self.raw is not None:
             return f"{self.side} non-JSON line {self.raw[:60]!r}"
+        if self.eof and self.close is not None:
+            return f"{self.side} closes the connection (close frame {self.close.get('code')})"
         if self.eof:
             return f"{self.side} closes its stream"
         if self.exit is not None:
@@ -161,6 +173,12 @@ def parse_event(path: Path, line_no: int, obj: Any) -> Event:
     ev = Event(side=side, t=float(t), index=index, line=line_no, newline=not nonl,
                match=_match_options(path, line_no, obj.get("match")))
     key = present[0]
+    if "close" in obj and key != "eof":
+        raise _fail(path, line_no, "'close' (a WebSocket close frame) goes only on an eof event")
+    if "binary" in obj:
+        if key not in ("raw", "raw_b64") or obj["binary"] is not True:
+            raise _fail(path, line_no, "'binary' goes only on a raw event, as true")
+        ev.binary = True
     value = obj[key]
     if key == "msg":
         if not isinstance(value, dict):
@@ -179,6 +197,7 @@ def parse_event(path: Path, line_no: int, obj: Any) -> Event:
         if value is not True:
             raise _fail(path, line_no, "'eof' must be true")
         ev.eof = True
+        ev.close = _close_frame(path, line_no, obj.get("close"))
     elif key == "exit":
         if not isinstance(value, (int, str)) or isinstance(value, bool):
             raise _fail(path, line_no, "'exit' must be an exit code or a signal name")
@@ -248,6 +267,17 @@ class _Order:
             raise _fail(self.path, line_no, f"'t' goes backwards on the {event.side} side: {event.t:g} s after "
                         f"{before[0]:g} s at line {before[1]} (events must stay in the order they happened)")
         self.last_t[event.side] = (event.t, line_no)
+
+
+def _close_frame(path: Path, line_no: int, value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    code = value.get("code") if isinstance(value, dict) else None
+    if (not isinstance(code, int) or isinstance(code, bool) or not 1000 <= code <= 4999
+            or not isinstance(value.get("reason", ""), str) or set(value) - {"code", "reason"}):
+        raise _fail(path, line_no, "'close' must be a WebSocket close frame such as "
+                    '{"code": 1000, "reason": ""} (code 1000-4999)')
+    return {"code": code, "reason": value.get("reason", "")}
 
 
 # The head of an event line as the writer lays it out: i, from and t, then msg, last.

@@ -12,6 +12,8 @@
   or in-process; at teardown it fails the test on divergence or unplayed events.
 - ``codex_app_server`` replays or records according to ``--codex-record-mode``
   (none, once, new, all), so one test body records once and replays forever.
+- ``--codex-faults`` (or ``faults=`` on the marker) runs each test using those fixtures
+  once per fault variant of its cassette; ``codex_fault`` says which (harness.pytest.faults).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from harness.errors import HarnessError
+from harness.pytest import faults as fault_sweep
 from harness.pytest.record_modes import MODES
 
 # The engine, the fake and the recorder load on a codex fixture's first use: an installed
@@ -38,6 +41,9 @@ OPTION_KEYS = {"timeout", "linger", "pace", "pace_scale", "strict", "bindings", 
 # live: a live scenario (codex + model parts) to record against, offline;
 # ssh: {"target": "user@host:port", "identity": [...], "known_hosts": ...}: record a codex on another host
 RECORD_KEYS = {"live", "ssh"}
+FAULT_KEYS = fault_sweep.FAULT_KEYS  # faults, faults_max, faults_deadline: the sweep, not the replay
+# transport: "stdio" (default), "ws" or "unix": the fixture listens there and hands out .url
+TRANSPORT_KEY = "transport"
 
 
 MATCHERS_KEY = pytest.StashKey["MatcherRegistry"]()
@@ -51,7 +57,9 @@ MARKER_HELP = (
     "events do not fail), bindings ({placeholder: value} bound up front), ignore (dotted paths not "
     "compared), learn (paths whose live value is learned, not compared), match_on (matcher names or "
     "'module:function', in order), live (a live scenario to record against), ssh (record a codex on "
-    "another host)")
+    "another host), faults ('all' or kinds: run once per fault variant, docs/faults.md), faults_max "
+    "(at most this many variants), faults_deadline (seconds a test has under a fault), transport "
+    "('ws' or 'unix': the fixture listens on a socket, at its .url)")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -72,12 +80,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--codex-bin", default=None, metavar="PATH",
                     help="the real codex binary to record from (default: $CODEX_BIN, the pinned "
                          "openai-codex-cli-bin package, then PATH)")
+    fault_sweep.add_options(group)
     parser.addini("codex_cassette_timeout", "default replay timeout in seconds", default="10")
     parser.addini("codex_record_mode", "default record mode", default="none")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
+    fault_sweep.check_options(config)
 
 
 def session_matchers(config: pytest.Config) -> MatcherRegistry:
@@ -90,6 +100,22 @@ def session_matchers(config: pytest.Config) -> MatcherRegistry:
         registry = config.stash[MATCHERS_KEY] = MatcherRegistry()
         config.hook.pytest_codex_cassette_configure(config=config, registry=registry)
     return registry
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    fault_sweep.generate(metafunc, resolve_cassette)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    return (yield from fault_sweep.runtest_call(item))
+
+
+@pytest.fixture
+def codex_fault(request: pytest.FixtureRequest) -> Any:
+    """The fault variant this test runs under (``harness.pytest.faults.ActiveFault``), None on the
+    clean run and outside a sweep (``--codex-faults`` or the marker's ``faults=``)."""
+    return fault_sweep.activate(request)
 
 
 def checked_name(name: str) -> str:
@@ -114,7 +140,7 @@ def resolve_cassette(directory: Path, name: str | os.PathLike[str]) -> Path | No
 def default_cassette_name(request: pytest.FixtureRequest) -> str:
     """``Class.test_name[params]`` as pytest-recording names it, characters a file
     name should not hold replaced by '-'."""
-    name = request.node.name
+    name = fault_sweep.without_fault_id(request.node.name, request.node)
     if request.cls is not None:
         name = f"{request.cls.__name__}.{name}"
     return re.sub(r"[^A-Za-z0-9_.\[\]=,+-]", "-", name)
@@ -201,8 +227,17 @@ def _replay_options(request: pytest.FixtureRequest, merged: dict[str, Any]) -> R
     return options
 
 
+def _transport(merged: dict[str, Any]) -> str:
+    from harness.pytest.sockets import check_transport
+
+    try:
+        return check_transport(merged.get(TRANSPORT_KEY, "stdio"))
+    except HarnessError as exc:
+        pytest.fail(f"codex-cassette: {exc}", pytrace=False)
+
+
 def _fake(request: pytest.FixtureRequest, path: Path, options: ReplayOptions,
-          tmp_path_factory: pytest.TempPathFactory) -> FakeCodex:
+          tmp_path_factory: pytest.TempPathFactory, transport: str = "stdio") -> FakeCodex:
     from harness.format.load import open_cassette
     from harness.pytest.servers import FakeCodex
 
@@ -211,7 +246,7 @@ def _fake(request: pytest.FixtureRequest, path: Path, options: ReplayOptions,
     except HarnessError as exc:
         pytest.fail(str(exc), pytrace=False)
     return FakeCodex(cassette_path=path, options=options,
-                     workdir=tmp_path_factory.mktemp("fake_codex", numbered=True))
+                     workdir=tmp_path_factory.mktemp("fake_codex", numbered=True), transport=transport)
 
 
 def _missing(request: pytest.FixtureRequest, directory: Path, name: str, hint: str = "") -> NoReturn:
@@ -220,21 +255,33 @@ def _missing(request: pytest.FixtureRequest, directory: Path, name: str, hint: s
                 pytrace=False)
 
 
+def _served(path: Path, options: ReplayOptions, codex_fault: Any,
+            tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ReplayOptions]:
+    """The cassette a fake serves: the test's own, or the fault variant of it in force."""
+    if codex_fault is None:
+        return path, options
+    return codex_fault.serve(path, options, tmp_path_factory.mktemp("fault_variant", numbered=True))
+
+
 @pytest.fixture
 def fake_codex(request: pytest.FixtureRequest, codex_cassette_dir: Path, codex_cassette_config: dict[str, Any],
-               tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The fake codex serving this test's cassette; fails the test at teardown if the client diverged."""
+               tmp_path_factory: pytest.TempPathFactory, codex_fault: Any) -> Any:
+    """The fake codex serving this test's cassette; fails the test at teardown if the client diverged
+    (under a fault variant the sweep's oracle judges instead)."""
     name, marker_options = _marker_args(request)
-    merged = _options(request, codex_cassette_config, marker_options, OPTION_KEYS | RECORD_KEYS)
+    merged = _options(request, codex_cassette_config, marker_options,
+                      OPTION_KEYS | RECORD_KEYS | FAULT_KEYS | {TRANSPORT_KEY})
     path = resolve_cassette(Path(codex_cassette_dir), name)
     if path is None:
         _missing(request, Path(codex_cassette_dir), name)
-    fake = _fake(request, path, _replay_options(request, merged), tmp_path_factory).start()
-    request.node.stash[FAKE_KEY] = fake
+    path, options = _served(path, _replay_options(request, merged), codex_fault, tmp_path_factory)
+    fake = _fake(request, path, options, tmp_path_factory, _transport(merged)).start()
+    if codex_fault is None:  # under a fault, the fault's oracle judges the run, not the fake's verdict
+        request.node.stash[FAKE_KEY] = fake
     yield fake
     fake.close()
     bad = fake.untold_failures()  # what the test's own outcome did not already say (pytest_runtest_makereport)
-    if bad and not fake._expected_failure:
+    if bad and not fake._expected_failure and codex_fault is None:
         pytest.fail(DIVERGED + "\n\n" + "\n\n".join(r.summary() for r in bad), pytrace=False)
 
 
@@ -283,14 +330,16 @@ def _live_scenario(request: pytest.FixtureRequest, spec: Any, directory: Path) -
 @pytest.fixture
 def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
                      codex_cassette_config: dict[str, Any], codex_record_mode: str,
-                     tmp_path_factory: pytest.TempPathFactory) -> Any:
+                     tmp_path_factory: pytest.TempPathFactory, codex_fault: Any) -> Any:
     """One command (``.argv``/``.env``) or in-process ``await .handle()`` that replays the
     cassette, or records it from the real codex, according to the record mode."""
     from harness.pytest.record_modes import CassetteLock, should_record
     from harness.pytest.servers import CodexAppServer
 
     name, marker_options = _marker_args(request)
-    merged = _options(request, codex_cassette_config, marker_options, OPTION_KEYS | RECORD_KEYS)
+    merged = _options(request, codex_cassette_config, marker_options,
+                      OPTION_KEYS | RECORD_KEYS | FAULT_KEYS | {TRANSPORT_KEY})
+    transport = _transport(merged)
     directory = Path(codex_cassette_dir)
     existing = resolve_cassette(directory, name)
     lock = None
@@ -301,6 +350,9 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
         if not should_record(codex_record_mode, existing):  # another xdist worker recorded it meanwhile
             lock.release()
             lock = None
+    if lock is not None and codex_fault is not None:
+        lock.release()
+        pytest.skip("codex-cassette: fault variants replay a cassette; this run records it")
     if lock is not None:
         live = _live_scenario(request, merged["live"], directory) if merged.get("live") else None
         if merged.get("ssh") is not None:
@@ -314,16 +366,21 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
             if bad is not None:
                 lock.release()
                 pytest.fail(f"codex-cassette: {bad}", pytrace=False)
+        if merged.get("ssh") is not None and transport != "stdio":
+            lock.release()
+            pytest.fail("codex-cassette: transport 'ws'/'unix' and ssh together are not supported", pytrace=False)
         server = CodexAppServer(cassette_path=target, recording=True,
                                 codex_bin=request.config.getoption("--codex-bin"), live_scenario=live,
-                                ssh=merged.get("ssh"))
+                                ssh=merged.get("ssh"), transport=transport)
     else:
         if existing is None:
             _missing(request, directory, name, hint=f" (record mode {codex_record_mode!r}; run with "
                                                     "--codex-record-mode=once to record it)")
-        server = CodexAppServer(cassette_path=existing, recording=False,
-                                fake=_fake(request, existing, _replay_options(request, merged), tmp_path_factory))
-        request.node.stash[FAKE_KEY] = server.fake
+        existing, options = _served(existing, _replay_options(request, merged), codex_fault, tmp_path_factory)
+        server = CodexAppServer(cassette_path=existing, recording=False, transport=transport,
+                                fake=_fake(request, existing, options, tmp_path_factory, transport))
+        if codex_fault is None:
+            request.node.stash[FAKE_KEY] = server.fake
     server.timeout = _replay_timeout(request, merged)
     try:
         server.start()
@@ -334,5 +391,5 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
         finally:
             if lock is not None:
                 lock.release()
-    if problems and not (server.fake and server.fake._expected_failure):
+    if problems and not (server.fake and server.fake._expected_failure) and codex_fault is None:
         pytest.fail("codex-cassette: " + "\n\n".join(problems), pytrace=False)

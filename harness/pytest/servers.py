@@ -32,10 +32,13 @@ class FakeCodex:
     cassette_path: Path
     options: ReplayOptions
     workdir: Path
+    transport: str = "stdio"           # ws or unix: start() runs the fake listening there, at .url
+    url: str | None = None             # where a socket client connects (ws://127.0.0.1:PORT, unix://PATH)
     _handles: list[Any] = field(default_factory=list)
     _expected_failure: bool = False
     _started: bool = False
     _told: set[tuple[Any, ...]] = field(default_factory=set)  # failures already reported to the test
+    _listener: Any = None              # harness.pytest.sockets.ListeningProcess
 
     @property
     def timeout(self) -> float:
@@ -54,6 +57,13 @@ class FakeCodex:
         ensure_server()
         self._started = True
         self._write_bin_dir()
+        if self.transport != "stdio" and self._listener is None:
+            from harness.pytest.sockets import ListeningProcess, listen_url
+
+            url = listen_url(self.transport, self.workdir)
+            self._listener = ListeningProcess.start(self.command.argv("app-server", "--listen", url),
+                                                    self.command.env(), url, self.workdir / "listener.stderr")
+            self.url = self._listener.url
         return self
 
     def bind(self, **values: str) -> "FakeCodex":
@@ -110,7 +120,7 @@ class FakeCodex:
     @property
     def reports(self) -> list[ReplayReport]:
         found = [h.report for h in self._handles]
-        for path in sorted(self.workdir.glob("report-*.json")):
+        for path in sorted(self.workdir.glob("report-*.json"), key=_report_order):
             try:
                 found.append(ReplayReport.read(path))
             except (ValueError, TypeError, KeyError):
@@ -152,6 +162,8 @@ class FakeCodex:
     def close(self) -> None:
         for handle in self._handles:
             handle.kill_if_running()
+        if self._listener is not None:
+            self._listener.stop()  # its sessions' and its own final reports get written
         self._stop_running_subprocesses()
 
     def _stop_running_subprocesses(self, grace: float = 5.0) -> None:
@@ -199,6 +211,8 @@ class CodexAppServer:
     workdir: Path = Path(".")
     ssh: dict[str, Any] | None = None  # {"target": "user@host:port", ...}: record a codex on another host
     timeout: float = 10.0              # the replay timeout in force (as FakeCodex.timeout), in either mode
+    transport: str = "stdio"           # ws or unix: clients connect to .url, each connection a cassette
+    _recorder: Any = None              # harness.pytest.sockets.ListeningProcess (recording a socket)
     _live: Any = None                  # harness.live.session.LiveCodex, started by start()
     _recorders: list[tuple[Any, Any]] = field(default_factory=list)
     _connections: int = 0              # in-process handles handed out so far
@@ -218,7 +232,21 @@ class CodexAppServer:
             from harness.live.session import LiveCodex
 
             self._live = LiveCodex(self.live_scenario, self.codex_bin).start()
+        if self.recording and self.transport != "stdio" and self._recorder is None:
+            self._start_socket_recorder()
         return self
+
+    @property
+    def url(self) -> str | None:
+        """Where a socket client connects (transport ws or unix), replaying or recording alike."""
+        if not self.recording:
+            return self.fake.url if self.fake is not None else None
+        return self._recorder.url if self._recorder is not None else None
+
+    def _start_socket_recorder(self) -> None:
+        from harness.pytest.sockets import start_socket_recorder
+
+        self._recorder = start_socket_recorder(self.argv, self.transport, self.env, self.cwd)
 
     # -- recording setup ---------------------------------------------------------
 
@@ -358,6 +386,8 @@ class CodexAppServer:
         """End recordings (close codex's stdin, let it exit) and write their cassettes.
         Returns the problems found, for the fixture to fail the test with."""
         problems: list[str] = []
+        if self._recorder is not None:
+            problems += self._stop_socket_recorder()
         for recorder, proc in self._recorders:
             if hasattr(proc, "exit_value"):  # a harness.record.process.DriverHandle (codex over SSH)
                 problems += _end_remote(recorder, proc)
@@ -374,6 +404,19 @@ class CodexAppServer:
             self.fake.close()
             problems += [r.summary() for r in self.fake.untold_failures() if not self.fake._expected_failure]
         return problems
+
+    def _stop_socket_recorder(self) -> list[str]:
+        from harness.pytest.sockets import stop_socket_recorder
+
+        recorder, self._recorder = self._recorder, None
+        return stop_socket_recorder(recorder, self.cassette_path)
+
+
+def _report_order(path: Path) -> tuple[str, int]:
+    """report-PID.json before report-PID.K.json (a fake on a socket: the listener, then its
+    sessions in order), so `.report` is the last session's."""
+    pid, _, k = path.name[len("report-"):-len(".json")].partition(".")
+    return pid, int(k) if k.isdigit() else 0
 
 
 def _end_remote(recorder: Any, handle: Any) -> list[str]:

@@ -68,6 +68,11 @@ def cli_register(subparsers: Any) -> None:
                           "line is visible to every user (ps)")
     ssh.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
                      help="longest wait for the SSH connection and login (default 10)")
+    p.add_argument("--listen", metavar="URL", default=None,
+                   help="record a codex that listens on a socket: listen here for clients (ws://IP:PORT, "
+                        "port 0 picks one and prints codex's banner for it; unix://PATH) and record each "
+                        "connection as its own cassette (X.jsonl, X.2.jsonl, ...); the command after `--` "
+                        "must listen too, e.g. `codex app-server --listen ws://127.0.0.1:0`")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     p.set_defaults(func=_cli_record)
 
@@ -111,6 +116,9 @@ def _cli_record(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {"meta": meta}
     if args.require_model_provider:
         kwargs["guard"] = ProviderGuard(args.require_model_provider)
+    listen = _socket_listen(args, command)
+    if listen is not None:
+        return _record_socket(args, command, listen, placeholders, redactor, env, kwargs)
     if remote is not None:
         kwargs.update(open_process=remote.open, meta={**meta, **remote.meta()})
     result = asyncio.run(record_command(command, args.output, placeholders=placeholders,
@@ -122,6 +130,39 @@ def _cli_record(args: argparse.Namespace) -> int:
         if kwargs.get("guard") is not None and kwargs["guard"].violation:
             return 2
     return exit_like(result.status)
+
+
+def _socket_listen(args: argparse.Namespace, command: list[str]) -> Any:
+    """The socket clients connect to (--listen), or None for a stdio recording. A command that
+    listens on a socket is no stdio server: it needs --listen."""
+    from harness.record.listen import ListenAddress, listen_arg
+
+    listen = ListenAddress.parse(args.listen) if args.listen else None
+    upstream = listen_arg(command)
+    if listen is None or not listen.is_socket:
+        if upstream.is_socket:
+            raise UsageError(f"the command listens on {upstream.url}, so its clients connect to a socket: give "
+                             "--listen URL too (where the recorder listens for them), e.g. --listen ws://127.0.0.1:0")
+        return None
+    if args.ssh:
+        raise UsageError("--listen and --ssh together are not supported: record a socket on this host")
+    return listen
+
+
+def _record_socket(args: argparse.Namespace, command: list[str], listen: Any, placeholders: Any,
+                   redactor: Redactor, env: dict[str, str], kwargs: dict[str, Any]) -> int:
+    from harness.record.ws_proxy import record_socket
+
+    recorder = asyncio.run(record_socket(command, args.output, listen, placeholders=placeholders, redactor=redactor,
+                                         env=env, stderr_file=args.stderr_file, **kwargs))
+    if not recorder.written:
+        print(f"codex-cassette: no client opened a WebSocket session, so nothing was recorded to {args.output}",
+              file=sys.stderr)
+    guard = kwargs.get("guard")
+    if guard is not None and guard.violation:
+        print(f"codex-cassette: {guard.violation}", file=sys.stderr)
+        return 2
+    return exit_like(recorder.status if recorder.status is not None else 1)
 
 
 def exit_like(status: int | str) -> int:

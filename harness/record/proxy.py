@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
-import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -35,8 +34,9 @@ from harness.record.hop import CHUNK, Hop
 from harness.format.placeholders import Placeholders
 from harness.format.redact import Redactor
 from harness.record.process import PeerProcess, open_local_process, signal_number
-from harness.format.wire import Line, LineSplitter
+from harness.format.wire import LineSplitter
 from harness.record.guard import ProviderGuard
+from harness.record.quiet import QuietWire
 from harness.record.stdio import _FdSink, _FdSource, _ThreadedStdout
 from harness.record.tee import Tee, default_placeholders, header_meta
 
@@ -44,12 +44,6 @@ FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 DRAIN_AFTER_EXIT = 5.0     # a grandchild may hold the child's pipes open
 CLIENT_GONE_GRACE = 10.0   # the client vanished: give the server this long to notice
 RECORD_BATCH = 32          # lines recorded between two chances for the wire to move
-# The recorder works when the wire is quiet: it waits while chunks keep arriving
-# (QUIET); once the oldest unrecorded chunk is MAX_LAG old it works anyway, in SLICEs.
-QUIET = 0.002
-QUIET_MAX = 0.032  # the longest pause between two looks at a busy wire
-MAX_LAG = 2.0
-SLICE = 0.0005  # then QUIET's pause: a stale backlog takes about a fifth of a core
 # While the recorder holds the GIL, a forwarding thread waits at most this long for it.
 SWITCH_INTERVAL = 0.0005
 
@@ -89,9 +83,9 @@ class RecordingProxy:
         self._queue: collections.deque[tuple[str, str, Any, float]] = collections.deque()
         self._waiting: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._last_wire = -math.inf  # when a forwarding thread last moved a chunk
+        # The recorder works when the wire is quiet (harness.record.quiet).
+        self._quiet = QuietWire(self.writer.now)
         self._hops_ended: dict[str, asyncio.Future[None]] = {}  # by side, set from the thread
-        self._slice_start = -math.inf  # when the recorder's current slice of stale work began
         self._stderr_split = LineSplitter()
         self._stderr_scrub = self.redactor.line_scrubber()  # a key block spans stderr lines
         self._stderr_fh = open(self.stderr_file, "wb") if self.stderr_file else None
@@ -113,28 +107,8 @@ class RecordingProxy:
             if not self._queue:  # an item that came in meanwhile did not see the future
                 await self._waiting
             self._waiting = None
-        await self._let_burst_pass(self._queue[0][3])
+        await self._quiet.let_burst_pass(self._queue[0][3])
         return self._queue.popleft()
-
-    async def _let_burst_pass(self, oldest: float) -> None:
-        """Wait while a forwarding thread is streaming, so recording does not take the CPU
-        (and the GIL) the wire needs. Once what waits to be recorded (since ``oldest``) is
-        stale, record anyway, but in slices with pauses between them, so a long stream
-        still gets most of the machine."""
-        pause = QUIET
-        while True:
-            now = self.writer.now()
-            if now - self._last_wire >= QUIET:
-                return
-            if now - oldest >= MAX_LAG:
-                if now - self._slice_start < SLICE:
-                    return
-                await asyncio.sleep(QUIET)
-                self._slice_start = self.writer.now()
-                return
-            await asyncio.sleep(pause)
-            # A long burst: look less often (each look takes the GIL from the wire).
-            pause = min(pause * 2, QUIET_MAX)
 
     async def _recorder(self) -> None:
         while True:
@@ -154,11 +128,10 @@ class RecordingProxy:
         # A 256 KiB chunk can be thousands of lines; recording them in one go
         # would stall the forwarding tasks (the wire) for tens of milliseconds.
         with self.writer.batch():
-            for n, line in enumerate(self.tee.split(side, data), 1):
-                self.tee.line(side, Line(line), t)
+            for n, _ in enumerate(self.tee.feed(side, data, t), 1):
                 if n % RECORD_BATCH == 0:
                     await asyncio.sleep(0)
-                    await self._let_burst_pass(t)
+                    await self._quiet.let_burst_pass(t)
 
     def _stderr(self, data: bytes | None) -> None:
         if self._stderr_fh is None:
@@ -216,7 +189,7 @@ class RecordingProxy:
     # -- the wire, a thread per direction (a local server with raw pipes) -------------
 
     def _hop_chunk(self, side: str, data: bytes) -> None:
-        self._last_wire = self._put(side, "data", data)
+        self._quiet.last_wire = self._put(side, "data", data)
 
     def _hop_guard(self, data: bytes) -> int:
         assert self.guard is not None
@@ -369,7 +342,8 @@ class RecordingProxy:
     def _verdict(self, status: int | str) -> tuple[bool, str]:
         if self.guard is not None and self.guard.violation:
             return False, self.guard.violation
-        if self.client_gone or getattr(self.client_out, "hung_up", False):
+        # (A WebSocket client that sent its close frame has ended its session: its hang-up then is fine.)
+        if (self.client_gone or getattr(self.client_out, "hung_up", False)) and not self.tee.closed_by_frame:
             return False, "the client went away before the session ended"
         if self.signalled:
             return False, f"the recorder got {self.signalled[0]} and passed it on to the server"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from harness.format.cassette import Event
 from harness.format.codex_version import find_codex_version
@@ -37,13 +37,22 @@ def _templatize_bytes(placeholders: Placeholders, data: bytes) -> bytes:
 class Tee:
     """Turns wire bytes into cassette events: split, parse, redact, templatize.
 
-    Also notes what the header wants to know (client info, codex version).
+    Also notes what the header wants to know (client info, codex version, transport).
+    ``transport`` is "ws" or "unix" for a socket session (WebSocket frames), else
+    decided by the first bytes: lines ("stdio"), or WebSocket over the byte streams
+    ("ws-stdio", a client of `codex app-server proxy`) when the client starts with an
+    HTTP request.
     """
 
-    def __init__(self, writer: CassetteWriter, placeholders: Placeholders, redactor: Redactor) -> None:
+    def __init__(self, writer: CassetteWriter, placeholders: Placeholders, redactor: Redactor,
+                 transport: str | None = None) -> None:
         self.writer = writer
         self.placeholders = placeholders
         self.redactor = redactor
+        self.transport = transport
+        self.frames: Any = None  # harness.record.ws_tee.WsFeed once the streams carry WebSocket
+        if transport in ("ws", "unix"):
+            self._read_frames()
         self._splitters = {"client": LineSplitter(), "server": LineSplitter()}
         # Raw lines of one side are a stream: a private key block spans several of them.
         self._raw_scrubbers = {"client": redactor.line_scrubber(), "server": redactor.line_scrubber()}
@@ -52,9 +61,27 @@ class Tee:
         self.codex_version: str | None = None
         self._init_id: Any = None
 
+    def _read_frames(self) -> None:
+        from harness.record.ws_tee import WsFeed
+
+        self.frames = WsFeed(self)
+
     def chunk(self, side: str, data: bytes, t: float) -> None:
+        for _ in self.feed(side, data, t):
+            pass
+
+    def feed(self, side: str, data: bytes, t: float) -> Iterator[None]:
+        """Record what a chunk completes, one step per event, so a caller can pause between."""
+        if self.transport is None and data:
+            self.transport = "ws-stdio" if side == "client" and data.startswith(b"GET ") else "stdio"
+            if self.transport == "ws-stdio":
+                self._read_frames()
+        if self.frames is not None:
+            yield from self.frames.feed(side, data, t)
+            return
         for line in self.split(side, data):
             self.line(side, Line(line), t)
+            yield
 
     def split(self, side: str, data: bytes) -> list[bytes]:
         """The complete lines a chunk finishes (a partial tail waits for the next)."""
@@ -70,14 +97,15 @@ class Tee:
         if rest:  # an item without its newline is still a whole line (the iterator ended it)
             self.line(side, Line(rest), t)
 
-    def eof(self, side: str, t: float) -> None:
+    def eof(self, side: str, t: float, close: dict[str, Any] | None = None) -> None:
+        """The side's stream ended; on a socket ``close`` is the close frame that ended it."""
         if side in self.eofs:
             return
         rest = self._splitters[side].rest()
         if rest:
             self.line(side, Line(rest, newline=False), t)
         self.eofs.add(side)
-        self.writer.write(Event(side=side, t=t, eof=True))
+        self.writer.write(Event(side=side, t=t, eof=True, close=close))
 
     def exit(self, status: int | str, t: float) -> None:
         self.writer.write(Event(side="server", t=t, exit=status))
@@ -90,7 +118,9 @@ class Tee:
             self._notice(side, kept)
             if "\\u" in source or any(v and v in source for v in self.placeholders.values.values()):
                 kept = self.placeholders.templatize(kept)
-            if kept is msg:  # nothing to hide or generalise: keep the peer's own bytes
+            # Nothing to hide or generalise: keep the peer's own bytes (a WebSocket frame may
+            # hold a newline, which a cassette line cannot).
+            if kept is msg and b"\n" not in line.data:
                 self.writer.write_verbatim(side, t, line.data, line.newline)
             else:
                 self.writer.write(Event(side=side, t=t, msg=kept, newline=line.newline))
@@ -112,9 +142,16 @@ class Tee:
             result = msg.get("result") if isinstance(msg.get("result"), dict) else {}
             self.codex_version = find_codex_version(str(result.get("userAgent", ""))) or self.codex_version
 
+    @property
+    def closed_by_frame(self) -> bool:
+        """Whether a WebSocket close frame (either side's) ended the session."""
+        return self.frames is not None and self.frames.first_close is not None
+
     def final_meta(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"redactions": sorted(self.redactor.applied),
-                                "redaction_rules": self.redactor.rules_meta()}
+                                "redaction_rules": self.redactor.rules_meta(), "transport": self.transport or "stdio"}
+        if self.frames is not None and self.frames.problem:
+            meta["transport_problem"] = self.frames.problem
         if self.client_info:
             meta["client"] = self.client_info
         if self.codex_version:

@@ -12,6 +12,7 @@ import sys
 from collections import deque
 from typing import Any, AsyncIterator
 
+from harness.format.cassette import Event
 from harness.replay.channel import WRITE_STALL, Line, ReadTimeout, WriteTimeout, _Lines
 
 if sys.version_info >= (3, 11):
@@ -114,7 +115,7 @@ class MemoryChannel:
         if self._out.qsize() > 256:
             await asyncio.sleep(0)
 
-    async def close(self) -> None:
+    async def close(self, ending: Event | None = None) -> None:
         self._out.close()
 
 
@@ -266,7 +267,7 @@ class ProcessChannel:
             self._stalled = True  # what we say from now on is dropped
             raise WriteTimeout(self.write_timeout, 0) from None
 
-    async def close(self) -> None:
+    async def close(self, ending: Event | None = None) -> None:
         if not self.closed:
             try:
                 await self.drain()

@@ -17,6 +17,7 @@ import time
 from collections import deque
 from typing import Any, Coroutine, Protocol, TypeVar
 
+from harness.format.cassette import Event
 from harness.format.wire import CHUNK, Line, LineSplitter
 
 T = TypeVar("T")
@@ -52,7 +53,7 @@ class Channel(Protocol):
         when ``timeout`` seconds pass first."""
 
     def write(self, data: bytes) -> None:
-        """Queue bytes for the peer (see drain)."""
+        """Queue one message (or raw line) for the peer, newline included (see drain)."""
 
     async def drain(self) -> None:
         """Wait until written bytes were taken (bounded by the caller)."""
@@ -60,8 +61,10 @@ class Channel(Protocol):
     async def sleep(self, seconds: float) -> None:
         """Pause the play (pace, delay and stall faults)."""
 
-    async def close(self) -> None:
-        """Close our sending side: the peer sees end of stream."""
+    async def close(self, ending: Event | None = None) -> None:
+        """Close our sending side: the peer sees end of stream. ``ending`` is the cassette's
+        eof event when the close is a recorded one (a socket channel ends as it says: with
+        its close frame, or dropped); None when the play is over."""
 
 
 class _Lines:
@@ -218,7 +221,7 @@ class StdioChannel:
         self._flush()
         time.sleep(seconds)
 
-    async def close(self) -> None:
+    async def close(self, ending: Event | None = None) -> None:
         try:
             self._flush()
         finally:

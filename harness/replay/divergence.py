@@ -141,6 +141,20 @@ def stalled(cassette: Cassette, event: Event | None, limit: float, peer: str, sc
                  expected_at=cassette.where(event) if event else None)
 
 
+def closed_otherwise(cassette: Cassette, event: Event, live: dict[str, Any], peer: str,
+                     scrub: Scrub = _same) -> Divergence | None:
+    """A socket peer that ended where the cassette has its close frame (``event.close``) but
+    dropped the connection (code 1006) or sent another code; None when it closed as recorded."""
+    if event.close is None or live["code"] == event.close["code"]:
+        return None
+    how = ("dropped the connection without a close frame" if live["code"] == 1006
+           else f"closed it with code {live['code']}")
+    message = (f"codex-cassette: divergence at {cassette.where(event)}: expected the {peer} to close the "
+               f"connection with code {event.close['code']}, but it {how}.")
+    return _made(scrub, "mismatch", message, expected=event.close, expected_at=cassette.where(event),
+                 received=live, matcher="close")
+
+
 def error_response(live_id: Any, divergence: Divergence) -> dict[str, Any]:
     """The JSON-RPC error that answers a request the divergence leaves unanswered; built
     from the bounded Divergence, so it is bounded too."""

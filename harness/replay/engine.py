@@ -190,7 +190,7 @@ class ReplayEngine(TolerantPlay):
         if data is not None:
             self._send(data)
         elif event.eof:
-            await self._close_write()
+            await self._close_write(event)
         elif event.exit is not None:
             self.report.played += 1
             self.report.exit_code = event.exit if isinstance(event.exit, int) else 1
@@ -285,11 +285,11 @@ class ReplayEngine(TolerantPlay):
             self.report.status = "ok"
             raise _Stop
 
-    async def _close_write(self) -> None:
+    async def _close_write(self, ending: Event | None = None) -> None:
         if not self._write_closed:
             self._write_closed = True
             try:
-                await self.channel.close()
+                await self.channel.close(ending)
             except (ConnectionError, BrokenPipeError):
                 pass
 
