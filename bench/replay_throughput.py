@@ -5,8 +5,10 @@ side (interleaved, median of several runs):
 
   (a) inprocess   fake_server.InProcessCodex: the replay engine in the test's event loop
   (b) subprocess  `python -m fake_server` as a real child process, over pipes
-  (c) raw         a minimal handle that yields the pre-serialised lines once the
-                  driver's requests arrived: no matching, no engine, no pipes
+  (c) raw         the floor: the same in-memory channel the in-process fake uses
+                  (harness.replay.aio_channels.memory_pair), fed the pre-encoded
+                  server lines block by block as the driver's lines arrive, with
+                  the engine's drain cadence: no parsing, no matching, no engine
 
 Timed from `send()` to `on_message` (the turn's answer); bootstrap is not timed.
 Goal: (a) >= 0.8 x (c), (b) >= 0.5 x (c).
@@ -29,15 +31,16 @@ import os
 import sys
 import tempfile
 import time
-from collections import deque
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (CWD, PROMPT, ROOT, fmt, machine, median, server_blocks, table,  # noqa: E402
                      turn_cassette, verdict)
 
 from fake_server import FakeCodexCommand, InProcessCodex  # noqa: E402
+from harness.replay.aio_channels import memory_pair  # noqa: E402
+from harness.replay.engine import DRAIN_EVERY  # noqa: E402
 from harness.replay.options import ReplayOptions  # noqa: E402
 from harness.format.writer import dump_cassette  # noqa: E402
 
@@ -45,56 +48,31 @@ WAIT = 60.0          # the longest one turn may take before the run counts as fa
 GOALS = {"inprocess": 0.8, "subprocess": 0.5}
 
 
-class _RawStdin:
-    def __init__(self, owner: "RawHandle") -> None:
-        self._owner = owner
-
-    def write(self, data: bytes) -> None:
-        for _ in range(data.count(b"\n")):
-            self._owner.release()
-
-    async def drain(self) -> None:
-        return None
-
-    def close(self) -> None:
-        self._owner.eof = True
-        self._owner.wake.set()
-
-
-class _RawStdout:
-    def __init__(self, owner: "RawHandle") -> None:
-        self._owner = owner
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self
-
-    async def __anext__(self) -> bytes:
-        owner = self._owner
-        while not owner.ready:
-            if owner.eof:
-                raise StopAsyncIteration
-            owner.wake.clear()
-            await owner.wake.wait()
-        return owner.ready.popleft()
-
-
-class RawHandle:
-    """The baseline: the server's lines, already encoded, released block by block
-    as the driver's lines come in. Nothing is parsed or matched."""
+class RawFeeder:
+    """The baseline: what a driver holds of an in-process fake (``stdin``, ``stdout``),
+    with a task on the channel's other end that reads one client line per block and
+    writes the block's pre-encoded lines. Nothing is parsed or matched."""
 
     def __init__(self, blocks: list[list[bytes]]) -> None:
-        self._blocks = deque(blocks)
-        self.ready: deque[bytes] = deque()
-        self.wake = asyncio.Event()
-        self.eof = False
-        self.stdin = _RawStdin(self)
-        self.stdout = _RawStdout(self)
-        self.release()
+        channel, self.stdin, self.stdout = memory_pair()
+        self._task = asyncio.get_running_loop().create_task(self._feed(channel, blocks))
 
-    def release(self) -> None:
-        if self._blocks:
-            self.ready.extend(self._blocks.popleft())
-            self.wake.set()
+    @staticmethod
+    async def _feed(channel: Any, blocks: list[list[bytes]]) -> None:
+        for k, block in enumerate(blocks):
+            if k and await channel.read_line(WAIT) is None:
+                break
+            for pos, data in enumerate(block, 1):
+                channel.write(data)
+                if pos % DRAIN_EVERY == 0:
+                    await channel.drain()
+            await channel.drain()
+        while await channel.read_line(WAIT) is not None:  # until the driver hangs up
+            pass
+        await channel.close()
+
+    async def wait(self) -> None:
+        await asyncio.wait_for(self._task, WAIT)
 
 
 async def _one_turn(handle: Any) -> tuple[float, float]:
@@ -155,7 +133,11 @@ async def run_subprocess(cassette: Any, path: Path) -> tuple[float, float]:
 
 
 async def run_raw(cassette: Any, path: Path) -> tuple[float, float]:
-    return await _one_turn(RawHandle(server_blocks(cassette)))
+    feeder = RawFeeder(server_blocks(cassette))
+    try:
+        return await _one_turn(feeder)
+    finally:
+        await feeder.wait()
 
 
 MODES: dict[str, Callable[[Any, Path], Any]] = {

@@ -8,18 +8,14 @@ where the codex binary stands. Options may also come from the environment
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from typing import NoReturn
 
 from harness.errors import HarnessError
 from harness.replay.options import ReplayOptions
 
+from fake_server.argv import USAGE_EXIT, parse_args
 from fake_server.serve import client_pid, serve_stdio, tell
-
-USAGE_EXIT = 2
-
 
 def _said(text: str) -> str:
     """What the fake prints about its command line: the client's arguments may hold a key
@@ -27,42 +23,6 @@ def _said(text: str) -> str:
     from harness.format.redact import Redactor
 
     return Redactor.widened({}, os.environ).scrub_raw(text)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(USAGE_EXIT, f"{self.prog}: error: {_said(message)}\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="fake_server", description="A scripted fake `codex app-server`.")
-    p.add_argument("--cassette", default=os.environ.get("CODEX_CASSETTE"),
-                   help="cassette (.jsonl) or scenario (.yaml) to serve [$CODEX_CASSETTE]")
-    p.add_argument("--report", default=os.environ.get("CODEX_CASSETTE_REPORT"),
-                   help="write a JSON replay report here when the session ends [$CODEX_CASSETTE_REPORT]")
-    p.add_argument("--timeout", type=float, default=float(os.environ.get("CODEX_CASSETTE_TIMEOUT", 10.0)),
-                   help="seconds to wait for each expected client message (default 10)")
-    p.add_argument("--linger", type=float, default=60.0,
-                   help="seconds to wait for the client to hang up after the last event (default 60)")
-    p.add_argument("--pace", choices=("instant", "recorded"), default="instant")
-    p.add_argument("--pace-scale", type=float, default=1.0)
-    p.add_argument("--bind", action="append", default=[], metavar="NAME=VALUE",
-                   help="bind a placeholder up front, e.g. --bind cwd=/work")
-    p.add_argument("--allow-unplayed", action="store_true", help="do not fail on events left unplayed")
-    p.add_argument("--ignore", action="append", default=[], metavar="PATH",
-                   help="a dotted path left out of every comparison, e.g. params.clientInfo.version")
-    p.add_argument("--match-on", default=None, metavar="M1,M2,...",
-                   help="the matchers that decide, in order (default kind,method,id,body)")
-    # codex's own arguments, accepted and checked
-    p.add_argument("subcommand", nargs="?", default="app-server")
-    p.add_argument("--listen", default="stdio://", help="stdio:// (default), ws://IP:PORT or unix://[PATH], as codex")
-    p.add_argument("--stdio", dest="listen", action="store_const", const="stdio://")
-    p.add_argument("-c", "--config", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--enable", action="append", default=[])
-    p.add_argument("--disable", action="append", default=[])
-    p.add_argument("--version", action="store_true", help="print the recorded codex version, as codex would")
-    return p
 
 
 def _pairs(items: list[str], flag: str) -> dict[str, str]:
@@ -76,7 +36,7 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv, _said)
     try:
         if not args.cassette:
             raise HarnessError("no cassette: pass --cassette PATH or set CODEX_CASSETTE")

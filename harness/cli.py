@@ -19,7 +19,7 @@ from harness.errors import HarnessError
 COMMANDS: dict[str, str] = {
     "record": "harness.record.cli",
     "record-live": "harness.live.record_live",
-    "replay": "harness.replay_cli",
+    "replay": "harness.cli",  # cli_register below
     "show": "harness.show",
     "validate": "harness.drift.cli",
     "drift": "harness.drift.cli",

@@ -13,7 +13,6 @@ assertions count) or said what it expects (``codex_fault.expect``).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import inspect
@@ -24,17 +23,20 @@ import warnings
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
 from harness.errors import HarnessError
-from harness.faults.catalogue import Fault, catalogue, parse_kinds, sample
-from harness.faults.oracle import CRASHED, HUNG, OUTCOMES, SURVIVED, Verdict
-from harness.faults.variants import FaultTiming, build_variant
-from harness.format.load import open_cassette
-from harness.format.writer import dump_cassette
-from harness.replay.options import ReplayOptions
+
+# The catalogue, the variants, the oracle and asyncio load when a sweep runs: the plugin imports
+# this module in every pytest run, codex tests or not (bench/plugin_overhead.py).
+if TYPE_CHECKING:
+    import asyncio
+
+    from harness.faults.catalogue import Fault
+    from harness.faults.variants import FaultTiming
+    from harness.replay.options import ReplayOptions
 
 FAULT_KEYS = {"faults", "faults_max", "faults_deadline"}
 CANCEL_GRACE = 2.0   # seconds a hung async test gets to unwind once cancelled
@@ -86,6 +88,8 @@ class ActiveFault:
     def expect(self, outcome: str, reason: str, strict: bool = True) -> None:
         """A known outcome under this fault (a client's bug, say): met, the test is xfailed with the
         reason; not met, it fails when ``strict`` (the bug may be fixed: update the expectation)."""
+        from harness.faults.oracle import OUTCOMES
+
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
         self.expected, self.reason, self.strict = outcome, reason, strict
@@ -93,6 +97,10 @@ class ActiveFault:
     def serve(self, path: Path, options: ReplayOptions, directory: Path) -> tuple[Path, ReplayOptions]:
         """Write the variant (under the cassette's own name, beside its other connections'
         cassettes) and the options a fake plays it with."""
+        from harness.faults.variants import build_variant
+        from harness.format.load import open_cassette
+        from harness.format.writer import dump_cassette
+
         cassette = open_cassette(path)
         stem = path.name.rsplit(".", 1)[0]
         target = dump_cassette(build_variant(cassette, self.fault, self.timing), directory / f"{stem}.jsonl")
@@ -121,10 +129,14 @@ def add_options(group: Any) -> None:
 
 def check_options(config: pytest.Config) -> None:
     """pytest_configure: a bad --codex-faults is a usage error, said before collecting anything."""
-    try:
-        parse_kinds(config.getoption("--codex-faults"))
-    except HarnessError as exc:
-        raise pytest.UsageError(f"codex-cassette: --codex-faults: {exc}") from None
+    spec = config.getoption("--codex-faults")
+    if spec is not None:  # the catalogue loads only for a run that asks for a sweep
+        from harness.faults.catalogue import parse_kinds
+
+        try:
+            parse_kinds(spec)
+        except HarnessError as exc:
+            raise pytest.UsageError(f"codex-cassette: --codex-faults: {exc}") from None
     limit = config.getoption("--codex-faults-max")
     deadline = config.getoption("--codex-faults-deadline")
     if (limit is not None and limit < 0) or (deadline is not None and deadline <= 0):
@@ -173,6 +185,10 @@ def generate(metafunc: pytest.Metafunc, resolve: Callable[[Path, str], Path | No
     """pytest_generate_tests: parametrize ``codex_fault`` when a sweep is asked for."""
     if "codex_fault" not in metafunc.fixturenames:
         return
+    from harness.faults.catalogue import catalogue, parse_kinds, sample
+    from harness.faults.variants import FaultTiming
+    from harness.format.load import open_cassette
+
     config = metafunc.config
     options = _marker_options(metafunc.definition)
     # The command line says what this run sweeps; the marker, what a test sweeps by default.
@@ -266,6 +282,8 @@ class BackgroundCrashes:
         threading.excepthook = self._hook
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        import asyncio
+
         old_handler, old_factory = loop.get_exception_handler(), loop.get_task_factory()
         self._loop_state = (old_handler, old_factory)
 
@@ -305,6 +323,8 @@ class BackgroundCrashes:
 def bounded(func: Callable[..., Any], active: ActiveFault, crashes: BackgroundCrashes) -> Callable[..., Any]:
     """The test function, ended at the deadline: a coroutine is cancelled, a plain function
     interrupted by SIGALRM (tests run in the main thread)."""
+    import asyncio
+
     deadline = active.deadline
     message = f"the test did not end within {deadline:g} s under {active.describe()}"
 
@@ -346,6 +366,8 @@ def bounded(func: Callable[..., Any], active: ActiveFault, crashes: BackgroundCr
 def judge(item: pytest.Item, active: ActiveFault, raised: BaseException | None, crashes: BackgroundCrashes,
           seconds: float) -> None:
     """Turn the run into the sweep's verdict: return (pass), or raise what pytest should report."""
+    from harness.faults.oracle import CRASHED, HUNG, SURVIVED, Verdict
+
     if isinstance(raised, (KeyboardInterrupt, pytest.skip.Exception, pytest.xfail.Exception)):
         raise raised
     if isinstance(raised, FaultHung):

@@ -21,18 +21,20 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
-from harness.replay.matching import MatcherRegistry
-
-from harness.format.load import open_cassette
 from harness.errors import HarnessError
 from harness.pytest import faults as fault_sweep
-from harness.pytest.servers import CodexAppServer, FakeCodex
-from harness.pytest.record_modes import MODES, CassetteLock, should_record
-from harness.replay.options import ReplayOptions
+from harness.pytest.record_modes import MODES
+
+# The engine, the fake and the recorder load on a codex fixture's first use: an installed
+# plugin must cost a pytest run that uses none of them nothing (bench/plugin_overhead.py).
+if TYPE_CHECKING:
+    from harness.pytest.servers import FakeCodex
+    from harness.replay.matching import MatcherRegistry
+    from harness.replay.options import ReplayOptions
 
 SUFFIXES = ("", ".jsonl", ".yaml", ".yml")
 OPTION_KEYS = {"timeout", "linger", "pace", "pace_scale", "strict", "bindings", "ignore", "learn", "match_on"}
@@ -44,8 +46,8 @@ FAULT_KEYS = fault_sweep.FAULT_KEYS  # faults, faults_max, faults_deadline: the 
 TRANSPORT_KEY = "transport"
 
 
-MATCHERS_KEY = pytest.StashKey[MatcherRegistry]()
-FAKE_KEY = pytest.StashKey[FakeCodex]()  # the fake serving a test, for its report hook
+MATCHERS_KEY = pytest.StashKey["MatcherRegistry"]()
+FAKE_KEY = pytest.StashKey["FakeCodex"]()  # the fake serving a test, for its report hook
 DIVERGED = "codex-cassette: the session diverged from the cassette"
 MARKER_HELP = (
     "codex_cassette(name=None, **options): the cassette or YAML scenario the fake codex serves "
@@ -86,9 +88,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     fault_sweep.check_options(config)
-    registry = MatcherRegistry()
-    config.stash[MATCHERS_KEY] = registry
-    config.hook.pytest_codex_cassette_configure(config=config, registry=registry)
+
+
+def session_matchers(config: pytest.Config) -> MatcherRegistry:
+    """The session's matcher registry, made (and offered to pytest_codex_cassette_configure,
+    once) when the first codex fixture needs it, so a session without one pays nothing."""
+    registry = config.stash.get(MATCHERS_KEY, None)
+    if registry is None:
+        from harness.replay.matching import MatcherRegistry
+
+        registry = config.stash[MATCHERS_KEY] = MatcherRegistry()
+        config.hook.pytest_codex_cassette_configure(config=config, registry=registry)
+    return registry
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -195,6 +206,8 @@ def _replay_timeout(request: pytest.FixtureRequest, merged: dict[str, Any]) -> f
 
 
 def _replay_options(request: pytest.FixtureRequest, merged: dict[str, Any]) -> ReplayOptions:
+    from harness.replay.options import ReplayOptions
+
     merged = {k: v for k, v in merged.items() if k in OPTION_KEYS}
     config = request.config
     merged["timeout"] = _replay_timeout(request, merged)
@@ -203,7 +216,7 @@ def _replay_options(request: pytest.FixtureRequest, merged: dict[str, Any]) -> R
     merged["bindings"] = dict(merged.get("bindings") or {})
     if "match_on" in merged:
         merged["match_on"] = tuple(merged["match_on"])
-    options = ReplayOptions(role="server", matchers=config.stash[MATCHERS_KEY], **merged)
+    options = ReplayOptions(role="server", matchers=session_matchers(config), **merged)
     try:
         options.matchers.resolve(options.match_on)  # an unknown matcher fails the test here, said once
         bad = None
@@ -225,6 +238,9 @@ def _transport(merged: dict[str, Any]) -> str:
 
 def _fake(request: pytest.FixtureRequest, path: Path, options: ReplayOptions,
           tmp_path_factory: pytest.TempPathFactory, transport: str = "stdio") -> FakeCodex:
+    from harness.format.load import open_cassette
+    from harness.pytest.servers import FakeCodex
+
     try:
         open_cassette(path)  # a broken cassette is the test's error, said once, up front
     except HarnessError as exc:
@@ -317,6 +333,9 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
                      tmp_path_factory: pytest.TempPathFactory, codex_fault: Any) -> Any:
     """One command (``.argv``/``.env``) or in-process ``await .handle()`` that replays the
     cassette, or records it from the real codex, according to the record mode."""
+    from harness.pytest.record_modes import CassetteLock, should_record
+    from harness.pytest.servers import CodexAppServer
+
     name, marker_options = _marker_args(request)
     merged = _options(request, codex_cassette_config, marker_options,
                       OPTION_KEYS | RECORD_KEYS | FAULT_KEYS | {TRANSPORT_KEY})

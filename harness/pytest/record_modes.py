@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.format.cassette import load_cassette
 from harness.errors import CassetteError, HarnessError, UsageError
 
 MODES = ("none", "once", "new", "all")
@@ -39,6 +38,8 @@ def should_record(mode: str, existing: Path | None) -> bool:
         return mode in ("once", "new")
     if mode == "new" and existing.suffix == ".jsonl":
         try:
+            from harness.format.cassette import load_cassette  # the parser only when a mode asks
+
             return not load_cassette(existing).complete
         except CassetteError:
             return True

@@ -12,10 +12,12 @@ built-in, with this environment's secret-looking values.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from harness.format.redact import Redactor
 from harness.format.wire import Line, encode
+
+if TYPE_CHECKING:
+    from harness.format.redact import Redactor
 
 
 @dataclass
@@ -34,7 +36,11 @@ class Heard:
 class Intake:
     def __init__(self, meta: Mapping[str, Any], env: Mapping[str, str], where: str) -> None:
         self._meta, self._env, self._where = meta, env, where
-        self.redactor = Redactor.from_meta(meta, env, where)  # None: the header names no rules
+        self.redactor: Redactor | None = None  # the header names no rules: nothing to scrub, nothing to import
+        if meta.get("redaction_rules") is not None:
+            from harness.format.redact import Redactor
+
+            self.redactor = Redactor.from_meta(meta, env, where)
         self._raw = self.redactor.line_scrubber() if self.redactor is not None else None
         self._reports: Redactor | None = None  # built on the first report: start-up stays cheap
 
@@ -50,7 +56,11 @@ class Intake:
 
     def for_report(self, value: Any) -> Any:
         """``value`` (a message, text or anything JSON) as a report or error reply may say it."""
+        if value in ({}, [], "", None):
+            return value  # nothing to scrub, so no rules to load
         if self._reports is None:
+            from harness.format.redact import Redactor
+
             self._reports = Redactor.widened(self._meta, self._env, self._where)
         if isinstance(value, str):
             return self._reports.scrub_raw(value)

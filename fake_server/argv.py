@@ -1,0 +1,147 @@
+"""The fake codex's command line: one table of options, read two ways.
+
+argparse costs a cold fake more than its own import: building a parser pulls in
+gettext, locale and shutil (and with it bz2 and lzma). A command line made only of
+the table's options in their plain forms (what FakeCodexCommand and codex's own
+clients pass) is read straight from the table; anything else (-h, an abbreviation,
+an unknown option, a value argparse would refuse) goes to the argparse parser
+built from the same table, which accepts or refuses it exactly as before.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, Callable, NoReturn
+
+USAGE_EXIT = 2
+
+
+@dataclass(frozen=True)
+class Option:
+    flags: tuple[str, ...]
+    dest: str
+    action: str = "store"  # store, append, store_true or store_const
+    default: Any = None
+    const: Any = None
+    type: Callable[[str], Any] | None = None
+    choices: tuple[str, ...] | None = None
+    metavar: str | None = None
+    help: str | None = None
+
+
+def options() -> list[Option]:
+    """The table; defaults read from the environment now, as argparse would."""
+    env = os.environ
+    return [
+        Option(("--cassette",), "cassette", default=env.get("CODEX_CASSETTE"),
+               help="cassette (.jsonl) or scenario (.yaml) to serve [$CODEX_CASSETTE]"),
+        Option(("--report",), "report", default=env.get("CODEX_CASSETTE_REPORT"),
+               help="write a JSON replay report here when the session ends [$CODEX_CASSETTE_REPORT]"),
+        Option(("--timeout",), "timeout", type=float, default=float(env.get("CODEX_CASSETTE_TIMEOUT", 10.0)),
+               help="seconds to wait for each expected client message (default 10)"),
+        Option(("--linger",), "linger", type=float, default=60.0,
+               help="seconds to wait for the client to hang up after the last event (default 60)"),
+        Option(("--pace",), "pace", choices=("instant", "recorded"), default="instant"),
+        Option(("--pace-scale",), "pace_scale", type=float, default=1.0),
+        Option(("--bind",), "bind", "append", metavar="NAME=VALUE",
+               help="bind a placeholder up front, e.g. --bind cwd=/work"),
+        Option(("--allow-unplayed",), "allow_unplayed", "store_true", default=False,
+               help="do not fail on events left unplayed"),
+        Option(("--ignore",), "ignore", "append", metavar="PATH",
+               help="a dotted path left out of every comparison, e.g. params.clientInfo.version"),
+        Option(("--match-on",), "match_on", metavar="M1,M2,...",
+               help="the matchers that decide, in order (default kind,method,id,body)"),
+        # codex's own arguments, accepted and checked
+        Option(("--listen",), "listen", default="stdio://",
+               help="stdio:// (default), ws://IP:PORT or unix://[PATH], as codex"),
+        Option(("--stdio",), "listen", "store_const", const="stdio://"),
+        Option(("-c", "--config"), "config", "append", metavar="KEY=VALUE"),
+        Option(("--enable",), "enable", "append"),
+        Option(("--disable",), "disable", "append"),
+        Option(("--version",), "version", "store_true", default=False,
+               help="print the recorded codex version, as codex would"),
+    ]
+
+
+SUBCOMMAND_DEFAULT = "app-server"
+
+
+def build_parser(scrub: Callable[[str], str]) -> Any:
+    """The argparse parser for the same table: for --help and for every refusal.
+    ``scrub`` makes an error message safe to print (it may quote a key)."""
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            self.print_usage(sys.stderr)
+            self.exit(USAGE_EXIT, f"{self.prog}: error: {scrub(message)}\n")
+
+    p = Parser(prog="fake_server", description="A scripted fake `codex app-server`.")
+    for o in options():
+        kw: dict[str, Any] = {"dest": o.dest, "action": o.action, "help": o.help}
+        if o.action == "append":
+            kw["default"] = []
+        elif o.action == "store_true":
+            kw["default"] = o.default
+        elif o.action == "store_const":
+            kw["const"] = o.const  # the dest's default is the option before it that shares it
+        else:
+            kw.update(default=o.default, type=o.type, choices=o.choices, metavar=o.metavar)
+        if o.action == "append":
+            kw["metavar"] = o.metavar
+        p.add_argument(*o.flags, **kw)
+    p.add_argument("subcommand", nargs="?", default=SUBCOMMAND_DEFAULT)
+    return p
+
+
+def parse_args(argv: list[str] | None, scrub: Callable[[str], str]) -> Any:
+    """The parsed command line: read from the table when it is plain, else by argparse."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    parsed = _plain(args)
+    return parsed if parsed is not None else build_parser(scrub).parse_args(args)
+
+
+def _plain(args: list[str]) -> SimpleNamespace | None:
+    """``args`` read from the table, or None for anything argparse must judge."""
+    table = options()
+    by_flag = {flag: o for o in table for flag in o.flags}
+    values: dict[str, Any] = {}
+    for o in table:  # an option sharing a dest with one before it does not set its default
+        values.setdefault(o.dest, [] if o.action == "append" else o.default)
+    subcommand: str | None = None
+    i = 0
+    while i < len(args):
+        token = args[i]
+        i += 1
+        if not token.startswith("-") and token:
+            if subcommand is not None:
+                return None
+            subcommand = token
+            continue
+        flag, eq, inline = token.partition("=")
+        option = by_flag.get(flag)
+        if option is None or (eq and (option.action in ("store_true", "store_const") or not flag.startswith("--"))):
+            return None
+        if option.action in ("store_true", "store_const"):
+            values[option.dest] = True if option.action == "store_true" else option.const
+            continue
+        if eq:
+            raw = inline
+        elif i < len(args) and not args[i].startswith("-"):
+            raw, i = args[i], i + 1
+        else:
+            return None  # a missing value, or one argparse would read as an option
+        if option.choices is not None and raw not in option.choices:
+            return None
+        try:
+            value = option.type(raw) if option.type is not None else raw
+        except ValueError:
+            return None
+        if option.action == "append":
+            values[option.dest].append(value)
+        else:
+            values[option.dest] = value
+    return SimpleNamespace(**values, subcommand=subcommand or SUBCOMMAND_DEFAULT)
