@@ -116,8 +116,14 @@ class CassetteWriter:
 
     def _abandon(self) -> None:
         self._closed = True
-        self._lock.release(remove=False)
-        self.partial.unlink(missing_ok=True)  # nothing was recorded in it
+        self._lock.release(remove=True)  # nothing was recorded in it
+
+    def discard(self) -> None:
+        """Give up before anything was recorded: no file stays behind."""
+        if not self._closed:
+            if self.failure is None:
+                self._fh.close()
+            self._abandon()
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -167,6 +173,10 @@ class CassetteWriter:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def fds(self) -> set[int]:
+        """The file descriptors this writer holds (the lock's and the file's)."""
+        return {fd for fd in (self._lock.fd, None if self._fh.closed else self._fh.fileno()) if fd is not None}
 
     def hand_over(self) -> None:
         """Stop writing here: another process (a fork that shares the open file, and so

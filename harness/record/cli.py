@@ -110,6 +110,8 @@ def _cli_record(args: argparse.Namespace) -> int:
     result = asyncio.run(record_command(command, args.output, placeholders=placeholders,
                                         redactor=redactor, stderr_file=args.stderr_file, env=env,
                                         **kwargs))
+    if result.write_error:
+        print(f"codex-cassette: {result.write_error}", file=sys.stderr)
     if result.error:
         print(f"codex-cassette: {result.error} The partial cassette is kept in {result.cassette} "
               "(complete: false).", file=sys.stderr)
