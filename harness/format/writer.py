@@ -147,9 +147,10 @@ class CassetteWriter:
     def write(self, event: Event) -> Event:
         if self._closed:
             raise RuntimeError("cassette writer already finished")
+        event.index = self._count + 1
+        data = encode(event.to_json())  # first: a value too deep to encode leaves no trace
         self._count += 1
-        event.index = self._count
-        self._line(event.to_json())
+        self._append(data)
         return event
 
     def write_verbatim(self, side: str, t: float, msg_json: bytes, newline: bool = True) -> int:

@@ -289,8 +289,18 @@ class RecordingProxy:
                            answer.end, str(failed) if failed is not None else None, answer.write_error)
 
     async def _answer(self, complete: bool, end: str) -> RecorderResult:
-        self.recorder.end(self.writer.now(), complete, end)
-        return await self.recorder.answer(self.writer, ANSWER_WAIT)
+        failure = self.recorder.failure
+        if failure is not None:
+            complete, end = False, (f"recording stopped early: the recorder's spool could not take more "
+                                    f"({failure.strerror or failure}); the session went on")
+        self.recorder.end(complete, end)
+        answer = await self.recorder.answer(self.writer, ANSWER_WAIT)
+        if failure is not None:
+            answer.write_error = " ".join(m for m in (
+                f"could not keep recording {self.writer.path} ({failure.strerror or failure}); the session "
+                f"went on unchanged. What was recorded up to then is in {answer.cassette} (complete: false).",
+                answer.write_error) if m)
+        return answer
 
     def _peer_error(self) -> Exception | None:
         """A remote peer (harness.record.ssh.RemoteProcess) explains a lost connection or a
@@ -352,7 +362,7 @@ async def record_command(argv: Sequence[str], output: str | Path, *,
             process = await open_process(list(argv), env, cwd)
         except HarnessError as exc:
             # Keep the (empty) cassette, saying why: a refused login is worth a look later too.
-            recorder.end(writer.now(), False, redactor.scrub(f"the server could not be started: {exc}"))
+            recorder.end(False, redactor.scrub(f"the server could not be started: {exc}"))
             await recorder.answer(writer, ANSWER_WAIT)
             raise
         signals.started(process)

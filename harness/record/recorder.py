@@ -106,9 +106,15 @@ class RecorderProcess:
     def put(self, side: str, kind: str, t: float, payload: bytes = b"") -> None:
         self.spool.put(side, kind, t, payload)
 
-    def end(self, t: float, complete: bool, end: str) -> None:
-        self.put("", "end", t, json.dumps({"complete": complete, "end": end}).encode())
-        self.spool.close()
+    @property
+    def failure(self) -> OSError | None:
+        """The spool could not take a frame (a file size limit, no memory): nothing after it
+        reached the recorder."""
+        return self.spool.failure
+
+    def end(self, complete: bool, end: str) -> None:
+        """The proxy's verdict; the recorder finishes the cassette with it."""
+        self.spool.close(json.dumps({"complete": complete, "end": end}).encode())
 
     async def answer(self, writer: CassetteWriter, timeout: float) -> RecorderResult:
         """The recorder's answer once it has finished the cassette; a huge backlog takes a
@@ -214,17 +220,17 @@ def _record(spool: SpoolReader, writer: CassetteWriter, tee: Tee, stderr_copy: S
 
 def _drain(spool: SpoolReader, writer: CassetteWriter, tee: Tee,
            stderr_copy: StderrCopy | None) -> dict[str, Any] | None:
-    """Record frames until the proxy's ``end`` frame (its verdict), or until its end of the
-    spool closed and every frame is recorded (None: it died)."""
+    """Record frames until the proxy closed its end of the spool and every frame is
+    recorded; then its last word (its verdict), or None if it died without one."""
     last_poke = -1.0
     pause = QUIET
     while True:
         if spool.wait(pause if spool.pending() else IDLE):
             last_poke = time.monotonic()
+        if spool.drained():
+            return json.loads(spool.last_word) if spool.last_word else None
         oldest = spool.oldest()
         if oldest is None:
-            if spool.closed:
-                return None
             continue
         now = time.monotonic()
         stale = writer.now() - oldest >= MAX_LAG
@@ -235,8 +241,6 @@ def _drain(spool: SpoolReader, writer: CassetteWriter, tee: Tee,
         budget = now + SLICE if stale and not spool.closed else None
         with writer.batch():
             for frame in spool.frames():
-                if frame.kind == "end":
-                    return json.loads(frame.payload)
                 _apply(frame, tee, stderr_copy)
                 if budget is not None and time.monotonic() > budget:
                     break

@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 FRAME = struct.Struct("<BBdQ")  # side, kind, t, payload length
-SIDES = ("client", "server", "stderr", "")
-KINDS = ("data", "eof", "exit", "end")
+SIDES = ("client", "server", "stderr")
+KINDS = ("data", "eof", "exit")
+POKE = b"\0"
+LAST_WORD = b"\1"  # on the poke pipe: what follows, to its end, is the proxy's closing message
 INLINE = 1 << 12  # a payload up to this size goes out in the header's write
 RELEASE_EVERY = 64 << 20  # give recorded memory back in steps of this much
 _FALLOC_PUNCH = 0x01 | 0x02  # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE
@@ -78,13 +80,14 @@ class SpoolWriter:
     poke: int
     offset: int = 0
     failure: OSError | None = None  # the spool could not take a frame: recording stopped there
+    closed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def put(self, side: str, kind: str, t: float, payload: bytes = b"") -> None:
         head = FRAME.pack(SIDES.index(side), KINDS.index(kind), t, len(payload))
         with self._lock:
-            if self.failure is not None:
-                return
+            if self.failure is not None or self.closed:
+                return  # a forwarding thread left behind (a client that never reads) puts nothing more
             try:
                 if len(payload) <= INLINE:
                     _pwrite_all(self.memfd, head + payload, self.offset)
@@ -102,8 +105,17 @@ class SpoolWriter:
         except BrokenPipeError:
             pass  # the recorder is gone: the proxy learns it when it asks for the result
 
-    def close(self) -> None:
-        os.close(self.poke)  # the recorder's end of input
+    def close(self, last_word: bytes) -> None:
+        """The end of input: every frame is in the spool; ``last_word`` (the proxy's verdict)
+        goes on the poke pipe, which the recorder drains, so it is never dropped."""
+        with self._lock:
+            self.closed = True
+        os.set_blocking(self.poke, True)
+        try:
+            os.write(self.poke, LAST_WORD + last_word)
+        except BrokenPipeError:
+            pass  # the recorder is gone
+        os.close(self.poke)
         os.close(self.memfd)
 
 
@@ -122,6 +134,8 @@ class SpoolReader:
     poke: int
     offset: int = 0
     closed: bool = False  # the proxy closed its end (it is done, or dead)
+    last_word: bytes | None = None  # what the proxy said at the end (None: it died first)
+    _pokes: bytes = b""
     _released: int = 0
 
     def wait(self, timeout: float) -> bool:
@@ -137,7 +151,12 @@ class SpoolReader:
             return False
         if not data:
             self.closed = True
-        return bool(data)
+            if LAST_WORD in self._pokes:
+                self.last_word = self._pokes[self._pokes.index(LAST_WORD) + 1:]
+            return False
+        # Keep only what may be the last word: pokes are worth nothing once counted.
+        self._pokes = (self._pokes + data).lstrip(POKE)
+        return True
 
     def pending(self) -> bool:
         return os.fstat(self.memfd).st_size - self.offset >= FRAME.size
@@ -147,6 +166,17 @@ class SpoolReader:
         if not self.pending():
             return None
         return FRAME.unpack(os.pread(self.memfd, FRAME.size, self.offset))[2]
+
+    def drained(self) -> bool:
+        """The proxy closed its end and every whole frame is read (a torn last frame, cut
+        by the proxy's death or a failed write, is never completed)."""
+        if not self.closed:
+            return False
+        size = os.fstat(self.memfd).st_size
+        if size - self.offset < FRAME.size:
+            return True
+        length = FRAME.unpack(os.pread(self.memfd, FRAME.size, self.offset))[3]
+        return size - self.offset - FRAME.size < length
 
     def frames(self, limit: int = 1 << 22) -> Iterator[Frame]:
         """The whole frames there now, about ``limit`` bytes of them at most; a frame still
