@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for the client to hang up after the last event (default 60)")
     p.add_argument("--pace", choices=("instant", "recorded"), default="instant")
     p.add_argument("--pace-scale", type=float, default=1.0)
+    p.add_argument("--connections", metavar="FILE", default=None,
+                   help="a launch counter (the pytest fixture's): this launch takes the next number k "
+                        "and serves connection k's cassette (NAME.jsonl, NAME.2.jsonl, ...)")
     p.add_argument("--bind", action="append", default=[], metavar="NAME=VALUE",
                    help="bind a placeholder up front, e.g. --bind cwd=/work")
     p.add_argument("--allow-unplayed", action="store_true", help="do not fail on events left unplayed")
@@ -59,6 +62,21 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
     return out
 
 
+def _this_connection(cassette: str, counter: str) -> str:
+    """The cassette of this launch: the k-th launch in the test serves connection k's."""
+    from pathlib import Path
+
+    from harness.format.connections import LaunchCounter, connection_path
+
+    number = LaunchCounter(Path(counter)).take(client_pid())
+    path = connection_path(cassette, number)
+    if not path.is_file():
+        raise HarnessError(f"this is launch {number} of codex in the test, but no cassette {path} was "
+                           f"recorded for it: the recording saw fewer launches (re-record with "
+                           "--codex-record-mode=all if the test now starts codex more often)")
+    return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -74,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.listen != "stdio://":
             raise HarnessError(f"the fake codex listens only on stdio://, not {args.listen!r}")
         _pairs(args.config, "-c/--config")
+        if args.connections:
+            args.cassette = _this_connection(args.cassette, args.connections)
         options = ReplayOptions(role="server", timeout=args.timeout, linger=args.linger, pace=args.pace,
                                 pace_scale=args.pace_scale, strict=not args.allow_unplayed,
                                 bindings=_pairs(args.bind, "--bind"), ignore=list(args.ignore))

@@ -28,6 +28,7 @@ from harness.replay.matching import MatcherRegistry
 from harness.format.load import open_cassette
 from harness.errors import HarnessError
 from harness.pytest.servers import CodexAppServer, FakeCodex
+from harness.record.ending import failed_test_end
 from harness.pytest.record_modes import MODES, CassetteLock, should_record
 from harness.replay.options import ReplayOptions
 
@@ -224,6 +225,32 @@ def _live_scenario(request: pytest.FixtureRequest, spec: Any, directory: Path) -
                 f"or under {directory})", pytrace=False)
 
 
+_CALL_REPORT = pytest.StashKey[pytest.TestReport]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep the test's own outcome where its fixtures' teardown can read it."""
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_REPORT] = report
+    return report
+
+
+def _test_failed(request: pytest.FixtureRequest) -> str | None:
+    """Why the recording test did not pass, for the cassette's ``end``; None if it passed."""
+    report = request.node.stash.get(_CALL_REPORT, None)
+    if report is None:
+        outcome = "did not run"
+    elif report.passed and not hasattr(report, "wasxfail"):
+        return None
+    elif hasattr(report, "wasxfail"):
+        outcome = "failed as expected (xfail)" if report.skipped else "passed unexpectedly (xpass)"
+    else:
+        outcome = "failed" if report.failed else "was skipped"
+    return failed_test_end(request.node.nodeid, outcome)
+
+
 @pytest.fixture
 def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
                      codex_cassette_config: dict[str, Any], codex_record_mode: str,
@@ -255,21 +282,21 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
             if bad is not None:
                 lock.release()
                 pytest.fail(f"codex-cassette: {bad}", pytrace=False)
-        server = CodexAppServer(cassette_path=target, recording=True,
+        server = CodexAppServer(cassette_path=target, recording=True, workdir=tmp_path_factory.mktemp("codex_app_server"),
                                 codex_bin=request.config.getoption("--codex-bin"), live_scenario=live,
                                 ssh=merged.get("ssh"))
     else:
         if existing is None:
             _missing(request, directory, name, hint=f" (record mode {codex_record_mode!r}; run with "
                                                     "--codex-record-mode=once to record it)")
-        server = CodexAppServer(cassette_path=existing, recording=False,
+        server = CodexAppServer(cassette_path=existing, recording=False, workdir=tmp_path_factory.mktemp("codex_app_server"),
                                 fake=_fake(request, existing, _replay_options(request, merged), tmp_path_factory))
     try:
         server.start()
         yield server
     finally:
         try:
-            problems = server.finish()
+            problems = server.finish(failed=_test_failed(request) if lock is not None else None)
         finally:
             if lock is not None:
                 lock.release()

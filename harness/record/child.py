@@ -123,6 +123,11 @@ class ChildProcess:
             time.sleep(POLL)
         return self.status
 
+    @property
+    def lost(self) -> bool:
+        """Reaped by someone else: its status will never be known here."""
+        return self.returncode is None and not self._may_still_exit()
+
     def _may_still_exit(self) -> bool:
         try:
             os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)

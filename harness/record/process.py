@@ -153,6 +153,50 @@ async def open_local_process(argv: Sequence[str], env: Mapping[str, str] | None 
                         stderr, tuple(argv))
 
 
+@dataclass
+class OwnedProcess:
+    """A local codex as a driver's handle, in asyncio.subprocess.Process's shape
+    (``stdin`` a StreamWriter, ``stdout`` a StreamReader of lines, ``wait()``,
+    ``returncode``, ``kill()``), signalled and reaped by harness.record.child: its
+    exit status is known even when the event loop that drove it has closed."""
+
+    child: ChildProcess
+    stdin: asyncio.StreamWriter
+    stdout: asyncio.StreamReader
+    stderr: None = None
+
+    @property
+    def pid(self) -> int:
+        return self.child.pid
+
+    @property
+    def returncode(self) -> int | None:
+        self.child.poll()
+        return self.child.returncode
+
+    async def wait(self) -> int:
+        await self.child.wait_async()
+        assert self.child.returncode is not None
+        return self.child.returncode
+
+    def send_signal(self, sig: int | str) -> None:
+        self.child.send_signal(sig)
+
+    def kill(self) -> None:
+        self.child.kill()
+
+    def terminate(self) -> None:
+        self.child.terminate()
+
+
+async def spawn_owned(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | None = None, *,
+                      limit: int = 1 << 26, stderr: Any = None) -> OwnedProcess:
+    """Start a local codex for in-process recording (``stderr`` as Popen takes it: None inherits)."""
+    child = ChildProcess.start(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env, cwd=cwd)
+    assert child.stdin is not None and child.stdout is not None
+    return OwnedProcess(child, await _writer(child.stdin), await _reader(child.stdout, limit))
+
+
 # -- a PeerProcess as a driver's process handle -----------------------------------
 
 _EOF = object()
