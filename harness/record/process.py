@@ -116,9 +116,25 @@ async def _reader(pipe: IO[bytes], limit: int = 1 << 20) -> asyncio.StreamReader
     return reader
 
 
+class _PipeWriting(asyncio.streams.FlowControlMixin):
+    """A pipe's writing protocol that, like asyncio.subprocess's, lets ``wait_closed()`` work."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self._closed: asyncio.Future[None] = loop.create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    def _get_close_waiter(self, stream: asyncio.StreamWriter) -> asyncio.Future[None]:
+        return self._closed
+
+
 async def _writer(pipe: IO[bytes]) -> asyncio.StreamWriter:
     loop = asyncio.get_running_loop()
-    transport, protocol = await loop.connect_write_pipe(lambda: asyncio.streams.FlowControlMixin(loop), pipe)
+    transport, protocol = await loop.connect_write_pipe(lambda: _PipeWriting(loop), pipe)
     return asyncio.StreamWriter(transport, protocol, None, loop)
 
 
