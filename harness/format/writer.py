@@ -63,6 +63,9 @@ class CassetteWriter:
     def __init__(self, path: str | Path, meta: dict[str, Any] | None = None, *,
                  clock: Any = time.monotonic) -> None:
         self.path = Path(path)
+        if self.path.is_dir() or not self.path.name:
+            raise CassettePathError(f"cannot write the cassette {self.path}: it is a directory. "
+                                    "Give a file name such as session.jsonl (the -o/--output option).")
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.meta = dict(meta or {})
         self.meta.setdefault("recorded_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
@@ -73,9 +76,6 @@ class CassetteWriter:
         self._closed = False
         self._autoflush = True
         self.failure: OSError | None = None  # the write error that stopped the writing
-        if self.path.is_dir():
-            raise CassettePathError(f"cannot write the cassette {self.path}: it is a directory. "
-                                    "Give a file name such as session.jsonl (the -o/--output option).")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lock = FileLock(self.partial).acquire(purpose=f"record {self.path.name}")

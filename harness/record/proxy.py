@@ -295,11 +295,10 @@ class RecordingProxy:
                                     f"({failure.strerror or failure}); the session went on")
         self.recorder.end(complete, end)
         answer = await self.recorder.answer(self.writer, ANSWER_WAIT)
-        if failure is not None:
-            answer.write_error = " ".join(m for m in (
-                f"could not keep recording {self.writer.path} ({failure.strerror or failure}); the session "
-                f"went on unchanged. What was recorded up to then is in {answer.cassette} (complete: false).",
-                answer.write_error) if m)
+        if failure is not None and answer.write_error is None:  # else the writer's own words say it
+            answer.write_error = (f"could not keep recording {self.writer.path} ({failure.strerror or failure}); "
+                                  f"the session went on unchanged. What was recorded up to then is in "
+                                  f"{answer.cassette} (complete: false).")
         return answer
 
     def _peer_error(self) -> Exception | None:
