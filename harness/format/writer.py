@@ -164,7 +164,7 @@ class CassetteWriter:
         return self._count
 
     def record(self, side: str, **payload: Any) -> Event:
-        """Append an event stamped with the time since the first event."""
+        """Append an event stamped with the time since the writer's clock started (its first use)."""
         return self.write(Event(side=side, t=self.now(), **payload))
 
     @property

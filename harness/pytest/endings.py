@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.format.connections import Launch
+from harness.format.locks import LockBusy
 from harness.format.writer import mark_incomplete
 from harness.record.ending import ExitStatus
 
@@ -78,10 +79,16 @@ def settle_proxies(launches: list[Launch]) -> list[str]:
     return problems
 
 
-def mark_failed(paths: list[Path], reason: str) -> None:
-    """The test did not pass: none of its cassettes is to be trusted as complete."""
+def mark_failed(paths: list[Path], reason: str) -> list[str]:
+    """The test did not pass: none of its cassettes is to be trusted as complete. Returns
+    problems (a cassette still being written by a recorder that outlived its proxy)."""
+    problems = []
     for path in paths:
-        mark_incomplete(path, reason)
+        try:
+            mark_incomplete(path, reason)
+        except LockBusy as exc:
+            problems.append(f"{path} could not be marked incomplete: {exc}")
+    return problems
 
 
 def _is_proxy(pid: int) -> bool:

@@ -363,7 +363,7 @@ class CodexAppServer:
             launched = [launch for launch in self.launches.launches() if launch.pid]
             problems += settle_proxies(launched)
             if failed:
-                mark_failed([self.connection_path(launch.number) for launch in launched], failed)
+                problems += mark_failed([self.connection_path(launch.number) for launch in launched], failed)
         if self._live is not None:
             self._live.stop()
             self._live = None

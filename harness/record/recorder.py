@@ -225,25 +225,30 @@ def _drain(spool: SpoolReader, writer: CassetteWriter, tee: Tee,
     last_poke = -1.0
     pause = QUIET
     while True:
-        if spool.wait(pause if spool.pending() else IDLE):
+        if not spool.pending() and spool.wait(IDLE):  # idle: the first poke wakes us
             last_poke = time.monotonic()
         if spool.drained():
             return json.loads(spool.last_word) if spool.last_word else None
         oldest = spool.oldest()
         if oldest is None:
             continue
-        now = time.monotonic()
         stale = writer.now() - oldest >= MAX_LAG
-        if not spool.closed and now - last_poke < QUIET and not stale:
-            pause = min(pause * 2, QUIET_MAX)  # a burst: look less and less often
+        if not spool.closed and time.monotonic() - last_poke < QUIET and not stale:
+            # A burst: let it pass, looking less and less often (sleeping, not woken by each poke).
+            time.sleep(pause)
+            pause = min(pause * 2, QUIET_MAX)
+            if spool.take_pokes():
+                last_poke = time.monotonic()
             continue
         pause = QUIET
-        budget = now + SLICE if stale and not spool.closed else None
+        budget = time.monotonic() + SLICE if stale and not spool.closed else None
         with writer.batch():
             for frame in spool.frames():
                 _apply(frame, tee, stderr_copy)
                 if budget is not None and time.monotonic() > budget:
                     break
+        if spool.take_pokes():
+            last_poke = time.monotonic()
 
 
 def _apply(frame: Frame, tee: Tee, stderr_copy: StderrCopy | None) -> None:

@@ -12,14 +12,14 @@ holds is not redacted yet.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import os
 import select
 import struct
 import tempfile
 import threading
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator
 
 FRAME = struct.Struct("<BBdQ")  # side, kind, t, payload length
 SIDES = ("client", "server", "stderr")
@@ -139,11 +139,15 @@ class SpoolReader:
     _released: int = 0
 
     def wait(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` for a poke; True when the proxy put something meanwhile."""
-        if self.closed:
+        """Block up to ``timeout`` for a poke (an idle recorder waking on the first one);
+        True when the proxy put something meanwhile."""
+        if self.closed or not select.select([self.poke], [], [], timeout)[0]:
             return False
-        ready = select.select([self.poke], [], [], timeout)[0]
-        if not ready:
+        return self.take_pokes()
+
+    def take_pokes(self) -> bool:
+        """Without waiting: whether the proxy put something since the last look."""
+        if self.closed:
             return False
         try:
             data = os.read(self.poke, 1 << 16)
@@ -204,13 +208,15 @@ class SpoolReader:
             self._released = upto
 
 
+@functools.cache
+def _fallocate() -> Any:
+    """libc's fallocate, from the symbols this process already has (None where there is none)."""
+    fallocate = getattr(ctypes.CDLL(None, use_errno=True), "fallocate", None)
+    if fallocate is not None:
+        fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong)
+    return fallocate
+
+
 def _punch_hole(fd: int, offset: int, length: int) -> bool:
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    fallocate = getattr(libc, "fallocate", None)
-    if fallocate is None:
-        return False
-    fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong)
-    return fallocate(fd, _FALLOC_PUNCH, offset, length) == 0
+    fallocate = _fallocate()
+    return fallocate is not None and fallocate(fd, _FALLOC_PUNCH, offset, length) == 0
