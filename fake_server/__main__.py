@@ -35,6 +35,21 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
     return out
 
 
+def _this_connection(cassette: str, counter: str) -> str:
+    """The cassette of this launch: the k-th launch in the test serves connection k's."""
+    from pathlib import Path
+
+    from harness.format.connections import LaunchCounter, connection_path
+
+    number = LaunchCounter(Path(counter)).take(client_pid())
+    path = connection_path(cassette, number)
+    if not path.is_file():
+        raise HarnessError(f"this is launch {number} of codex in the test, but no cassette {path} was "
+                           f"recorded for it: the recording saw fewer launches (re-record with "
+                           "--codex-record-mode=all if the test now starts codex more often)")
+    return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv, _said)
     try:
@@ -55,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
 
             listen = ListenAddress.parse(args.listen)
         _pairs(args.config, "-c/--config")
+        if args.connections:
+            args.cassette = _this_connection(args.cassette, args.connections)
         options = ReplayOptions(role="server", timeout=args.timeout, linger=args.linger, pace=args.pace,
                                 pace_scale=args.pace_scale, strict=not args.allow_unplayed,
                                 bindings=_pairs(args.bind, "--bind"), ignore=list(args.ignore))

@@ -46,6 +46,9 @@ def options() -> list[Option]:
                help="seconds to wait for the client to hang up after the last event (default 60)"),
         Option(("--pace",), "pace", choices=("instant", "recorded"), default="instant"),
         Option(("--pace-scale",), "pace_scale", type=float, default=1.0),
+        Option(("--connections",), "connections", metavar="FILE",
+               help="a launch counter (the pytest fixture's): this launch takes the next number k "
+                    "and serves connection k's cassette (NAME.jsonl, NAME.2.jsonl, ...)"),
         Option(("--bind",), "bind", "append", metavar="NAME=VALUE",
                help="bind a placeholder up front, e.g. --bind cwd=/work"),
         Option(("--allow-unplayed",), "allow_unplayed", "store_true", default=False,

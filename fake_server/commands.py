@@ -34,9 +34,11 @@ class FakeCodexCommand:
     pace: str | None = None
     bindings: dict[str, str] = field(default_factory=dict)
     extra: list[str] = field(default_factory=list)
+    connections: Path | None = None  # a launch counter: launch k serves connection k's cassette
 
     @classmethod
-    def from_options(cls, cassette: Path, options: "ReplayOptions", report: Path | None = None) -> "FakeCodexCommand":
+    def from_options(cls, cassette: Path, options: "ReplayOptions", report: Path | None = None,
+                     connections: Path | None = None) -> "FakeCodexCommand":
         """The command line that replays with these options (all but in-process ones: scrub)."""
         extra = [] if options.strict else ["--allow-unplayed"]
         extra += [f"--ignore={path}" for path in options.ignore]
@@ -46,7 +48,7 @@ class FakeCodexCommand:
             extra.append(f"--pace-scale={options.pace_scale:g}")
         extra.append(f"--linger={options.linger:g}")
         return cls(cassette=cassette, report=report, timeout=options.timeout, pace=options.pace,
-                   bindings=dict(options.bindings), extra=extra)
+                   bindings=dict(options.bindings), extra=extra, connections=connections)
 
     def argv(self, *codex_args: str) -> list[str]:
         """The warm launcher's command when this process runs a fork server, else the cold one."""
@@ -68,6 +70,8 @@ class FakeCodexCommand:
             args += ["--pace", self.pace]
         for name, value in self.bindings.items():
             args += ["--bind", f"{name}={value}"]
+        if self.connections is not None:
+            args += ["--connections", str(self.connections)]
         return args + self.extra + list(codex_args or ("app-server",))
 
     def env(self, base: dict[str, str] | None = None) -> dict[str, str]:

@@ -125,10 +125,41 @@ def test_parallel_workers_never_record_the_same_cassette_twice(inner):
     result.assert_outcomes(passed=2)
     assert sorted(modes) == ["record", "replay"]
     assert load_cassette(inner.cassette).complete
-    assert not list(inner.cassette.parent.glob("*.partial"))
+    # Nothing but the cassette stays beside it: no lock, no partial, no temporary file.
+    assert sorted(p.name for p in inner.cassette.parent.iterdir()) == ["session.jsonl"]
 
 
 def test_a_wrong_record_mode_is_refused(inner):
     result, _ = inner("--codex-record-mode=sometimes")
     assert result.ret != 0
     result.stderr.fnmatch_lines(["*--codex-record-mode*invalid choice*sometimes*"])
+
+
+# The same session, its client launching the recorder's command line itself (the proxy).
+AS_COMMAND = INNER.replace(
+    "client = ScriptedClient(await codex_app_server.handle(), timeout=10)",
+    "import asyncio\n"
+    "    proc = await asyncio.create_subprocess_exec(*codex_app_server.argv, env=codex_app_server.env,\n"
+    "                                                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)\n"
+    "    client = ScriptedClient(proc, timeout=10)").replace(
+    "    await client.close()\n", "    await client.close()\n    await asyncio.wait_for(proc.wait(), 30)\n")
+
+
+@pytest.mark.parametrize("tests", [INNER, AS_COMMAND], ids=["in-process", "as-command"])
+def test_a_test_that_fails_while_recording_leaves_its_cassette_incomplete_so_new_records_it(inner, tests):
+    failing = tests.replace('assert await drive(codex_app_server) == "Hello!"',
+                            'assert await drive(codex_app_server) == "Goodbye!"')
+    result, modes = inner("--codex-record-mode=once", tests=failing)
+    result.assert_outcomes(failed=1)
+    assert modes == ["record"]
+    cassette = load_cassette(inner.cassette)
+    assert cassette.meta["recorder"] == ("proxy" if tests is AS_COMMAND else "in-process")
+    assert not cassette.complete
+    assert cassette.meta["end"].startswith("the test failed while recording (test_inner.py::test_one)")
+    assert [e.kind for e in cassette.events[-3:]] == ["eof", "eof", "exit"]  # the session itself was whole
+
+    result, modes = inner("--codex-record-mode=new", tests=tests)
+    result.assert_outcomes(passed=1)
+    assert modes == ["record"]
+    again = load_cassette(inner.cassette)
+    assert again.complete and again.meta["end"] == "clean"

@@ -147,10 +147,11 @@ class Line:
     newline: bool = True
 
     def parse(self) -> tuple[Any, bool]:
-        """(message, True) for a JSON line, (None, False) otherwise."""
+        """(message, True) for a JSON line, (None, False) otherwise: also for JSON the
+        parsers refuse to hold (nested deeper than Python's recursion allows)."""
         try:
             return decode(self.data), True
-        except ValueError:
+        except (ValueError, RecursionError):
             return None, False
 
 

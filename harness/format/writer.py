@@ -4,18 +4,51 @@ The writer appends to ``<path>.partial`` (a header saying ``complete: false``
 first, then one flushed line per event), so a recording cut short by any kind of
 death still loads; ``finish()`` sets the final header and renames onto the
 target in one atomic step.
+
+One writer per path: the writer holds an exclusive lock on its ``.partial``
+(harness.format.locks), so a second recorder of the same cassette fails at once,
+naming the first. Files are 0600 whatever the umask: a session may carry private
+data the redactor could not recognise. A write that fails (a full disk, an I/O
+error, a file size limit) stops the writing, never the caller: ``failure`` says
+what happened and the ``.partial`` written so far is kept.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
+from harness.errors import HarnessError
 from harness.format.cassette import FORMAT_VERSION, Cassette, Event
-from harness.format.wire import encode
+from harness.format.locks import MODE, FileLock
+from harness.format.wire import decode, encode
+
+
+class CassettePathError(HarnessError):
+    """A cassette path that cannot be written (said before anything starts)."""
+
+
+def open_private(path: str | Path, mode: str = "wb") -> BinaryIO:
+    """A file of ours (a cassette, a stderr copy) opened for writing with mode 0600
+    whatever the umask; a device or pipe given as the path is left as it is."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    fd = os.open(path, flags, MODE)
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        os.fchmod(fd, MODE)
+    return os.fdopen(fd, mode)
+
+
+def _path_problem(path: Path, exc: OSError) -> CassettePathError:
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        reason = "a part of the path is a file, not a directory"
+    return CassettePathError(f"cannot write the cassette {path}: {reason}. Pick a path in a "
+                             "directory this user can write (the -o/--output option).")
 
 
 class CassetteWriter:
@@ -30,6 +63,9 @@ class CassetteWriter:
     def __init__(self, path: str | Path, meta: dict[str, Any] | None = None, *,
                  clock: Any = time.monotonic) -> None:
         self.path = Path(path)
+        if self.path.is_dir() or not self.path.name:
+            raise CassettePathError(f"cannot write the cassette {self.path}: it is a directory. "
+                                    "Give a file name such as session.jsonl (the -o/--output option).")
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.meta = dict(meta or {})
         self.meta.setdefault("recorded_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
@@ -39,17 +75,55 @@ class CassetteWriter:
         self._count = 0
         self._closed = False
         self._autoflush = True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.partial, "wb")
+        self.failure: OSError | None = None  # the write error that stopped the writing
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = FileLock(self.partial).acquire(purpose=f"record {self.path.name}")
+        except OSError as exc:
+            raise _path_problem(self.path, exc) from None
+        assert self._lock.fd is not None
+        os.ftruncate(self._lock.fd, 0)  # a stale .partial of a killed recording: start afresh
+        os.fchmod(self._lock.fd, MODE)
+        self._fh: BinaryIO = os.fdopen(os.dup(self._lock.fd), "wb")
         self._line(self._header())
+        if self.failure is not None:
+            self._abandon()
+            raise _path_problem(self.path, self.failure)
 
     def _header(self) -> dict[str, Any]:
         return {"codex_cassette": FORMAT_VERSION, "meta": self.meta}
 
     def _line(self, obj: dict[str, Any]) -> None:
-        self._fh.write(encode(obj))
-        if self._autoflush:
-            self._fh.flush()
+        self._append(encode(obj))
+
+    def _append(self, data: bytes) -> None:
+        if self.failure is not None:
+            return
+        try:
+            self._fh.write(data)
+            if self._autoflush:
+                self._fh.flush()
+        except OSError as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        # What reached the file stays there (a torn last line loads: complete is false).
+        self.failure = exc
+        try:
+            self._fh.close()
+        except OSError:
+            pass  # the unwritten buffer is what could not be written
+
+    def _abandon(self) -> None:
+        self._closed = True
+        self._lock.release(remove=True)  # nothing was recorded in it
+
+    def discard(self) -> None:
+        """Give up before anything was recorded: no file stays behind."""
+        if not self._closed:
+            if self.failure is None:
+                self._fh.close()
+            self._abandon()
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -58,8 +132,11 @@ class CassetteWriter:
             yield
         finally:
             self._autoflush = True
-            if not self._closed:
-                self._fh.flush()
+            if not self._closed and self.failure is None:
+                try:
+                    self._fh.flush()
+                except OSError as exc:
+                    self._failed(exc)
 
     def now(self) -> float:
         t = self._clock()
@@ -70,9 +147,10 @@ class CassetteWriter:
     def write(self, event: Event) -> Event:
         if self._closed:
             raise RuntimeError("cassette writer already finished")
+        event.index = self._count + 1
+        data = encode(event.to_json())  # first: a value too deep to encode leaves no trace
         self._count += 1
-        event.index = self._count
-        self._line(event.to_json())
+        self._append(data)
         return event
 
     def write_verbatim(self, side: str, t: float, msg_json: bytes, newline: bool = True) -> int:
@@ -82,38 +160,104 @@ class CassetteWriter:
             raise RuntimeError("cassette writer already finished")
         self._count += 1
         head = b'{"i":%d,"from":"%s","t":%s,"msg":' % (self._count, side.encode(), repr(round(t, 6)).encode())
-        self._fh.write(head + msg_json.strip() + (b"}\n" if newline else b',"nonl":true}\n'))
-        if self._autoflush:
-            self._fh.flush()
+        self._append(head + msg_json.strip() + (b"}\n" if newline else b',"nonl":true}\n'))
         return self._count
 
     def record(self, side: str, **payload: Any) -> Event:
-        """Append an event stamped with the time since the first event."""
+        """Append an event stamped with the time since the writer's clock started (its first use)."""
         return self.write(Event(side=side, t=self.now(), **payload))
 
     @property
     def count(self) -> int:
         return self._count
 
-    def finish(self, *, complete: bool = True, **meta: Any) -> Path:
-        """Close, set the final header, and move the cassette into place atomically."""
-        if self._closed:
-            return self.path
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def fds(self) -> set[int]:
+        """The file descriptors this writer holds (the lock's and the file's)."""
+        return {fd for fd in (self._lock.fd, None if self._fh.closed else self._fh.fileno()) if fd is not None}
+
+    def hand_over(self) -> None:
+        """Stop writing here: another process (a fork that shares the open file, and so
+        the lock) writes from now on. Nothing buffered is lost: nothing is buffered."""
         self._closed = True
         self._fh.close()
+        os.close(self._lock.fd)  # type: ignore[arg-type]
+        self._lock.fd = None
+
+    def failure_message(self) -> str:
+        """One paragraph for a writing that failed: what, and which file was kept."""
+        assert self.failure is not None
+        return (f"could not write the cassette {self.path} ({self.failure.strerror or self.failure}); "
+                f"recording stopped there while the session went on unchanged. What was recorded up to "
+                f"then is kept in {self.partial} (complete: false).")
+
+    def finish(self, *, complete: bool = True, **meta: Any) -> Path:
+        """Close, set the final header, and move the cassette into place atomically.
+        Returns the cassette's path; after a write error, the ``.partial`` kept instead."""
+        if self._closed:
+            return self.partial if self.failure is not None else self.path
+        self._closed = True
+        if self.failure is None:
+            try:
+                self._fh.close()
+            except OSError as exc:
+                self._failed(exc)
         self.meta.update(meta)
         self.meta["complete"] = complete
+        if self.failure is None:
+            self._move_into_place()
+        self._lock.release(remove=self.failure is None)
+        return self.partial if self.failure is not None else self.path
+
+    def _move_into_place(self) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(self.partial, "rb") as src, open(tmp, "wb") as dst:
-            src.readline()  # the provisional header
-            dst.write(encode(self._header()))
-            while chunk := src.read(1 << 20):
-                dst.write(chunk)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(tmp, self.path)
-        os.unlink(self.partial)
-        return self.path
+        try:
+            with open(self.partial, "rb") as src, open_private(tmp) as dst:
+                src.readline()  # the provisional header
+                dst.write(encode(self._header()))
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+                dst.flush()
+                os.fsync(dst.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            self.failure = exc
+            tmp.unlink(missing_ok=True)
+
+
+def mark_incomplete(path: str | Path, reason: str) -> bool:
+    """Say in a finished cassette's header that it is not to be trusted (``complete:
+    false``, ``end: reason``), so ``--codex-record-mode=new`` records it again.
+    False when there is nothing to mark (no such file, or it already says incomplete)."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    tmp = path.with_name(path.name + ".tmp")
+    # The writer's own lock: a recording still being written is waited for, briefly.
+    lock = FileLock(partial).acquire(wait=10.0, purpose=f"mark {path.name} incomplete")
+    try:
+        with open(path, "rb") as src:
+            header = decode(src.readline())
+            meta = header.get("meta") if isinstance(header, dict) else None
+            if not isinstance(meta, dict) or not meta.get("complete"):
+                return False
+            meta["complete"] = False
+            meta["end"] = reason
+            with open_private(tmp) as dst:
+                dst.write(encode(header))
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+                dst.flush()
+                os.fsync(dst.fileno())
+        os.replace(tmp, path)
+        return True
+    except (FileNotFoundError, ValueError):
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+        lock.release(remove=True)
 
 
 def dump_cassette(cassette: Cassette, path: str | Path) -> Path:

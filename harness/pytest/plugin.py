@@ -46,6 +46,7 @@ FAULT_KEYS = fault_sweep.FAULT_KEYS  # faults, faults_max, faults_deadline: the 
 TRANSPORT_KEY = "transport"
 
 
+_CALL_REPORT = pytest.StashKey["pytest.TestReport"]()  # the call phase's report, for teardown
 MATCHERS_KEY = pytest.StashKey["MatcherRegistry"]()
 FAKE_KEY = pytest.StashKey["FakeCodex"]()  # the fake serving a test, for its report hook
 DIVERGED = "codex-cassette: the session diverged from the cassette"
@@ -291,10 +292,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome (a failed test gets it as its explanation; a passing test whose fake already
     diverged fails), so teardown only tells what came later."""
     outcome = yield
+    report = outcome.get_result()
+    if call.when == "call":
+        item.stash[_CALL_REPORT] = report  # a recording's teardown reads why the test did not pass
     fake = item.stash.get(FAKE_KEY, None)
     if call.when != "call" or fake is None or fake._expected_failure:
         return
-    report = outcome.get_result()
     if report.failed:
         fake.close()  # the test failed anyway: stop its fake now, so its report can say what it saw
     try:
@@ -325,6 +328,24 @@ def _live_scenario(request: pytest.FixtureRequest, spec: Any, directory: Path) -
             return LiveScenario.load(candidate)
     pytest.fail(f"codex-cassette: live scenario {spec!r} not found (as given, under the rootdir, "
                 f"or under {directory})", pytrace=False)
+
+
+
+
+def _test_failed(request: pytest.FixtureRequest) -> str | None:
+    """Why the recording test did not pass, for the cassette's ``end``; None if it passed."""
+    report = request.node.stash.get(_CALL_REPORT, None)
+    if report is None:
+        outcome = "did not run"
+    elif report.passed and not hasattr(report, "wasxfail"):
+        return None
+    elif hasattr(report, "wasxfail"):
+        outcome = "failed as expected (xfail)" if report.skipped else "passed unexpectedly (xpass)"
+    else:
+        outcome = "failed" if report.failed else "was skipped"
+    from harness.record.ending import failed_test_end
+
+    return failed_test_end(request.node.nodeid, outcome)
 
 
 @pytest.fixture
@@ -369,7 +390,7 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
         if merged.get("ssh") is not None and transport != "stdio":
             lock.release()
             pytest.fail("codex-cassette: transport 'ws'/'unix' and ssh together are not supported", pytrace=False)
-        server = CodexAppServer(cassette_path=target, recording=True,
+        server = CodexAppServer(cassette_path=target, recording=True, workdir=tmp_path_factory.mktemp("codex_app_server"),
                                 codex_bin=request.config.getoption("--codex-bin"), live_scenario=live,
                                 ssh=merged.get("ssh"), transport=transport)
     else:
@@ -378,6 +399,7 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
                                                     "--codex-record-mode=once to record it)")
         existing, options = _served(existing, _replay_options(request, merged), codex_fault, tmp_path_factory)
         server = CodexAppServer(cassette_path=existing, recording=False, transport=transport,
+                                workdir=tmp_path_factory.mktemp("codex_app_server"),
                                 fake=_fake(request, existing, options, tmp_path_factory, transport))
         if codex_fault is None:
             request.node.stash[FAKE_KEY] = server.fake
@@ -387,7 +409,7 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
         yield server
     finally:
         try:
-            problems = server.finish()
+            problems = server.finish(failed=_test_failed(request) if lock is not None else None)
         finally:
             if lock is not None:
                 lock.release()

@@ -11,13 +11,11 @@ safe when pytest-xdist runs tests in parallel.
 
 from __future__ import annotations
 
-import fcntl
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import CassetteError, HarnessError, UsageError
+from harness.errors import CassetteError, UsageError
+from harness.format.locks import FileLock
 
 MODES = ("none", "once", "new", "all")
 LOCK_WAIT = 600.0  # a recording in another worker may take a while; never forever
@@ -48,35 +46,24 @@ def should_record(mode: str, existing: Path | None) -> bool:
 
 @dataclass
 class CassetteLock:
-    """An exclusive lock beside a cassette (``NAME.jsonl.lock``), held while recording it."""
+    """An exclusive lock beside a cassette (``NAME.jsonl.lock``), held while a test records
+    it; the file exists only while someone holds it (harness.format.locks)."""
 
     path: Path
     wait: float = LOCK_WAIT
-    _fd: int | None = None
+    _lock: FileLock | None = None
 
     def acquire(self) -> "CassetteLock":
-        lock = self.path.with_name(self.path.name + ".lock")
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + self.wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    os.close(fd)
-                    raise HarnessError(f"{lock}: another process has been recording {self.path.name} for "
-                                       f"over {self.wait:g} s; giving up (is a stale recorder still running?)")
-                time.sleep(0.05)
-        self._fd = fd
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.path.with_name(self.path.name + ".lock"))
+        self._lock = lock.acquire(wait=self.wait, purpose=f"record {self.path.name} in this test "
+                                                          "(is a stale recorder still running?)")
         return self
 
     def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+        if self._lock is not None:
+            self._lock.release(remove=True)
+            self._lock = None
 
     def __enter__(self) -> "CassetteLock":
         return self.acquire()

@@ -6,23 +6,25 @@ Plain classes, usable without pytest; harness.pytest.plugin only builds them.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.format.cassette import Cassette
-
-from harness.format.load import open_cassette
 from harness.errors import HarnessError
+from harness.format.cassette import Cassette
+from harness.format.connections import LaunchCounter, connection_path
+from harness.format.load import open_cassette
+from harness.pytest.endings import end_process, end_remote, mark_failed, settle_proxies
+from harness.record.process import spawn_owned
 from harness.replay.options import ReplayOptions
 from harness.replay.report import ReplayReport
-from harness.record.process import exit_status
 
 
 @dataclass
@@ -37,6 +39,8 @@ class FakeCodex:
     _handles: list[Any] = field(default_factory=list)
     _expected_failure: bool = False
     _started: bool = False
+    # Set by CodexAppServer: each launch of .argv serves its own connection's cassette.
+    connections: Path | None = None
     _told: set[tuple[Any, ...]] = field(default_factory=set)  # failures already reported to the test
     _listener: Any = None              # harness.pytest.sockets.ListeningProcess
 
@@ -85,7 +89,8 @@ class FakeCodex:
         """The fake's command line (fake_server.commands.FakeCodexCommand)."""
         from fake_server.commands import FakeCodexCommand
 
-        return FakeCodexCommand.from_options(self.cassette_path, self.options, self.workdir / "report-{pid}.json")
+        return FakeCodexCommand.from_options(self.cassette_path, self.options, self.workdir / "report-{pid}.json",
+                                             connections=self.connections)
 
     @property
     def argv(self) -> list[str]:
@@ -208,14 +213,21 @@ class CodexAppServer:
     fake: FakeCodex | None = None
     codex_bin: str | None = None
     live_scenario: Any = None          # harness.live.session.LiveScenario
-    workdir: Path = Path(".")
+    workdir: Path | None = None        # this test's own files (the launch counter); start() makes one if None
     ssh: dict[str, Any] | None = None  # {"target": "user@host:port", ...}: record a codex on another host
     timeout: float = 10.0              # the replay timeout in force (as FakeCodex.timeout), in either mode
     transport: str = "stdio"           # ws or unix: clients connect to .url, each connection a cassette
     _recorder: Any = None              # harness.pytest.sockets.ListeningProcess (recording a socket)
     _live: Any = None                  # harness.live.session.LiveCodex, started by start()
     _recorders: list[tuple[Any, Any]] = field(default_factory=list)
-    _connections: int = 0              # in-process handles handed out so far
+
+    @property
+    def launches(self) -> LaunchCounter:
+        """Every connection of this test, in-process (pid 0) or launched by the client (its pid),
+        numbered in the order they started (harness.format.connections)."""
+        if self.workdir is None:
+            raise HarnessError("CodexAppServer.start() was not called: it has no working directory yet")
+        return LaunchCounter(self.workdir / "connections")
 
     @property
     def mode(self) -> str:
@@ -225,8 +237,11 @@ class CodexAppServer:
         """What launching needs, started up front (the fixture's setup): the fake's fork
         server and bin dir when replaying; the live codex's mock model and home when
         recording against a live scenario."""
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="codex-app-server-"))
         if not self.recording:
             assert self.fake is not None
+            self.fake.connections = self.launches.path
             self.fake.start()
         elif self.live_scenario is not None and self._live is None:
             from harness.live.session import LiveCodex
@@ -298,7 +313,8 @@ class CodexAppServer:
         if not self.recording:
             assert self.fake is not None
             return self.fake.argv
-        argv = [sys.executable, "-m", "harness", "record", "-o", str(self.cassette_path)]
+        argv = [sys.executable, "-m", "harness", "record", "-o", str(self.cassette_path),
+                "--connections", str(self.launches.path)]
         live = self._live_codex()
         if live is not None:
             argv += [f"--placeholder={name}={value}" for name, value in live.placeholders().values.items()]
@@ -335,16 +351,12 @@ class CodexAppServer:
 
         A test that needs two codex processes (resuming a thread in a second one)
         records one cassette per connection, each replayed by its own fake."""
-        if n <= 1:
-            return self.cassette_path
-        path = self.cassette_path
-        return path.with_name(f"{path.stem}.{n}{path.suffix}")
+        return connection_path(self.cassette_path, n)
 
     async def handle(self) -> Any:
         """In-process: the fake's handle, or the real codex wrapped by the recorder.
         Each call is a new connection with its own cassette (see connection_path)."""
-        self._connections += 1
-        path = self.connection_path(self._connections)
+        path = self.connection_path(self.launches.take(pid=0))
         if not self.recording:
             assert self.fake is not None
             return self.fake.handle(path)
@@ -361,14 +373,15 @@ class CodexAppServer:
             placeholders = live.placeholders() if live is not None else default_placeholders(remote.placeholders())
             ssh_meta = remote.meta()
         elif live is not None:
-            proc = await live.spawn()
+            from harness.live.session import STREAM_LIMIT
+
+            proc = await spawn_owned(live.argv, live.env, str(live.workdir), limit=STREAM_LIMIT,
+                                     stderr=subprocess.DEVNULL)
             placeholders = live.placeholders()
         else:
             from harness.record.tee import default_placeholders
 
-            proc = await asyncio.create_subprocess_exec(
-                self._binary(), "app-server", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                limit=1 << 26)
+            proc = await spawn_owned([self._binary(), "app-server"])
             placeholders = default_placeholders()
         from harness.record.guard import ProviderGuard
 
@@ -382,21 +395,29 @@ class CodexAppServer:
 
     # -- teardown ------------------------------------------------------------------
 
-    def finish(self, grace: float = 5.0) -> list[str]:
+    def finish(self, grace: float = 5.0, failed: str | None = None) -> list[str]:
         """End recordings (close codex's stdin, let it exit) and write their cassettes.
+        ``failed`` is why the test did not pass (harness.record.ending.failed_test_end):
+        then every cassette it recorded says so and is ``complete: false``.
         Returns the problems found, for the fixture to fail the test with."""
         problems: list[str] = []
         if self._recorder is not None:
             problems += self._stop_socket_recorder()
         for recorder, proc in self._recorders:
             if hasattr(proc, "exit_value"):  # a harness.record.process.DriverHandle (codex over SSH)
-                problems += _end_remote(recorder, proc)
-                continue
-            code = _end_process(recorder, proc, grace)
-            if code is None:
-                problems.append(f"codex did not exit within {grace:g} s of its stdin closing; it was killed "
-                                f"and {recorder.writer.path} is marked incomplete")
-            recorder.finish(complete=code == 0, exit=exit_status(code) if code is not None else "SIGKILL")
+                status, stopped, problem = end_remote(proc)
+                problems += [problem] if problem else []
+            else:
+                status, stopped = end_process(recorder, proc, grace)
+                problems += [f"{stopped}; {recorder.writer.path} is marked incomplete"] if stopped else []
+            recorder.finish(exit=status, stopped=failed or stopped)
+            if recorder.writer.failure is not None:
+                problems.append(recorder.writer.failure_message())
+        if self.recording:
+            launched = [launch for launch in self.launches.launches() if launch.pid]
+            problems += settle_proxies(launched)
+            if failed:
+                problems += mark_failed([self.connection_path(launch.number) for launch in launched], failed)
         if self._live is not None:
             self._live.stop()
             self._live = None
@@ -417,20 +438,6 @@ def _report_order(path: Path) -> tuple[str, int]:
     sessions in order), so `.report` is the last session's."""
     pid, _, k = path.name[len("report-"):-len(".json")].partition(".")
     return pid, int(k) if k.isdigit() else 0
-
-
-def _end_remote(recorder: Any, handle: Any) -> list[str]:
-    """Write a cassette recorded over SSH. The connection lives in the test's event loop,
-    closed by now, so only the test itself can have ended the session (closing stdin and
-    reading stdout to the end); one it left open is reported and marked incomplete."""
-    status = handle.exit_value
-    error = getattr(getattr(handle.process, "exit", None), "error", None)
-    recorder.finish(complete=status == 0, exit=status)
-    if status is None:
-        return [f"the SSH session was still open when the test ended, so {recorder.writer.path} is marked "
-                "incomplete: close the driver's stdin and read its stdout to the end (or "
-                "`await handle.aclose()`) before the test returns"]
-    return [f"{error} {recorder.writer.path} is marked incomplete."] if error is not None else []
 
 
 def _is_fake(pid: int) -> bool:
@@ -455,34 +462,3 @@ def _is_fake(pid: int) -> bool:
             except OSError:
                 return False
     return False
-
-
-def _end_process(recorder: Any, proc: Any, grace: float) -> int | None:
-    """Close a recorded codex's stdin and reap it, without needing its (maybe closed) event loop.
-    Returns its exit code, or None when it had to be killed."""
-    if recorder.stdin is not None:
-        try:
-            recorder.stdin.close()
-        except RuntimeError:  # the test's event loop is gone: close the pipe itself
-            pipe = proc.stdin.transport.get_extra_info("pipe") if proc.stdin is not None else None
-            if pipe is not None:
-                pipe.close()
-        except OSError:
-            pass
-    deadline = time.monotonic() + grace
-    while proc.returncode is None:
-        try:
-            pid, status = os.waitpid(proc.pid, os.WNOHANG)
-        except ChildProcessError:  # reaped by asyncio meanwhile
-            break
-        if pid:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            try:
-                os.kill(proc.pid, signal.SIGKILL)
-                os.waitpid(proc.pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
-            return None
-        time.sleep(0.02)
-    return proc.returncode if proc.returncode is not None else 0

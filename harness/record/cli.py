@@ -8,9 +8,11 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, UsageError
+from harness.format.connections import LaunchCounter, connection_path
 from harness.format.placeholders import NAME
 from harness.record.guard import ProviderGuard
 from harness.record.tee import default_placeholders
@@ -33,6 +35,10 @@ def cli_register(subparsers: Any) -> None:
         description="Launch this where a client would launch `codex app-server`: it runs the "
                     "command after `--`, forwards stdio unchanged both ways and writes a cassette.")
     p.add_argument("-o", "--output", required=True, metavar="PATH", help="cassette to write")
+    p.add_argument("--connections", metavar="FILE", default=None,
+                   help="a launch counter shared by the launches of one test (the pytest fixture's): "
+                        "this launch takes the next number k and records connection k to PATH, "
+                        "PATH's NAME.2.jsonl, NAME.3.jsonl, ...")
     p.add_argument("--placeholder", action="append", default=[], metavar="NAME=VALUE",
                    help="also replace VALUE by {{NAME}} in the cassette (repeatable)")
     p.add_argument("--stderr-file", metavar="F", help="also copy the server's stderr here (redacted)")
@@ -121,9 +127,14 @@ def _cli_record(args: argparse.Namespace) -> int:
         return _record_socket(args, command, listen, placeholders, redactor, env, kwargs)
     if remote is not None:
         kwargs.update(open_process=remote.open, meta={**meta, **remote.meta()})
-    result = asyncio.run(record_command(command, args.output, placeholders=placeholders,
+    output = args.output
+    if args.connections:
+        output = connection_path(output, LaunchCounter(Path(args.connections)).take())
+    result = asyncio.run(record_command(command, output, placeholders=placeholders,
                                         redactor=redactor, stderr_file=args.stderr_file, env=env,
                                         **kwargs))
+    if result.write_error:
+        print(f"codex-cassette: {result.write_error}", file=sys.stderr)
     if result.error:
         print(f"codex-cassette: {result.error} The partial cassette is kept in {result.cassette} "
               "(complete: false).", file=sys.stderr)

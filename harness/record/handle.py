@@ -11,7 +11,8 @@ from harness.format.placeholders import Placeholders
 from harness.format.redact import Redactor
 from harness.format.writer import CassetteWriter
 from harness.record.guard import ProviderGuard
-from harness.record.process import exit_status
+from harness.record.child import exit_status
+from harness.record.ending import Ending, ExitStatus
 from harness.record.tee import Tee, default_placeholders, header_meta
 
 class _RecordingStdin:
@@ -89,7 +90,7 @@ class RecordingHandle:
         self.stdout = _RecordingStdout(handle.stdout, self)
 
     def _eof(self, side: str) -> None:
-        if not self.writer._closed:
+        if not self.writer.closed:
             self.tee.eof(side, self.writer.now())
 
     def stop_server(self) -> None:
@@ -110,23 +111,35 @@ class RecordingHandle:
                 return code
         return None
 
-    def finish(self, *, complete: bool = True, exit: int | str | None = None) -> Path:
-        """Write the cassette. The exit status is taken from the handle when it has one."""
+    def finish(self, *, complete: bool = True, exit: ExitStatus | None = None,
+               stopped: str | None = None) -> Path:
+        """Write the cassette; ``meta.end`` says how the session ended (harness.record.ending),
+        as the proxy says it. The exit status is taken from the handle when it has one; an
+        unknown one makes the cassette incomplete, never exit 0. ``complete=False`` or a
+        ``stopped`` reason marks a session the caller knows went wrong. Returns the cassette,
+        or after a write error the ``.partial`` kept (``writer.failure`` says why)."""
         if exit is None:
             code = self._returncode()
             exit = exit_status(code) if code is not None else None
-        if exit is not None and not self.writer._closed:
+        if exit is not None and not self.writer.closed:
             self.tee.exit(exit, self.writer.now())
-        meta = self.tee.final_meta()
         if self.guard is not None and self.guard.violation:
-            complete, meta["end"] = False, self.guard.violation
-        return self.writer.finish(complete=complete, **meta)
+            stopped = self.guard.violation
+        elif stopped is None and not complete:
+            stopped = "the recording was ended early by the code driving it"
+        ending = Ending(client_closed="client" in self.tee.eofs, server_closed="server" in self.tee.eofs,
+                        status=exit, stopped=stopped)
+        ok, end = ending.verdict()
+        meta = self.tee.final_meta()
+        meta["end"] = end
+        return self.writer.finish(complete=ok, **meta)
 
     async def __aenter__(self) -> "RecordingHandle":
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self.finish(complete=exc_type is None)
+        self.finish(stopped=None if exc_type is None else
+                    f"the block recording it raised {exc_type.__name__}")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._handle, name)

@@ -18,6 +18,7 @@ from typing import Callable
 
 CHUNK = 1 << 18
 POLL = 0.05  # how long a read waits before looking at the stop flag again
+STOP_READS = 16  # once stopped, at most this many reads of what is already there
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -56,10 +57,18 @@ class Hop:
 
     def _run(self) -> None:
         eof = False
+        last_looks = STOP_READS
         try:
-            while not self._stop.is_set():
+            while last_looks:
+                stopping = self._stop.is_set()
+                if stopping:
+                    # What the source said before we were stopped (its end of file above
+                    # all: a client that hung up before the server exited) still counts.
+                    last_looks -= 1
                 try:
-                    if not select.select([self.src], [], [], POLL)[0]:
+                    if not select.select([self.src], [], [], 0 if stopping else POLL)[0]:
+                        if stopping:
+                            return
                         continue
                     data = os.read(self.src, CHUNK)
                 except OSError:  # a closed fd, EIO from a vanished terminal, a reset socket: the end

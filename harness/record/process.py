@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
+import subprocess
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol, Sequence, Union
+from typing import IO, Any, Mapping, Protocol, Sequence
 
-from harness.errors import HarnessError
 from harness.format.wire import LineSplitter
+from harness.record.child import ChildProcess, TransportError, exit_status, signal_number
+from harness.record.ending import ExitStatus
 
-ExitStatus = Union[int, str]  # an exit code, or a signal name such as "SIGKILL"
-
-
-class TransportError(HarnessError):
-    """A peer process could not be started or reached."""
 
 
 class ByteSink(Protocol):
@@ -42,23 +38,6 @@ class PeerProcess(Protocol):
 
     async def wait(self, timeout: float | None = None) -> int | str: ...
     def send_signal(self, name: str) -> None: ...
-
-
-def exit_status(returncode: int) -> int | str:
-    """asyncio's returncode as a cassette ``exit`` value: code, or signal name."""
-    if returncode >= 0:
-        return returncode
-    try:
-        return signal.Signals(-returncode).name
-    except ValueError:
-        return f"SIG{-returncode}"
-
-
-def signal_number(name: str) -> int:
-    try:
-        return int(signal.Signals[name if name.startswith("SIG") else "SIG" + name])
-    except KeyError:
-        raise TransportError(f"unknown signal {name!r}; use a name such as SIGTERM or SIGINT") from None
 
 
 class _PipeSink:
@@ -98,10 +77,11 @@ class LocalProcess:
 
     With ``raw_stdio`` its stdin and stdout are plain pipe fds (``stdin_fd``,
     ``stdout_fd``) that the event loop does not touch, so a forwarding thread
-    can move bytes with blocking reads and writes (harness.record.hop).
+    can move bytes with blocking reads and writes (harness.record.hop). The
+    child is signalled and reaped by harness.record.child alone.
     """
 
-    proc: asyncio.subprocess.Process
+    child: ChildProcess
     stdin: _PipeSink | None
     stdout: _PipeSource | None
     stderr: _PipeSource
@@ -111,33 +91,56 @@ class LocalProcess:
 
     @property
     def pid(self) -> int:
-        return self.proc.pid
+        return self.child.pid
 
     @property
     def returncode(self) -> int | None:
-        return self.proc.returncode
+        return self.child.returncode
 
-    async def wait(self, timeout: float | None = None) -> int | str:
+    async def wait(self, timeout: float | None = None) -> ExitStatus:
         """The exit status; raises asyncio.TimeoutError if still running after timeout."""
-        code = await asyncio.wait_for(self.proc.wait(), timeout)
-        return exit_status(code)
+        return await self.child.wait_async(timeout)
 
     async def close(self) -> None:
-        """Nothing to release beyond the pipes, which end with the process."""
+        """Let go of the pidfd; the pipes end with the process."""
+        self.child.close()
 
     def send_signal(self, name: str) -> None:
-        if self.proc.returncode is None:
-            try:
-                self.proc.send_signal(signal_number(name))
-            except ProcessLookupError:
-                pass  # exited between the check and the signal
+        self.child.send_signal(name)
+
+
+async def _reader(pipe: IO[bytes], limit: int = 1 << 20) -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit, loop=loop)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
+    return reader
+
+
+class _PipeWriting(asyncio.streams.FlowControlMixin):
+    """A pipe's writing protocol that, like asyncio.subprocess's, lets ``wait_closed()`` work."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self._closed: asyncio.Future[None] = loop.create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    def _get_close_waiter(self, stream: asyncio.StreamWriter) -> asyncio.Future[None]:
+        return self._closed
+
+
+async def _writer(pipe: IO[bytes]) -> asyncio.StreamWriter:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.connect_write_pipe(lambda: _PipeWriting(loop), pipe)
+    return asyncio.StreamWriter(transport, protocol, None, loop)
 
 
 async def open_local_process(argv: Sequence[str], env: Mapping[str, str] | None = None,
                              cwd: str | None = None, *, raw_stdio: bool = False) -> LocalProcess:
     """Start ``argv`` with piped stdin/stdout/stderr (no shell); see LocalProcess for ``raw_stdio``."""
-    if not argv:
-        raise TransportError("no command given to start")
     ours: list[int] = []   # our ends of the raw pipes
     theirs: list[int] = []  # the child's ends, closed here once it has them
     if raw_stdio:
@@ -147,26 +150,67 @@ async def open_local_process(argv: Sequence[str], env: Mapping[str, str] | None 
         for fd in ours:
             os.set_inheritable(fd, False)
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=theirs[0] if raw_stdio else asyncio.subprocess.PIPE,
-            stdout=theirs[1] if raw_stdio else asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=dict(env) if env is not None else None, cwd=cwd,
-            limit=1 << 20)
-    except OSError as exc:
+        child = ChildProcess.start(argv, stdin=theirs[0] if raw_stdio else subprocess.PIPE,
+                                   stdout=theirs[1] if raw_stdio else subprocess.PIPE,
+                                   stderr=subprocess.PIPE, env=env, cwd=cwd)
+    except TransportError:
         for fd in ours:
             os.close(fd)
-        raise TransportError(f"cannot start {argv[0]!r}: {exc.strerror or exc}. Check that the "
-                             "command exists and is executable (the part after `--`).") from None
+        raise
     finally:
         for fd in theirs:
             os.close(fd)
-    assert proc.stderr
+    assert child.stderr is not None
+    stderr = _PipeSource(await _reader(child.stderr))
     if raw_stdio:
-        return LocalProcess(proc, None, None, _PipeSource(proc.stderr), tuple(argv),
-                            stdin_fd=ours[0], stdout_fd=ours[1])
-    assert proc.stdin and proc.stdout
-    return LocalProcess(proc, _PipeSink(proc.stdin), _PipeSource(proc.stdout),
-                        _PipeSource(proc.stderr), tuple(argv))
+        return LocalProcess(child, None, None, stderr, tuple(argv), stdin_fd=ours[0], stdout_fd=ours[1])
+    assert child.stdin is not None and child.stdout is not None
+    return LocalProcess(child, _PipeSink(await _writer(child.stdin)), _PipeSource(await _reader(child.stdout)),
+                        stderr, tuple(argv))
+
+
+@dataclass
+class OwnedProcess:
+    """A local codex as a driver's handle, in asyncio.subprocess.Process's shape
+    (``stdin`` a StreamWriter, ``stdout`` a StreamReader of lines, ``wait()``,
+    ``returncode``, ``kill()``), signalled and reaped by harness.record.child: its
+    exit status is known even when the event loop that drove it has closed."""
+
+    child: ChildProcess
+    stdin: asyncio.StreamWriter
+    stdout: asyncio.StreamReader
+    stderr: None = None
+
+    @property
+    def pid(self) -> int:
+        return self.child.pid
+
+    @property
+    def returncode(self) -> int | None:
+        self.child.poll()
+        return self.child.returncode
+
+    async def wait(self) -> int:
+        await self.child.wait_async()
+        assert self.child.returncode is not None
+        return self.child.returncode
+
+    def send_signal(self, sig: int | str) -> None:
+        self.child.send_signal(sig)
+
+    def kill(self) -> None:
+        self.child.kill()
+
+    def terminate(self) -> None:
+        self.child.terminate()
+
+
+async def spawn_owned(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | None = None, *,
+                      limit: int = 1 << 26, stderr: Any = None) -> OwnedProcess:
+    """Start a local codex for in-process recording (``stderr`` as Popen takes it: None inherits)."""
+    child = ChildProcess.start(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env, cwd=cwd)
+    assert child.stdin is not None and child.stdout is not None
+    return OwnedProcess(child, await _writer(child.stdin), await _reader(child.stdout, limit))
 
 
 # -- a PeerProcess as a driver's process handle -----------------------------------

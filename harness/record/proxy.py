@@ -1,155 +1,134 @@
-"""Recording: the transparent proxy (`codex-cassette record`) and in-process tee.
+"""The transparent recording proxy (`codex-cassette record`).
 
 The proxy sits where a client would start ``codex app-server``. It forwards
 raw chunks both ways the moment they arrive (a thread per direction for a
-local server, harness.record.hop; event-loop tasks for a remote one) and hands a copy
-to a recorder task, which alone splits lines, parses, redacts and writes, and
-does so when the wire is quiet: recording never delays the wire.
-``RecordingHandle`` does the same for a process handle a driver launched
-itself (optio's host layer), without a wrapper binary.
+local server, harness.record.hop; event-loop tasks for a remote one) and puts
+a copy of each into the spool of its recorder process (harness.record.recorder),
+which alone splits lines, parses, redacts and writes, when the wire is quiet:
+recording never delays the wire, and what was forwarded survives the proxy.
 
-A cassette is marked ``complete: true`` only when the session ended the clean
-way: the client closed its stdin, the server closed its stdout and exited with
-code 0, the client was still there to read everything, and no signal was
-forwarded. Anything else (a killed client, a killed or crashing server, a
-signalled proxy) still leaves a loadable cassette, with ``complete: false``
-and the reason in ``meta.end``.
+Endings (harness.record.ending): the proxy's signal handlers are in place before
+the server starts and stay until the cassette is finished. A SIGINT, SIGTERM or
+SIGHUP is passed on to the server by its pid; it cuts the recording short only
+if the client had not hung up when it came (the kernel says so at that moment:
+our stdin polls as hung up), so a client that closes stdin and at once
+terminates its server (the openai-codex SDK's ``close()``) records a clean end.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
+import dataclasses
 import functools
+import json
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
-from harness.format.writer import CassetteWriter
-
 from harness.errors import HarnessError
-from harness.record.hop import CHUNK, Hop
 from harness.format.placeholders import Placeholders
 from harness.format.redact import Redactor
-from harness.record.process import PeerProcess, open_local_process, signal_number
-from harness.format.wire import LineSplitter
+from harness.format.writer import CassetteWriter
+from harness.record.ending import FORWARDED_SIGNALS, Ending, ExitStatus
 from harness.record.guard import ProviderGuard
-from harness.record.quiet import QuietWire
-from harness.record.stdio import _FdSink, _FdSource, _ThreadedStdout
+from harness.record.hop import CHUNK, Hop
+from harness.record.process import PeerProcess, open_local_process, signal_number
+from harness.record.recorder import RecorderProcess, RecorderResult, open_stderr_copy, start_recorder
+from harness.record.stdio import _FdSink, _FdSource, _ThreadedStdout, client_hung_up
 from harness.record.tee import Tee, default_placeholders, header_meta
 
-FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 DRAIN_AFTER_EXIT = 5.0     # a grandchild may hold the child's pipes open
 CLIENT_GONE_GRACE = 10.0   # the client vanished: give the server this long to notice
-RECORD_BATCH = 32          # lines recorded between two chances for the wire to move
-# While the recorder holds the GIL, a forwarding thread waits at most this long for it.
+ANSWER_WAIT = 600.0        # the recorder may have a long backlog to write; never forever
+# While another thread holds the GIL, a forwarding thread waits at most this long for it.
 SWITCH_INTERVAL = 0.0005
-
-
-
-# -- the proxy -------------------------------------------------------------------
 
 
 @dataclass
 class ProxyResult:
-    status: int | str
+    status: ExitStatus
     cassette: Path
     complete: bool
     end: str
-    error: str | None = None  # the peer's own explanation of a failed end (a lost SSH connection)
+    error: str | None = None        # the peer's own explanation of a failed end (a lost SSH connection)
+    write_error: str | None = None  # one paragraph: the cassette (or stderr copy) could not be written
+
+
+@dataclass
+class ProxySignals:
+    """SIGINT/SIGTERM/SIGHUP for the proxy: each goes on to the server (or waits for it to
+    start), and is noted as cutting the recording short unless the client had hung up."""
+
+    ending: Ending
+    process: PeerProcess | None = None
+    pending: list[str] = field(default_factory=list)
+    _installed: list[str] = field(default_factory=list)
+
+    def install(self) -> "ProxySignals":
+        loop = asyncio.get_running_loop()
+        for name in FORWARDED_SIGNALS:
+            try:
+                loop.add_signal_handler(signal_number(name), self._on_signal, name)
+                self._installed.append(name)
+            except (ValueError, RuntimeError, NotImplementedError):
+                pass  # not the main thread: the caller handles signals
+        return self
+
+    def remove(self) -> None:
+        loop = asyncio.get_running_loop()
+        for name in self._installed:
+            loop.remove_signal_handler(signal_number(name))
+        self._installed = []
+
+    def started(self, process: PeerProcess) -> None:
+        self.process = process
+        for name in self.pending:
+            process.send_signal(name)
+        self.pending = []
+
+    def _on_signal(self, name: str) -> None:
+        if not (self.ending.client_closed or client_hung_up(0)):
+            self.ending.signals.append(name)
+        if self.process is None:
+            self.pending.append(name)
+        else:
+            self.process.send_signal(name)
 
 
 @dataclass
 class RecordingProxy:
-    """Forwards the client's stdio to a peer process, teeing both ways into a cassette."""
+    """Forwards the client's stdio to a peer process, its recorder taking a copy of everything."""
 
     process: PeerProcess
-    writer: CassetteWriter
-    placeholders: Placeholders
-    redactor: Redactor
-    stderr_file: Path | None = None
+    recorder: RecorderProcess
+    writer: CassetteWriter            # handed over to the recorder: for its clock and paths only
+    ending: Ending = field(default_factory=Ending)
     client_in: Any = None    # ByteSource; default: our stdin
     client_out: Any = None   # _FdSink-like; default: our stdout
     err_out: Any = None      # default: our stderr
-    signalled: list[str] = field(default_factory=list)
-    client_closed: bool = False
     guard: ProviderGuard | None = None
 
     def __post_init__(self) -> None:
-        self.tee = Tee(self.writer, self.placeholders, self.redactor)
-        # Filled by the forwarding threads and the loop alike (deque appends are atomic).
-        self._queue: collections.deque[tuple[str, str, Any, float]] = collections.deque()
-        self._waiting: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # The recorder works when the wire is quiet (harness.record.quiet).
-        self._quiet = QuietWire(self.writer.now)
         self._hops_ended: dict[str, asyncio.Future[None]] = {}  # by side, set from the thread
-        self._stderr_split = LineSplitter()
-        self._stderr_scrub = self.redactor.line_scrubber()  # a key block spans stderr lines
-        self._stderr_fh = open(self.stderr_file, "wb") if self.stderr_file else None
-        self.client_gone = False
 
-    def _put(self, side: str, what: str, data: Any = None) -> float:
-        """Queue something for the recorder; safe from any thread. Returns its time."""
-        t = self.writer.now()
-        self._queue.append((side, what, data, t))
-        waiting = self._waiting
-        if waiting is not None and self._loop is not None:
-            self._waiting = None
-            self._loop.call_soon_threadsafe(_wake, waiting)
-        return t
+    def _put(self, side: str, kind: str, payload: bytes = b"") -> None:
+        """Into the recorder's spool; safe from any thread."""
+        if kind == "eof" and side == "client":
+            self.ending.client_closed = True
+        elif kind == "eof" and side == "server":
+            self.ending.server_closed = True
+        self.recorder.put(side, kind, self.writer.now(), payload)
 
-    async def _next(self) -> tuple[str, str, Any, float]:
-        while not self._queue:
-            self._waiting = self._loop.create_future()  # type: ignore[union-attr]
-            if not self._queue:  # an item that came in meanwhile did not see the future
-                await self._waiting
-            self._waiting = None
-        await self._quiet.let_burst_pass(self._queue[0][3])
-        return self._queue.popleft()
-
-    async def _recorder(self) -> None:
-        while True:
-            side, what, data, t = await self._next()
-            if what == "stop":
-                return
-            if side == "stderr":
-                self._stderr(data)
-            elif what == "data":
-                await self._record_chunk(side, data, t)
-            elif what == "eof":
-                self.tee.eof(side, t)
-            elif what == "exit":
-                self.tee.exit(data, t)
-
-    async def _record_chunk(self, side: str, data: bytes, t: float) -> None:
-        # A 256 KiB chunk can be thousands of lines; recording them in one go
-        # would stall the forwarding tasks (the wire) for tens of milliseconds.
-        with self.writer.batch():
-            for n, _ in enumerate(self.tee.feed(side, data, t), 1):
-                if n % RECORD_BATCH == 0:
-                    await asyncio.sleep(0)
-                    await self._quiet.let_burst_pass(t)
-
-    def _stderr(self, data: bytes | None) -> None:
-        if self._stderr_fh is None:
-            return
-        lines = self._stderr_split.feed(data) if data is not None else []
-        tail = self._stderr_split.rest() if data is None else b""
-        for line in lines:
-            self._stderr_fh.write(self._stderr_scrub.scrub_bytes(line) + b"\n")
-        if tail:
-            self._stderr_fh.write(self._stderr_scrub.scrub_bytes(tail))
-        self._stderr_fh.flush()
+    # -- the wire, event-loop tasks (a remote server) ----------------------------------
 
     async def _client_to_server(self) -> None:
         forwarding = True
         while True:
             chunk = await self.client_in.read(CHUNK)
             if not chunk:
-                self.client_closed = True
                 self._put("client", "eof")
                 if forwarding:
                     try:
@@ -184,12 +163,12 @@ class RecordingProxy:
             self._put("server", "data", chunk)
             await self.client_out.write(chunk)
             if self.client_out.broken:
-                self.client_gone = True
+                self.ending.client_gone = True
 
     # -- the wire, a thread per direction (a local server with raw pipes) -------------
 
     def _hop_chunk(self, side: str, data: bytes) -> None:
-        self._quiet.last_wire = self._put(side, "data", data)
+        self._put(side, "data", data)
 
     def _hop_guard(self, data: bytes) -> int:
         assert self.guard is not None
@@ -202,23 +181,22 @@ class RecordingProxy:
         try:
             if side == "client":
                 if eof:
-                    self.client_closed = True
                     self._put("client", "eof")
-                os.close(self.process.stdin_fd)  # the server's end of file, whatever ended us
+                os.close(self.process.stdin_fd)  # type: ignore[attr-defined]  # the server's end of file
             else:
                 if eof:
                     self._put("server", "eof")
                     self.client_out.close()
-                os.close(self.process.stdout_fd)
+                os.close(self.process.stdout_fd)  # type: ignore[attr-defined]
                 if self.client_out.broken:
-                    self.client_gone = True
+                    self.ending.client_gone = True
         finally:
             self._loop.call_soon_threadsafe(_wake, self._hops_ended[side])  # type: ignore[union-attr]
 
     def _start_hops(self) -> tuple[Hop, Hop]:
         self._hops_ended = {side: self._loop.create_future() for side in ("client", "server")}  # type: ignore[union-attr]
-        up = Hop("client", 0, self.process.stdin_fd, self._hop_chunk, self._hop_end)
-        down = Hop("server", self.process.stdout_fd, 1, self._hop_chunk, self._hop_end,
+        up = Hop("client", 0, self.process.stdin_fd, self._hop_chunk, self._hop_end)  # type: ignore[attr-defined]
+        down = Hop("server", self.process.stdout_fd, 1, self._hop_chunk, self._hop_end,  # type: ignore[attr-defined]
                    check=self._hop_guard if self.guard is not None else None)
         self.client_out = _ThreadedStdout(down)
         return up.start(), down.start()
@@ -230,17 +208,10 @@ class RecordingProxy:
         while True:
             chunk = await self.process.stderr.read(CHUNK)
             if not chunk:
-                self._put("stderr", "data", None)
+                self._put("stderr", "eof")
                 return
             await self.err_out.write(chunk)
             self._put("stderr", "data", chunk)
-
-    def _on_signal(self, name: str) -> None:
-        # A client that closed stdin and then terminates its server (the openai-codex SDK's
-        # close() does) has finished its session: that signal does not cut the recording short.
-        if not self.client_closed:
-            self.signalled.append(name)
-        self.process.send_signal(name)
 
     @property
     def _threaded(self) -> bool:
@@ -249,7 +220,9 @@ class RecordingProxy:
                 and getattr(self.process, "stdin_fd", None) is not None)
 
     async def run(self) -> ProxyResult:
-        loop = self._loop = asyncio.get_running_loop()
+        """Forward until the server has exited and both directions are drained; then the
+        recorder gets the verdict and finishes the cassette."""
+        self._loop = asyncio.get_running_loop()
         hops: tuple[Hop, Hop] | None = None
         switch_interval = sys.getswitchinterval()
         if self._threaded:
@@ -261,22 +234,18 @@ class RecordingProxy:
             self.client_out = await _FdSink(1).open()
         if self.err_out is None:
             self.err_out = await _FdSink(2).open()
-        installed = []
-        for name in FORWARDED_SIGNALS:
-            try:
-                loop.add_signal_handler(signal_number(name), self._on_signal, name)
-                installed.append(name)
-            except (ValueError, RuntimeError, NotImplementedError):
-                pass  # not the main thread: the caller handles signals
-        recorder = asyncio.create_task(self._recorder())
         if hops is None:
             up = asyncio.create_task(self._client_to_server())
             down = asyncio.create_task(self._server_to_client())
         else:
             up, down = (asyncio.create_task(self._hop_done(hop)) for hop in hops)
         err = asyncio.create_task(self._stderr_pump())
+        status: ExitStatus | None = None
         try:
-            status = await self._wait_child()
+            try:
+                status = await self._wait_child()
+            except HarnessError as exc:  # the status cannot be known (the ending says so)
+                self.ending.stopped = str(exc)
             done, pending = await asyncio.wait({down, err}, timeout=DRAIN_AFTER_EXIT)
             for task in pending:
                 task.cancel()
@@ -294,36 +263,55 @@ class RecordingProxy:
                 await asyncio.wait(waits, timeout=5.0)
                 for task in waits:
                     task.cancel()
-            self._put("server", "exit", status)
-            self._put("", "stop")
-            await asyncio.wait_for(recorder, 120.0)
         finally:
-            for name in installed:
-                loop.remove_signal_handler(signal_number(name))
-            for task in (up, down, err, recorder):
+            for task in (up, down, err):
                 task.cancel()
             if hops is not None:
                 for hop in hops:
                     hop.stop()
             sys.setswitchinterval(switch_interval)
-            if self._stderr_fh:
-                self._stderr_fh.close()
             close = getattr(self.process, "close", None)
             if close is not None:
                 await close()
-        complete, end = self._verdict(status)
-        meta = self.tee.final_meta()
-        meta["end"] = end
-        path = self.writer.finish(complete=complete, **meta)
-        error = self._peer_error() or (self.guard.violation if self.guard else None)
-        return ProxyResult(status, path, complete, end, str(error) if error is not None else None)
+        self.ending.status = status
+        if getattr(self.client_out, "hung_up", False):
+            self.ending.client_gone = True
+        error = self._peer_error()
+        if self.guard is not None and self.guard.violation:
+            self.ending.stopped = self.guard.violation
+        elif error is not None:
+            self.ending.stopped = str(error)
+        if status is not None:
+            self._put("server", "exit", json.dumps(status).encode())
+        complete, end = self.ending.verdict()
+        # Only the recorder reads the frames: a WebSocket client that sent its close frame had
+        # ended its session, so its hang-up then is fine (harness.record.recorder decides).
+        framed = dataclasses.replace(self.ending, client_gone=False).verdict()
+        answer = await self._answer(complete, end, framed)
+        failed = error or (self.guard.violation if self.guard else None)
+        return ProxyResult(status if status is not None else "unknown", Path(answer.cassette), answer.complete,
+                           answer.end, str(failed) if failed is not None else None, answer.write_error)
+
+    async def _answer(self, complete: bool, end: str, framed: tuple[bool, str] | None = None) -> RecorderResult:
+        failure = self.recorder.failure
+        if failure is not None:
+            complete, end = False, (f"recording stopped early: the recorder's spool could not take more "
+                                    f"({failure.strerror or failure}); the session went on")
+            framed = None
+        self.recorder.end(complete, end, framed)
+        answer = await self.recorder.answer(self.writer, ANSWER_WAIT)
+        if failure is not None and answer.write_error is None:  # else the writer's own words say it
+            answer.write_error = (f"could not keep recording {self.writer.path} ({failure.strerror or failure}); "
+                                  f"the session went on unchanged. What was recorded up to then is in "
+                                  f"{answer.cassette} (complete: false).")
+        return answer
 
     def _peer_error(self) -> Exception | None:
         """A remote peer (harness.record.ssh.RemoteProcess) explains a lost connection or a
         missing command in ``exit.error``; a local one has no such thing."""
         return getattr(getattr(self.process, "exit", None), "error", None)
 
-    async def _wait_child(self) -> int | str:
+    async def _wait_child(self) -> ExitStatus:
         gone_since: float | None = None
         while True:
             try:
@@ -331,34 +319,13 @@ class RecordingProxy:
             except asyncio.TimeoutError:
                 pass
             if getattr(self.client_out, "hung_up", False):
-                self.client_gone = True
-            if self.client_gone:
+                self.ending.client_gone = True
+            if self.ending.client_gone:
                 # Nobody will read the server any more; don't leave it running forever.
                 now = asyncio.get_running_loop().time()
                 gone_since = gone_since or now
                 if now - gone_since > CLIENT_GONE_GRACE:
                     self.process.send_signal("SIGTERM" if now - gone_since < CLIENT_GONE_GRACE + 5 else "SIGKILL")
-
-    def _verdict(self, status: int | str) -> tuple[bool, str]:
-        if self.guard is not None and self.guard.violation:
-            return False, self.guard.violation
-        # (A WebSocket client that sent its close frame has ended its session: its hang-up then is fine.)
-        if (self.client_gone or getattr(self.client_out, "hung_up", False)) and not self.tee.closed_by_frame:
-            return False, "the client went away before the session ended"
-        if self.signalled:
-            return False, f"the recorder got {self.signalled[0]} and passed it on to the server"
-        error = self._peer_error()
-        if error is not None:
-            return False, str(error)
-        if isinstance(status, str) and not (self.client_closed and status in FORWARDED_SIGNALS):
-            return False, f"the server ended by {status}"
-        if "client" not in self.tee.eofs:
-            return False, f"the server exited with {status} while the client was still connected"
-        if "server" not in self.tee.eofs:
-            return False, "the server exited without closing its stdout"
-        if status != 0 and not isinstance(status, str):
-            return False, f"the server exited with code {status}"
-        return True, "clean"
 
 
 def _wake(waiting: asyncio.Future[None]) -> None:
@@ -378,7 +345,8 @@ async def record_command(argv: Sequence[str], output: str | Path, *,
 
     ``open_process(argv, env, cwd)`` starts the server: a local subprocess by
     default (with raw pipes, forwarded by threads), or e.g. a remote one over
-    SSH. ``meta`` is added to the header.
+    SSH. ``meta`` is added to the header. The cassette path and the stderr copy
+    are checked (and the recorder started) before the server is.
     """
     if open_process is None:
         open_process = functools.partial(open_local_process, raw_stdio=True)
@@ -389,16 +357,22 @@ async def record_command(argv: Sequence[str], output: str | Path, *,
     writer = CassetteWriter(output, {**header_meta(argv, placeholders, redactor, "proxy"),
                                      **redactor.scrub(dict(meta or {}))})
     try:
-        process = await open_process(list(argv), env, cwd)
-    except HarnessError as exc:
-        # Keep the (empty) cassette, saying why: a refused login is worth a look later too.
-        writer.finish(complete=False, end=redactor.scrub(f"the server could not be started: {exc}"))
+        stderr_copy = open_stderr_copy(stderr_file, redactor) if stderr_file else None
+    except HarnessError:
+        writer.discard()
         raise
-    except BaseException:
-        writer.finish(complete=False, end="the server could not be started")
-        raise
-    proxy = RecordingProxy(process, writer, placeholders, redactor,
-                           Path(stderr_file) if stderr_file else None, guard=guard)
-    return await proxy.run()
-
-
+    recorder = start_recorder(writer, Tee(writer, placeholders, redactor), stderr_copy)
+    signals = ProxySignals(Ending()).install()
+    try:
+        try:
+            process = await open_process(list(argv), env, cwd)
+        except HarnessError as exc:
+            # Keep the (empty) cassette, saying why: a refused login is worth a look later too.
+            recorder.end(False, redactor.scrub(f"the server could not be started: {exc}"))
+            await recorder.answer(writer, ANSWER_WAIT)
+            raise
+        signals.started(process)
+        proxy = RecordingProxy(process, recorder, writer, signals.ending, guard=guard)
+        return await proxy.run()
+    finally:
+        signals.remove()

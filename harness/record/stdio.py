@@ -131,3 +131,16 @@ class _FdSource:
         if self._reader is not None:
             return await self._reader.read(n)
         return await asyncio.get_running_loop().run_in_executor(None, os.read, self.fd, n)
+
+
+def client_hung_up(fd: int = 0) -> bool:
+    """Whether the client has closed its end of our stdin, whether or not we read it all yet:
+    a pipe whose writers are all gone polls as a hang-up, a socket as a read hang-up. The
+    kernel's answer at the moment of asking, so a signal's handler can tell which came first."""
+    hangups = select.POLLHUP | getattr(select, "POLLRDHUP", 0)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | hangups)
+        return any(ev & hangups for _, ev in poller.poll(0))
+    except (OSError, AttributeError, ValueError):
+        return False

@@ -113,24 +113,30 @@ class Tee:
     def line(self, side: str, line: Line, t: float) -> None:
         msg, ok = line.parse()
         if ok and isinstance(msg, dict):
-            source = line.data.decode("utf-8", "replace")
-            kept = self.redactor.scrub(msg, source)
-            self._notice(side, kept)
-            if "\\u" in source or any(v and v in source for v in self.placeholders.values.values()):
-                kept = self.placeholders.templatize(kept)
-            # Nothing to hide or generalise: keep the peer's own bytes (a WebSocket frame may
-            # hold a newline, which a cassette line cannot).
-            if kept is msg and b"\n" not in line.data:
-                self.writer.write_verbatim(side, t, line.data, line.newline)
-            else:
-                self.writer.write(Event(side=side, t=t, msg=kept, newline=line.newline))
-            return
+            try:
+                self._message(side, line, msg, t)
+                return
+            except RecursionError:
+                pass  # parsed, but too deep to walk or write as a message: kept as a raw line
         raw = self._raw_scrubbers[side].scrub_bytes(line.data)
         try:
             raw = self.placeholders.templatize(raw.decode("utf-8")).encode("utf-8")
         except UnicodeDecodeError:
             raw = _templatize_bytes(self.placeholders, raw)
         self.writer.write(Event(side=side, t=t, raw=raw, newline=line.newline))
+
+    def _message(self, side: str, line: Line, msg: dict[str, Any], t: float) -> None:
+        source = line.data.decode("utf-8", "replace")
+        kept = self.redactor.scrub(msg, source)
+        self._notice(side, kept)
+        if "\\u" in source or any(v and v in source for v in self.placeholders.values.values()):
+            kept = self.placeholders.templatize(kept)
+        # Nothing to hide or generalise: keep the peer's own bytes (a WebSocket frame may
+        # hold a newline, which a cassette line cannot).
+        if kept is msg and b"\n" not in line.data:
+            self.writer.write_verbatim(side, t, line.data, line.newline)
+        else:
+            self.writer.write(Event(side=side, t=t, msg=kept, newline=line.newline))
 
     def _notice(self, side: str, msg: dict[str, Any]) -> None:
         if side == "client" and msg.get("method") == "initialize" and self.client_info is None:
