@@ -100,6 +100,12 @@ def _serve(cassette_path: Path, options: ReplayOptions, report_path: Path | None
     except Stopped:
         if report.status == "running":  # a verdict reached before the signal stands
             report.status = "stopped"  # still leave a report: what was played, what was not
+        if not report.bindings:  # the signal cut the engine's own last words short
+            report.bindings = engine.report_bindings()
+        # A client that hung up and at once signalled us (the openai-codex SDK's close())
+        # left nothing but the closing events: that is waiting for the hang-up, not a failure.
+        report.awaiting_close = report.awaiting_close or all(
+            e.eof or e.exit is not None for e in engine.cassette.events[report.played:])
     _write_report(report, report_path)
     return report
 

@@ -23,7 +23,8 @@ from harness.format.cassette import Cassette, load_cassette
 from harness.format.load import open_cassette
 from harness.replay.aio_channels import memory_pair
 from harness.format.redact import Redactor
-from harness.replay.engine import DIVERGENCE_CODE, SERVER_CHOSEN, ReplayEngine
+from harness.replay.engine import DIVERGENCE_CODE, ReplayEngine
+from harness.replay.options import SERVER_CHOSEN
 from harness.replay.options import ReplayOptions
 from harness.replay.report import ReplayReport
 from harness.format.wire import encode

@@ -34,8 +34,8 @@ from harness.replay.aio_channels import ProcessChannel
 from harness.drift.compare import FLOATING, VOLATILE_KEYS, compare_cassettes, scrub_text
 from harness.drift.rerecord_report import DriftResult, Invocation, exit_code, render
 from harness.format.redact import Redactor
-from harness.replay.engine import SERVER_CHOSEN, ReplayEngine
-from harness.replay.options import ReplayOptions
+from harness.replay.engine import ReplayEngine
+from harness.replay.options import SERVER_CHOSEN, ReplayOptions
 from harness.replay.report import ReplayReport
 
 # The same keys as engine paths (ignored when matching), plus the rollout path.

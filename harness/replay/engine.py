@@ -41,11 +41,6 @@ from harness.replay.tolerant import TolerantPlay
 DIVERGED_EXIT = 3         # the fake server's exit code after a divergence
 DRAIN_EVERY = 32          # played messages between two drains of the channel
 
-# What the live server chooses afresh each run; learned, not compared, when
-# the engine plays the client against a real codex.
-SERVER_CHOSEN = ["**.threadId", "**.thread.id", "**.turnId", "**.turn.id", "**.conversationId"]
-
-
 class _Stop(Exception):
     """Ends the play (divergence, peer gone, or a scripted exit)."""
 
@@ -115,7 +110,7 @@ class ReplayEngine(TolerantPlay):
             self._write_closed = True
             raise
         finally:
-            self.report.bindings = self._intake.for_report(dict(self.ctx.placeholders.values))
+            self.report.bindings = self.report_bindings()
             self.report.seconds = round(time.monotonic() - t0, 6)
             try:
                 await self._close_write()
@@ -123,6 +118,10 @@ class ReplayEngine(TolerantPlay):
                 if self.report.divergence is None:
                     self._stalled(stall, len(events) - 1)
         return self.report
+
+    def report_bindings(self) -> dict[str, str]:
+        """The placeholder values bound so far, as a report may say them (secrets scrubbed)."""
+        return self._intake.for_report(dict(self.ctx.placeholders.values))
 
     # -- playing our side ----------------------------------------------------
 

@@ -10,6 +10,11 @@ from typing import Any, Callable, Mapping
 from harness.replay.matching import DEFAULT_ORDER, MatcherRegistry
 
 
+# What the live server chooses afresh each run; learned, not compared, when
+# the engine plays the client against a real codex.
+SERVER_CHOSEN = ["**.threadId", "**.thread.id", "**.turnId", "**.turn.id", "**.conversationId"]
+
+
 @dataclass
 class ReplayOptions:
     role: str = "server"
