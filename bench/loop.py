@@ -70,7 +70,7 @@ def suite(runs: int) -> list[list[str]]:
     replay, record = median(replays), median(records)
     return [[f"shipped suite replayed ({count} tests, {SUITE})", fmt(replay * 1e3),
              f"{fmt(replay / max(count, 1) * 1e3)} ms/test", f"replay / record = {replay / record:.2f}"],
-            [f"shipped suite recorded again (--codex-record-mode=all)", fmt(record * 1e3),
+            ["shipped suite recorded again (--codex-record-mode=all)", fmt(record * 1e3),
              f"{fmt(record / max(count, 1) * 1e3)} ms/test", ""]]
 
 

@@ -19,7 +19,7 @@ from harness.record.tee import default_placeholders
 from harness.record.proxy import record_command
 from harness.format.redact import Redactor, Rule, parse_rule_arg
 from harness.format.rules import parse_env_name
-from harness.record.process import signal_number
+from harness.record.child import signal_number
 
 def _placeholder_arg(arg: str) -> tuple[str, str]:
     name, sep, value = arg.partition("=")

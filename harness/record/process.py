@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import IO, Any, Mapping, Protocol, Sequence
 
 from harness.format.wire import LineSplitter
-from harness.record.child import ChildProcess, TransportError, exit_status, signal_number
+from harness.record.child import ChildProcess, TransportError
 from harness.record.ending import ExitStatus
 
 
@@ -69,6 +69,9 @@ class _PipeSource:
 
     async def read(self, n: int = -1) -> bytes:
         return await self._reader.read(n)
+
+    async def readline(self) -> bytes:
+        return await self._reader.readline()
 
 
 @dataclass

@@ -34,7 +34,8 @@ from harness.format.writer import CassetteWriter
 from harness.record.ending import FORWARDED_SIGNALS, Ending, ExitStatus
 from harness.record.guard import ProviderGuard
 from harness.record.hop import CHUNK, Hop
-from harness.record.process import PeerProcess, open_local_process, signal_number
+from harness.record.child import signal_number
+from harness.record.process import PeerProcess, open_local_process
 from harness.record.recorder import RecorderProcess, RecorderResult, open_stderr_copy, start_recorder
 from harness.record.stdio import _FdSink, _FdSource, _ThreadedStdout, client_hung_up
 from harness.record.tee import Tee, default_placeholders, header_meta

@@ -34,7 +34,8 @@ from harness.format.writer import CassetteWriter
 from harness.record.guard import ProviderGuard
 from harness.record.listen import (ListenAddress, claim_socket_path, is_banner_line, listen_arg,
                                    listening_url, remove_socket_path, session_path)
-from harness.record.process import LocalProcess, exit_status, open_local_process, signal_number
+from harness.record.child import exit_status, signal_number
+from harness.record.process import LocalProcess, open_local_process
 from harness.record.quiet import QuietWire
 from harness.record.tee import header_meta
 from harness.record.ws_connection import ProxiedConnection
@@ -100,7 +101,7 @@ class SocketRecorder:
         with ``banner``, return as soon as it names codex's address (None at its end)."""
         assert self.process is not None
         while True:
-            line = await self.process.proc.stderr.readline()  # type: ignore[union-attr]
+            line = await self.process.stderr.readline()
             if not line:
                 return None
             text = line.decode("utf-8", "replace")
@@ -278,8 +279,7 @@ class SocketRecorder:
 
     async def _wait_exit(self) -> int | str:
         assert self.process is not None
-        code = await self.process.proc.wait()
-        status = exit_status(code)
+        status = await self.process.wait()
         if self._exit is not None and not self._exit.done():
             self._exit.set_result(status)
         return status
