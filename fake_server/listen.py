@@ -28,8 +28,8 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.format.load import open_cassette
-from harness.record.listen import (UNIX_UPGRADE_HEADERS, ListenAddress, claim_socket_path, remove_socket_path,
-                                   session_path)
+from harness.format.connections import connection_path
+from harness.record.listen import UNIX_UPGRADE_HEADERS, ListenAddress, claim_socket_path, remove_socket_path
 from harness.replay.channel import Stopped, run_sync
 from harness.replay.divergence import closed_otherwise
 from harness.replay.engine import DIVERGED_EXIT, ReplayEngine
@@ -48,8 +48,8 @@ SETTLE = 1.0          # a session only waiting for its client's close (already o
 def session_cassettes(path: Path) -> list[Path]:
     """NAME.jsonl, NAME.2.jsonl, ... while they exist; just [path] when there is no NAME.2."""
     found = [path]
-    while session_path(path, len(found) + 1).is_file():
-        found.append(session_path(path, len(found) + 1))
+    while connection_path(path, len(found) + 1).is_file():
+        found.append(connection_path(path, len(found) + 1))
     return found
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from harness.drift import coverage, impact, schema_diff, schema_report
 from harness.drift.snapshot import GENERATE_TIMEOUT_S, load_snapshot, snapshot
 from harness.drift.validate import validate_inputs
-from harness.live.binary import find_codex_binary
+from harness.live.binary import CODEX_BIN_HELP, find_codex_binary
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
@@ -62,7 +62,7 @@ def cli_register(subparsers: Any) -> None:
     dsub.required = True
 
     p = dsub.add_parser("schema-snapshot", help="normalised JSON Schema of a codex binary")
-    p.add_argument("--codex-bin", help="codex binary (default: the one openai-codex-cli-bin ships)")
+    p.add_argument("--codex-bin", help=CODEX_BIN_HELP)
     p.add_argument("-o", "--output", help="directory (default: cassettes/schema/<version>)")
     p.add_argument("--experimental", action="store_true",
                    help="also write the experimental surface under DIR/experimental/")
@@ -93,8 +93,7 @@ def cli_register(subparsers: Any) -> None:
                                     "old and new structurally. Exit 1 when one drifted (without --update).")
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="cassettes, or directories searched for *.jsonl recorded live")
-    p.add_argument("--codex-bin", default=None, metavar="B",
-                   help="codex binary (default: $CODEX_BIN, the pinned openai-codex-cli-bin, then PATH)")
+    p.add_argument("--codex-bin", default=None, metavar="B", help=CODEX_BIN_HELP)
     p.add_argument("--update", action="store_true", help="replace each drifted cassette by its new recording")
     p.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     p.add_argument("--timeout", type=float, default=3.0,

@@ -20,6 +20,7 @@ from harness.drift.schema_diff import Change, SchemaDiff
 from harness.drift.validate import expand_paths
 from harness.format.cassette import Cassette
 from harness.format.load import open_cassette
+from harness.format.wire import request_key
 
 _SEGMENT = re.compile(r"\.(?P<name>[^.\[]+)|\[(?P<filter>[^\]]*)\]")
 _FIELD_KINDS = ("field-", "became-", "required-field-", "optional-field-")
@@ -55,11 +56,11 @@ def index_messages(cassettes: Iterable[Cassette]) -> dict[str, list[_Message]]:
             where = f"{cas.path}:{event.line}"
             if isinstance(msg.get("method"), str):
                 if "id" in msg:
-                    pending[event.side][repr(msg["id"])] = msg["method"]
+                    pending[event.side][request_key(msg["id"])] = msg["method"]
                 out.setdefault(msg["method"], []).append(_Message(where, msg))
             elif "result" in msg:
                 peer = "server" if event.side == "client" else "client"
-                method = pending[peer].pop(repr(msg.get("id")), None)
+                method = pending[peer].pop(request_key(msg.get("id")), None)
                 if method:
                     out.setdefault(f"{method} result", []).append(_Message(where, {"result": msg["result"]}))
     return out

@@ -78,7 +78,7 @@ def children(node: Any, path: str, bundle: Bundle) -> tuple[set[str], list[tuple
 
 def reach(snap: Snapshot) -> dict[str, list[Use]]:
     """Definition name -> every method part that reaches it, with its shortest path there."""
-    bundle = Bundle(snap.bundle)
+    bundle = snap
     out: dict[str, list[Use]] = {}
     for kind, method, part, sender, root in method_roots(snap):
         seen: set[str] = set()

@@ -73,7 +73,7 @@ def _same(a: Any, b: Any) -> bool:
 
 class Differ:
     def __init__(self, old: Snapshot, new: Snapshot):
-        self.old, self.new = Bundle(old.bundle), Bundle(new.bundle)
+        self.old, self.new = old, new
         self.gates = Gates(new.bundle)
         self.changes: list[Change] = []
         self._swaps: dict[tuple[str, str], list[Change] | None] = {}

@@ -90,18 +90,6 @@ class Placeholders:
             return MARKER.sub(lambda m: self.values.get(m.group(1), m.group(0)), s)
         return map_strings(obj, sub)
 
-    def bind_from(self, template: str, live: str) -> bool:
-        """Bind the unbound markers of ``template`` from ``live``.
-
-        Returns False when the live string cannot have come from the template.
-        Bound markers must reproduce their value exactly.
-        """
-        found = _bind_string(template, live, self.values)
-        if found is None:
-            return False
-        self.values.update(found)
-        return True
-
     def bind_walk(self, template: Any, live: Any) -> None:
         """Bind markers wherever the recorded structure lines up with the live one."""
         self.values.update(self.bindings_for(template, live))

@@ -40,6 +40,11 @@ class CodexBinaryError(HarnessError):
     """No usable codex binary, or one that does not behave like codex."""
 
 
+# What --codex-bin defaults to, for every command's help (find_codex_binary's order).
+CODEX_BIN_HELP = ("codex binary (default: $CODEX_BIN, the pinned openai-codex-cli-bin, the npm package "
+                  "in ./node_modules, then codex on PATH)")
+
+
 def find_codex_binary(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The codex binary to run, looked for in this order: an explicit path
     (`--codex-bin`), `$CODEX_BIN`, the pinned `openai-codex-cli-bin` package,

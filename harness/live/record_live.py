@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.live.binary import CODEX_BIN_HELP
 from harness.live.client import ScriptedClient
 from harness.live.session import LiveCodex, LiveScenario
 from harness.record.guard import ProviderGuard
@@ -64,8 +65,7 @@ def cli_register(sub: argparse._SubParsersAction) -> None:
                                    "scenario says, and write the session as a cassette.")
     p.add_argument("scenario", metavar="SCENARIO.yaml")
     p.add_argument("-o", "--output", required=True, metavar="PATH")
-    p.add_argument("--codex-bin", default=None, metavar="B",
-                   help="codex binary (default: $CODEX_BIN, the pinned openai-codex-cli-bin, then PATH)")
+    p.add_argument("--codex-bin", default=None, metavar="B", help=CODEX_BIN_HELP)
     p.add_argument("--timeout", type=float, default=30.0, help="longest wait for any one answer (default 30)")
     p.set_defaults(func=_run)
 

@@ -97,13 +97,11 @@ class ActiveFault:
     def serve(self, path: Path, options: ReplayOptions, directory: Path) -> tuple[Path, ReplayOptions]:
         """Write the variant (under the cassette's own name, beside its other connections'
         cassettes) and the options a fake plays it with."""
-        from harness.faults.variants import build_variant
+        from harness.faults.variants import write_variant
         from harness.format.load import open_cassette
-        from harness.format.writer import dump_cassette
 
-        cassette = open_cassette(path)
         stem = path.name.rsplit(".", 1)[0]
-        target = dump_cassette(build_variant(cassette, self.fault, self.timing), directory / f"{stem}.jsonl")
+        target = write_variant(open_cassette(path), self.fault, directory, self.timing, name=f"{stem}.jsonl")
         for sibling in path.parent.glob(f"{stem}.*.jsonl"):  # NAME.2.jsonl: a second connection, as recorded
             if sibling.name[len(stem) + 1:-len(".jsonl")].isdigit():
                 (directory / sibling.name).symlink_to(sibling.resolve())
@@ -185,14 +183,16 @@ def generate(metafunc: pytest.Metafunc, resolve: Callable[[Path, str], Path | No
     """pytest_generate_tests: parametrize ``codex_fault`` when a sweep is asked for."""
     if "codex_fault" not in metafunc.fixturenames:
         return
-    from harness.faults.catalogue import catalogue, parse_kinds, sample
-    from harness.faults.variants import FaultTiming
-    from harness.format.load import open_cassette
-
     config = metafunc.config
     options = _marker_options(metafunc.definition)
     # The command line says what this run sweeps; the marker, what a test sweeps by default.
     spec = config.getoption("--codex-faults") or options.get("faults")
+    if not spec:
+        return  # no sweep asked for: nothing of the sweep is imported
+    from harness.faults.catalogue import catalogue, parse_kinds, sample
+    from harness.faults.variants import FaultTiming
+    from harness.format.load import open_cassette
+
     try:
         kinds = parse_kinds(spec)
         bad = None

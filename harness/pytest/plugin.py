@@ -80,7 +80,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "cassettes; new: also re-record incomplete ones; all: re-record everything")
     group.addoption("--codex-bin", default=None, metavar="PATH",
                     help="the real codex binary to record from (default: $CODEX_BIN, the pinned "
-                         "openai-codex-cli-bin package, then PATH)")
+                         "openai-codex-cli-bin package, the npm package in ./node_modules, then PATH)")
     fault_sweep.add_options(group)
     parser.addini("codex_cassette_timeout", "default replay timeout in seconds", default="10")
     parser.addini("codex_record_mode", "default record mode", default="none")

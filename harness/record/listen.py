@@ -130,11 +130,6 @@ def listen_arg(argv: Sequence[str]) -> ListenAddress:
     return ListenAddress.parse(found)
 
 
-def session_path(first: Path, k: int) -> Path:
-    """The cassette of a socket's k-th session (1-based): NAME.jsonl, then NAME.2.jsonl, ..."""
-    return first if k <= 1 else first.with_name(f"{first.stem}.{k}{first.suffix}")
-
-
 def claim_socket_path(path: Path) -> None:
     """Make ``path`` free to listen on, as codex does: refuse one a server answers on (or
     that is no socket); remove a stale one nobody listens on."""

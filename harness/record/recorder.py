@@ -30,12 +30,12 @@ from harness.errors import HarnessError
 from harness.format.redact import Redactor
 from harness.format.wire import LineSplitter
 from harness.format.writer import CassetteWriter, open_private
+from harness.record.quiet import MAX_LAG, QUIET, QUIET_MAX
 from harness.record.spool import Frame, Spool, SpoolReader, SpoolWriter
 from harness.record.tee import Tee
 
-QUIET = 0.002
-QUIET_MAX = 0.032  # the longest pause between two looks at a busy wire
-MAX_LAG = 2.0
+# The pacing rule is harness.record.quiet's, run here without an event loop; a recorder
+# process of its own may take longer slices of a stale backlog than one sharing the GIL.
 SLICE = 0.005      # a stale backlog is recorded this long at a time, then QUIET's pause
 IDLE = 0.05        # with nothing to do, look this often
 NICENESS = 10      # the wire's processes (client, server, proxy) come first

@@ -33,14 +33,16 @@ from harness.format.redact import Redactor
 from harness.format.writer import CassetteWriter
 from harness.record.guard import ProviderGuard
 from harness.record.listen import (ListenAddress, claim_socket_path, is_banner_line, listen_arg,
-                                   listening_url, remove_socket_path, session_path)
+                                   listening_url, remove_socket_path)
+from harness.format.connections import connection_path
 from harness.record.child import exit_status, signal_number
+from harness.record.ending import FORWARDED_SIGNALS
 from harness.record.process import LocalProcess, open_local_process
 from harness.record.quiet import QuietWire
+from harness.record.recorder import open_stderr_copy
 from harness.record.tee import header_meta
 from harness.record.ws_connection import ProxiedConnection
 
-FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 READY_TIMEOUT = 30.0    # codex's start, up to its banner or its socket
 EXIT_LINK = 1.0         # a session codex dropped waits this long for codex's exit, to record it
 DRAIN_AFTER_EXIT = 5.0  # after codex exits: how long open sessions get to end
@@ -80,11 +82,12 @@ class SocketRecorder:
         if self.upstream.scheme != self.listen.scheme:
             raise HarnessError(f"--listen {self.listen.url} and the command's --listen {self.upstream.url} must be "
                                "the same kind of socket (ws or unix)")
-        self._stderr_fh = open(self.stderr_file, "wb") if self.stderr_file else None
+        # The same copy as the stdio recorder's: 0600, redacted across lines, a bad path said first.
+        self._stderr_copy = open_stderr_copy(self.stderr_file, self.redactor) if self.stderr_file else None
 
     def new_session(self) -> tuple[int, CassetteWriter]:
         number = len(self.written) + 1
-        path = session_path(self.output, number)
+        path = connection_path(self.output, number)
         self.written.append(path)
         header = {**header_meta(self.argv, self.placeholders, self.redactor, "proxy"), **self.meta,
                   "transport": self.listen.scheme, "connection": number}
@@ -112,9 +115,8 @@ class SocketRecorder:
                 continue
             sys.stderr.buffer.write(line)
             sys.stderr.buffer.flush()
-            if self._stderr_fh is not None:
-                self._stderr_fh.write(self.redactor.scrub_bytes(line))
-                self._stderr_fh.flush()
+            if self._stderr_copy is not None:
+                self._stderr_copy.feed(line)
 
     async def _upstream(self) -> ListenAddress:
         """Where codex accepts connections, once it does."""
@@ -272,8 +274,9 @@ class SocketRecorder:
             if not waiter.done():
                 await asyncio.wait({waiter}, timeout=5.0)
             self._finish_left_open()
-            if self._stderr_fh is not None:
-                self._stderr_fh.close()
+            if self._stderr_copy is not None:
+                self._stderr_copy.feed(None)
+                self._stderr_copy.close()
         self._drop_stale_sessions()
         return self.status  # type: ignore[return-value]
 
@@ -305,8 +308,8 @@ class SocketRecorder:
         if not self.written:
             return
         k = len(self.written) + 1
-        while session_path(self.output, k).is_file():
-            os.unlink(session_path(self.output, k))
+        while connection_path(self.output, k).is_file():
+            os.unlink(connection_path(self.output, k))
             k += 1
 
 

@@ -18,12 +18,15 @@ import socket
 import threading
 from typing import Any
 
+# Only a socket fake loads this module, and it has websockets loaded already.
+from websockets.exceptions import ConnectionClosed
+
 from harness.format.cassette import Event
 from harness.format.wire import Line
 from harness.replay.channel import ReadTimeout, Stopped
 
-DROPPED = {"code": 1006, "reason": ""}
-NO_STATUS = 1005  # how a close frame without a code is recorded  # what a WebSocket end reports for a connection lost without a close frame
+DROPPED = {"code": 1006, "reason": ""}  # what a WebSocket end reports for a connection lost without a close frame
+NO_STATUS = 1005  # how a close frame without a code is recorded
 
 
 class WebSocketChannel:
@@ -46,8 +49,6 @@ class WebSocketChannel:
             raise Stopped()
 
     async def read_line(self, timeout: float | None = None) -> Line | None:
-        from websockets.exceptions import ConnectionClosed
-
         self._check_stop()
         if self.peer_close is not None:
             return None
@@ -64,8 +65,6 @@ class WebSocketChannel:
         return Line(bytes(data))
 
     def write(self, data: bytes) -> None:
-        from websockets.exceptions import ConnectionClosed
-
         if self._write_closed:
             return
         if data.endswith(b"\n"):
