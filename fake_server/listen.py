@@ -37,7 +37,7 @@ from harness.replay.options import ReplayOptions
 from harness.replay.report import Divergence, ReplayReport
 from harness.replay.ws_channel import WebSocketChannel
 
-from fake_server.serve import client_pid
+from fake_server.serve import client_pid, write_report
 
 HEALTH_PATHS = ("/readyz", "/healthz")
 CLOSE_TIMEOUT = 2.0   # the closing handshake a session's end waits for
@@ -109,8 +109,7 @@ class SocketFake:
                 self._ended.notify_all()
 
     def _play(self, engine: ReplayEngine, channel: WebSocketChannel, report_path: Path | None) -> None:
-        if report_path is not None:
-            engine.report.write(report_path)
+        write_report(engine.report, report_path)  # a full disk is said, never the session's end
         try:
             report = run_sync(engine.run())
         except Stopped:
@@ -120,8 +119,7 @@ class SocketFake:
             _check_close(engine, channel.peer_close)
         with self._lock:
             self.reports.append(report)
-        if report_path is not None:
-            report.write(report_path)
+        write_report(report, report_path)
         if report.failed(self.options.strict):
             print(report.summary(), file=sys.stderr, flush=True)
 
@@ -134,9 +132,7 @@ class SocketFake:
         report.divergence = Divergence(kind="error", message=message)
         with self._lock:
             self.reports.append(report)
-        path = _numbered(self.report_path, k)
-        if path is not None:
-            report.write(path)
+        write_report(report, _numbered(self.report_path, k))
         print(message, file=sys.stderr, flush=True)
         connection.close(1011, "codex-cassette: no cassette for this connection")
 
@@ -183,8 +179,7 @@ class SocketFake:
             server = self._server()
             unix_path = None if self.listen.scheme == "ws" else self.listen.socket_path()
             listener = ReplayReport(cassette=str(self.cassette_path), role="server", pid=client_pid())
-            if self.report_path is not None:
-                listener.write(self.report_path)  # running: whoever launched us can find and stop us
+            write_report(listener, self.report_path)  # running: whoever launched us can find and stop us
             if self.listen.scheme == "ws":
                 bound = self.listen.with_port(server.socket.getsockname()[1])
                 print("\n".join(bound.banner()), file=sys.stderr, flush=True)
@@ -230,8 +225,7 @@ class SocketFake:
                               "event": f"session {k + 1}: no client connected"} for k in range(served, expected)]
         if listener.unplayed:
             listener.status = "incomplete"
-        if self.report_path is not None:
-            listener.write(self.report_path)
+        write_report(listener, self.report_path)
         failed = listener.failed(self.options.strict) or any(r.failed(self.options.strict) for r in reports)
         if listener.unplayed and listener.failed(self.options.strict):
             print(listener.summary(), file=sys.stderr, flush=True)
@@ -242,7 +236,8 @@ def _check_close(engine: ReplayEngine, live: dict[str, Any]) -> None:
     """The client's close frame, matched like a message: a client that dropped the connection,
     or closed it with another code, where the cassette has its close frame diverged there."""
     ended = [e for e in engine.cassette.events if e.side == "client" and e.eof]
-    div = closed_otherwise(engine.cassette, ended[-1], live, engine.options.peer) if ended else None
+    div = (closed_otherwise(engine.cassette, ended[-1], live, engine.options.peer, engine.for_report)
+           if ended else None)
     if div is not None:
         engine.report.divergence = div
         engine.report.status = "diverged"

@@ -72,7 +72,7 @@ class StopSignals:
             self.armed = False
 
 
-def _write_report(report: ReplayReport, path: Path | None) -> None:
+def write_report(report: ReplayReport, path: Path | None) -> None:
     if path is None:
         return
     try:
@@ -93,7 +93,7 @@ def _serve(cassette_path: Path, options: ReplayOptions, report_path: Path | None
     report = engine.report
     report.pid = client_pid()
     # A "running" report at once: whoever launched us can find (and stop) us by it.
-    _write_report(report, report_path)
+    write_report(report, report_path)
     try:
         with signals.stopping():
             report = run_sync(engine.run())
@@ -106,7 +106,7 @@ def _serve(cassette_path: Path, options: ReplayOptions, report_path: Path | None
         # left nothing but the closing events: that is waiting for the hang-up, not a failure.
         report.awaiting_close = report.awaiting_close or all(
             e.eof or e.exit is not None for e in engine.cassette.events[report.played:])
-    _write_report(report, report_path)
+    write_report(report, report_path)
     return report
 
 

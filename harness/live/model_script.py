@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-import yaml
-
 from harness.errors import ScenarioError
+from harness.format.yaml_reader import read_yaml, strip_lines
 
 DEFAULT_GATE_TIMEOUT = 15.0
 FAIL_KINDS = ("http_500", "response_failed", "stream_cut")
@@ -127,14 +126,7 @@ def load_model_script(data: Any, source: str | Path = "<model script>") -> list[
 def load_model_script_file(path: str | Path) -> list[Step]:
     """Read a scenario YAML file and compile its `model:` section."""
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise ScenarioError(path, line, f"not valid YAML: {exc}") from None
-    except OSError as exc:
-        raise ScenarioError(path, None, f"cannot read the file: {exc.strerror}") from None
+    doc = strip_lines(read_yaml(path))
     if isinstance(doc, dict):
         doc = doc.get("model")
     return load_model_script(doc, path)

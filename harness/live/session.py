@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from harness.errors import ScenarioError
+from harness.format.yaml_reader import read_yaml, strip_lines
 from harness.live.binary import codex_version, find_codex_binary
 from harness.live.codex_home import CodexHome, make_codex_home
 from harness.live.mock_model import MockModelThread
@@ -59,15 +59,9 @@ class LiveScenario:
     @classmethod
     def load(cls, path: str | Path) -> "LiveScenario":
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ScenarioError(path, None, f"cannot read the live scenario: {exc.strerror or exc}") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise ScenarioError(path, mark.line + 1 if mark else None,
-                                f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
-        return cls.from_data(data, path)
+        # The one YAML reader: caps, duplicate keys refused, JSON values only (the scenario
+        # goes into the cassette's header), every problem named by file and line.
+        return cls.from_data(strip_lines(read_yaml(path)), path)
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any], source: str) -> "LiveScenario":

@@ -61,6 +61,7 @@ class ReplayEngine(TolerantPlay):
         # Every peer line is scrubbed with the cassette's redaction rules before anything sees it.
         self._intake = Intake(cassette.meta, os.environ if self.options.env is None else self.options.env,
                               self.report.cassette)
+        self.for_report = self._intake.for_report  # what a report may say of a live value (scrubbed)
         self._id_map: dict[str, Any] = {}   # recorded peer request id -> live id
         # Live requests waiting for our answer: live id key -> (live id, position of the recorded request).
         self._in_flight: dict[str, tuple[Any, int]] = {}
@@ -121,7 +122,7 @@ class ReplayEngine(TolerantPlay):
 
     def report_bindings(self) -> dict[str, str]:
         """The placeholder values bound so far, as a report may say them (secrets scrubbed)."""
-        return self._intake.for_report(dict(self.ctx.placeholders.values))
+        return self.for_report(dict(self.ctx.placeholders.values))
 
     # -- playing our side ----------------------------------------------------
 
