@@ -10,6 +10,7 @@ and past a cap the text ends with "... N bytes more".
 from __future__ import annotations
 
 import re
+from typing import Any
 
 CAP = 64 * 1024  # bytes of UTF-8 a report text may take
 
@@ -28,6 +29,12 @@ def printable(text: str, keep: str = "\n\t") -> str:
     if not _UNSAFE.search(text):
         return text
     return _UNSAFE.sub(lambda m: m.group() if m.group() in keep else _escape(m), text)
+
+
+def quoted(value: Any, limit: int = 60) -> str:
+    """A value quoted in an error message: its repr, cut short (it came from a file, any size)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def clipped(text: str, limit: int = CAP) -> str:

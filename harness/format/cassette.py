@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from harness.safe_text import quoted
 from harness.errors import CassetteError
 from harness.format.wire import NotJSON, decode
 
@@ -140,7 +141,7 @@ def parse_header(path: Path, line_no: int, obj: Any) -> dict[str, Any]:
                     "(is it a cassette at all?)")
     version = obj["codex_cassette"]
     if version != FORMAT_VERSION:
-        raise _fail(path, line_no, f"cassette format version {_brief(version)} is not supported; "
+        raise _fail(path, line_no, f"cassette format version {quoted(version, 80)} is not supported; "
                     f"this codex-cassette reads version {FORMAT_VERSION}")
     meta = obj.get("meta", {})
     if not isinstance(meta, dict):
@@ -153,23 +154,23 @@ def parse_event(path: Path, line_no: int, obj: Any) -> Event:
         raise _fail(path, line_no, f"an event must be a JSON object, not {type(obj).__name__}")
     side = obj.get("from")
     if side not in SIDES:
-        raise _fail(path, line_no, f"unknown sender {_brief(side)} in 'from': expected 'client' or 'server'")
+        raise _fail(path, line_no, f"unknown sender {quoted(side, 80)} in 'from': expected 'client' or 'server'")
     present = [k for k in PAYLOADS if k in obj]
     if len(present) != 1:
         what = "none" if not present else " and ".join(present)
         raise _fail(path, line_no, f"an event carries exactly one of msg, raw, eof, exit, fault; this one has {what}")
     unknown = set(obj) - EVENT_KEYS
     if unknown:
-        raise _fail(path, line_no, f"unknown event field(s) {_brief(sorted(unknown))}")
+        raise _fail(path, line_no, f"unknown event field(s) {quoted(sorted(unknown), 80)}")
     t = obj.get("t", 0.0)
     if not _seconds(t):
-        raise _fail(path, line_no, f"'t' must be a number of seconds (0 or more), not {_brief(t)}")
+        raise _fail(path, line_no, f"'t' must be a number of seconds (0 or more), not {quoted(t, 80)}")
     index = obj.get("i", line_no - 1)
     if type(index) is not int or index < 0:
-        raise _fail(path, line_no, f"'i' must be the event's number (an integer), not {_brief(index)}")
+        raise _fail(path, line_no, f"'i' must be the event's number (an integer), not {quoted(index, 80)}")
     nonl = obj.get("nonl", False)
     if not isinstance(nonl, bool):
-        raise _fail(path, line_no, f"'nonl' must be true or false, not {_brief(nonl)}")
+        raise _fail(path, line_no, f"'nonl' must be true or false, not {quoted(nonl, 80)}")
     ev = Event(side=side, t=float(t), index=index, line=line_no, newline=not nonl,
                match=_match_options(path, line_no, obj.get("match")))
     key = present[0]
@@ -211,12 +212,6 @@ def _seconds(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
-def _brief(value: Any, limit: int = 80) -> str:
-    """A value quoted in an error: its repr, shortened (it came from the file, any size)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
 def _match_options(path: Path, line_no: int, match: Any) -> dict[str, Any] | None:
     """The per-event matching options, checked here so a replay never trips on them."""
     if match is None:
@@ -225,7 +220,7 @@ def _match_options(path: Path, line_no: int, match: Any) -> dict[str, Any] | Non
         raise _fail(path, line_no, "'match' must be an object with 'mode' and/or 'ignore'")
     if "mode" in match and match["mode"] not in MATCH_MODES:
         raise _fail(path, line_no, f"'match.mode' must be one of {', '.join(MATCH_MODES)}, "
-                    f"not {_brief(match['mode'])}")
+                    f"not {quoted(match['mode'], 80)}")
     ignore = match.get("ignore", [])
     if not isinstance(ignore, list) or not all(isinstance(p, str) for p in ignore):
         raise _fail(path, line_no, "'match.ignore' must be a list of dotted paths")
@@ -235,14 +230,14 @@ def _match_options(path: Path, line_no: int, match: Any) -> dict[str, Any] | Non
 def _fault(path: Path, line_no: int, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in FAULT_KINDS:
         raise _fail(path, line_no, f"'fault' must be an object with one of {', '.join(FAULT_KINDS)}, "
-                    f"not {_brief(value)}")
+                    f"not {quoted(value, 80)}")
     (kind, arg), = value.items()
     if kind in ("delay", "stall") and not _seconds(arg):
-        raise _fail(path, line_no, f"fault {kind} takes a number of seconds, not {_brief(arg)}")
+        raise _fail(path, line_no, f"fault {kind} takes a number of seconds, not {quoted(arg, 80)}")
     if kind == "exit" and type(arg) is not int:
-        raise _fail(path, line_no, f"fault exit takes an exit code, not {_brief(arg)}")
+        raise _fail(path, line_no, f"fault exit takes an exit code, not {quoted(arg, 80)}")
     if kind in ("garbage", "partial") and not isinstance(arg, str):
-        raise _fail(path, line_no, f"fault {kind} takes the text to send, not {_brief(arg)}")
+        raise _fail(path, line_no, f"fault {kind} takes the text to send, not {quoted(arg, 80)}")
     return value
 
 

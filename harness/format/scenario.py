@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NoReturn
 
+from harness.safe_text import quoted
 from harness.errors import ScenarioError
 from harness.format.cassette import FAULT_KINDS, MATCH_MODES, Cassette, Event
 from harness.format.yaml_reader import LINE_KEY, read_yaml, strip_lines
@@ -26,11 +27,6 @@ STEP_KEYS = {
     "reply_to": ("result", "error"),
     "notify": ("params",),
 }
-
-
-def _brief(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class _Compiler:
@@ -132,7 +128,7 @@ class _Compiler:
 
     def label(self, value: Any, line: int, key: str) -> Any:
         if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int))):
-            self.fail(line, f"'{key}' takes a label (a name), not {_brief(value)}")
+            self.fail(line, f"'{key}' takes a label (a name), not {quoted(value)}")
         return value
 
     def response(self, rid: Any, step: dict[str, Any], line: int) -> dict[str, Any]:
@@ -193,9 +189,9 @@ class _Compiler:
         (kind, arg), = fault.items()
         if kind in ("delay", "stall"):
             if not isinstance(arg, (int, float)) or isinstance(arg, bool) or arg < 0:
-                self.fail(line, f"fault {kind} takes a number of seconds, not {_brief(arg)}")
+                self.fail(line, f"fault {kind} takes a number of seconds, not {quoted(arg)}")
         if kind == "exit" and type(arg) is not int:
-            self.fail(line, f"fault exit takes an exit code, not {_brief(arg)}")
+            self.fail(line, f"fault exit takes an exit code, not {quoted(arg)}")
         if kind == "close_stdout":
             self.add("server", line, eof=True)
             return

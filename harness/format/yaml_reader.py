@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from harness.safe_text import quoted
 from harness.errors import ScenarioError
 from harness.format.wire import MAX_DEPTH
 
@@ -72,10 +73,10 @@ def _mapping(loader: _Loader, node: MappingNode) -> dict[str, Any]:
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, str):
             hint = " (YAML reads yes/no/on/off as booleans: quote the key)" if isinstance(key, bool) else ""
-            raise Refused(problem=f"a key must be a string, not {_brief(key)}{hint}",
+            raise Refused(problem=f"a key must be a string, not {quoted(key)}{hint}",
                           problem_mark=key_node.start_mark)
         if key in seen:
-            raise Refused(problem=f"duplicate key {_brief(key)} (first at line {seen[key]})",
+            raise Refused(problem=f"duplicate key {quoted(key)} (first at line {seen[key]})",
                           problem_mark=key_node.start_mark)
         seen[key] = key_node.start_mark.line + 1
     mapping = loader.construct_mapping(node, deep=True)
@@ -106,11 +107,6 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequen
 _Loader.add_constructor("tag:yaml.org,2002:float", _finite)
 for _tag in _NOT_JSON_TAGS:
     _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _not_json)
-
-
-def _brief(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _children(node: Node) -> list[Node]:
