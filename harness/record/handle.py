@@ -130,9 +130,7 @@ class RecordingHandle:
         ending = Ending(client_closed="client" in self.tee.eofs, server_closed="server" in self.tee.eofs,
                         status=exit, stopped=stopped)
         ok, end = ending.verdict()
-        meta = self.tee.final_meta()
-        meta["end"] = end
-        return self.writer.finish(complete=ok, **meta)
+        return self.tee.finish(ok, end)
 
     async def __aenter__(self) -> "RecordingHandle":
         return self

@@ -212,9 +212,7 @@ def _record(spool: SpoolReader, writer: CassetteWriter, tee: Tee, stderr_copy: S
         verdict["complete"], verdict["end"] = verdict["framed"]
     complete = bool(verdict and verdict["complete"])
     end = problem or (verdict["end"] if verdict else PROXY_GONE)
-    meta = tee.final_meta()
-    meta["end"] = end
-    path = writer.finish(complete=complete and problem is None, **meta)
+    path = tee.finish(complete and problem is None, end)
     errors = [m for m in (writer.failure_message() if writer.failure else None,
                           stderr_copy.failure_message() if stderr_copy and stderr_copy.failure else None,
                           problem) if m]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from harness.format.cassette import Event
@@ -152,6 +153,10 @@ class Tee:
     def closed_by_frame(self) -> bool:
         """Whether a WebSocket close frame (either side's) ended the session."""
         return self.frames is not None and self.frames.first_close is not None
+
+    def finish(self, complete: bool, end: str, **extra: Any) -> Path:
+        """Write the cassette with what the tee noticed and how the session ended (``meta.end``)."""
+        return self.writer.finish(complete=complete, **self.final_meta(), end=end, **extra)
 
     def final_meta(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"redactions": sorted(self.redactor.applied),

@@ -209,9 +209,7 @@ class SocketRecorder:
         if code is not None and conn.feed.first_close is None:
             conn.tee.exit(code, time.monotonic() - conn.t0)
         complete, end = conn.verdict(code, self.signalled, self.signalled_at)
-        meta = conn.tee.final_meta()
-        meta["end"] = end
-        conn.tee.writer.finish(complete=complete, **meta)
+        conn.tee.finish(complete, end)
 
     def _on_signal(self, name: str) -> None:
         if self.signalled is None:
@@ -297,11 +295,9 @@ class SocketRecorder:
         """Sessions still open when we end (their recording task was cut) are written as they stand."""
         code = self._exit.result() if self._exit is not None and self._exit.done() else None
         for conn in self.sessions:
-            if conn.tee is not None and not conn.tee.writer._closed:
-                complete, end = conn.verdict(code, self.signalled, self.signalled_at)
-                meta = conn.tee.final_meta()
-                meta["end"] = end
-                conn.tee.writer.finish(complete=False, **meta)
+            if conn.tee is not None and not conn.tee.writer.closed:
+                _, end = conn.verdict(code, self.signalled, self.signalled_at)
+                conn.tee.finish(False, end if end != "clean" else "the recorder ended before the session did")
 
     def _drop_stale_sessions(self) -> None:
         """A re-recording with fewer sessions than the last one: the extra NAME.k.jsonl go."""
