@@ -105,8 +105,9 @@ def _serve(cassette_path: Path, options: ReplayOptions, report_path: Path | None
             report.bindings = engine.report_bindings()
         # A client that hung up and at once signalled us (the openai-codex SDK's close())
         # left nothing but the closing events: that is waiting for the hang-up, not a failure.
+        events = engine.cassette.events
         report.awaiting_close = report.awaiting_close or all(
-            e.eof or e.exit is not None for e in engine.cassette.events[report.played:])
+            events[p].eof or events[p].exit is not None for p in range(report.played, len(events)))
     write_report(report, report_path)
     return report
 

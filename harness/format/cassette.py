@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 from harness.safe_text import quoted
 from harness.errors import CassetteError
+from harness.format.event_log import EventLog, Order
 from harness.format.wire import NotJSON, decode
 
 FORMAT_VERSION = 1
@@ -27,6 +28,8 @@ PAYLOADS = ("msg", "raw", "raw_b64", "eof", "exit", "fault")
 MATCH_MODES = ("exact", "subset", "method")
 # Modifiers on a payload: nonl (a raw line), binary (a raw WebSocket binary frame), close
 # (the close frame that ended a WebSocket connection: on eof).
+# From this size a cassette is indexed and decoded as it plays, not parsed up front.
+LAZY_FROM = 4 << 20
 EVENT_KEYS = {"i", "from", "t", "match", "nonl", "note", "binary", "close", *PAYLOADS}
 
 
@@ -117,7 +120,8 @@ class Event:
 class Cassette:
     path: Path | None
     meta: dict[str, Any] = field(default_factory=dict)
-    events: list[Event] = field(default_factory=list)
+    # A list, or for a big file an EventLog: a sequence that decodes as it is read.
+    events: list[Event] | EventLog = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -125,6 +129,18 @@ class Cassette:
 
     def where(self, event: Event) -> str:
         return f"{self.path}:{event.line}" if self.path and event.line else f"event {event.index}"
+
+    def side_of(self, pos: int) -> str:
+        """The sender of the event at ``pos`` (an indexed one is not decoded for it)."""
+        events = self.events
+        return events.side_of(pos) if isinstance(events, EventLog) else events[pos].side
+
+    def position_of(self, event: Event) -> int:
+        """Where ``event`` sits among this cassette's events; len(events) if nowhere."""
+        events = self.events
+        if isinstance(events, EventLog):
+            return events.position_of(event)
+        return next((n for n, e in enumerate(events) if e is event), len(events))
 
     def messages(self, side: str | None = None) -> Iterable[Event]:
         return (e for e in self.events if e.msg is not None and (side is None or e.side == side))
@@ -241,29 +257,6 @@ def _fault(path: Path, line_no: int, value: Any) -> dict[str, Any]:
     return value
 
 
-class _Order:
-    """Events come in the order they happened: ``i`` only grows; ``t`` never goes back on one
-    side. (Across sides a recording may step back by microseconds: the proxy stamps the two
-    directions from two threads.)"""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.last_i: tuple[int, int] | None = None  # (i, line)
-        self.last_t: dict[str, tuple[float, int]] = {}
-
-    def check(self, line_no: int, obj: dict[str, Any], event: Event) -> None:
-        if "i" in obj:
-            if self.last_i is not None and event.index <= self.last_i[0]:
-                raise _fail(self.path, line_no, f"'i' goes backwards: {event.index} after {self.last_i[0]} "
-                            f"at line {self.last_i[1]} (events must stay in the order they happened)")
-            self.last_i = (event.index, line_no)
-        before = self.last_t.get(event.side)
-        if before is not None and event.t < before[0]:
-            raise _fail(self.path, line_no, f"'t' goes backwards on the {event.side} side: {event.t:g} s after "
-                        f"{before[0]:g} s at line {before[1]} (events must stay in the order they happened)")
-        self.last_t[event.side] = (event.t, line_no)
-
-
 def _close_frame(path: Path, line_no: int, value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
@@ -289,46 +282,56 @@ def _verbatim_msg(raw: bytes, obj: dict[str, Any]) -> bytes | None:
     return raw[head.end():-1] + b"\n"
 
 
-def load_cassette(path: str | Path) -> Cassette:
+def read_event(path: Path, line_no: int, raw: bytes) -> tuple[Event, bool]:
+    """One event line, checked: the event, and whether the line said its ``i``."""
+    try:
+        obj = decode(raw)
+    except NotJSON as exc:
+        raise _fail(path, line_no, f"not valid JSON: {exc}") from None
+    event = parse_event(path, line_no, obj)
+    if event.side == "server" and event.msg is not None and "method" in event.msg:
+        # What a fake plays as is: server notifications and requests (a response
+        # carries the live request's id, so it is always encoded anew).
+        event.wire = _verbatim_msg(raw, obj)
+    return event, "i" in obj
+
+
+def load_cassette(path: str | Path, lazy_from: int = LAZY_FROM) -> Cassette:
     """Load a cassette; every problem is a CassetteError naming file and line.
 
     A cassette whose header says ``complete: false`` was cut short while being
     written, so a torn last line is dropped instead of refused. Line 1 is the
-    header, always; blank lines after it are passed over.
+    header, always; blank lines after it are passed over. A file of ``lazy_from``
+    bytes or more is indexed, not parsed (harness.format.event_log): its events are
+    decoded, and a bad line found, as they are played.
     """
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise CassetteError(path, None, f"cannot read the cassette: {exc.strerror or exc}") from None
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    if not lines:
+    if not data:
         raise CassetteError(path, None, "the file is empty; a cassette starts with a header line")
-    if not lines[0].strip():
+    end = data.find(b"\n")
+    end = len(data) if end < 0 else end
+    if not data[:end].strip():
         raise _fail(path, 1, "line 1 is blank; a cassette starts with its header "
                     '{"codex_cassette": 1, "meta": {...}} on line 1')
-    cassette = Cassette(path=path)
-    order = _Order(path)
-    for n, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
+    try:
+        header = decode(data[:end])
+    except NotJSON as exc:
+        raise _fail(path, 1, f"not valid JSON: {exc}") from None
+    cassette = Cassette(path=path, meta=parse_header(path, 1, header))
+
+    def torn(raw: bytes) -> bool:  # the final write of an interrupted recording
+        if cassette.complete:
+            return False
         try:
-            obj = decode(raw)
-        except NotJSON as exc:
-            last = n == len(lines)
-            if last and n > 1 and not cassette.complete:
-                break  # torn final write of an interrupted recording
-            raise _fail(path, n, f"not valid JSON: {exc}") from None
-        if n == 1:
-            cassette.meta = parse_header(path, n, obj)
-        else:
-            event = parse_event(path, n, obj)
-            order.check(n, obj, event)
-            if event.side == "server" and event.msg is not None and "method" in event.msg:
-                # What a fake plays as is: server notifications and requests (a response
-                # carries the live request's id, so it is always encoded anew).
-                event.wire = _verbatim_msg(raw, obj)
-            cassette.events.append(event)
+            decode(raw)
+        except NotJSON:
+            return True
+        return False
+
+    log = EventLog(data, end + 1, 2, lambda n, raw: read_event(path, n, raw), Order(path, _fail), torn)
+    cassette.events = log if len(data) >= lazy_from else log.materialize()
     return cassette

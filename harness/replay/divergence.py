@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
+from harness.errors import CassetteError
 from harness.format.cassette import Cassette, Event
 from harness.format.wire import NotJSON, decode
 from harness.replay.intake import Heard
@@ -153,6 +154,11 @@ def closed_otherwise(cassette: Cassette, event: Event, live: dict[str, Any], pee
                f"connection with code {event.close['code']}, but it {how}.")
     return _made(scrub, "mismatch", message, expected=event.close, expected_at=cassette.where(event),
                  received=live, matcher="close")
+
+
+def unreadable(error: CassetteError) -> Divergence:
+    """A line of a cassette read as it plays (harness.format.event_log) that turned out bad."""
+    return _made(_same, "error", f"codex-cassette: {error}", expected_at=f"{error.path}:{error.line}")
 
 
 def error_response(live_id: Any, divergence: Divergence) -> dict[str, Any]:

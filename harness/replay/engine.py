@@ -26,6 +26,7 @@ import os
 import time
 from typing import Any, NoReturn
 
+from harness.errors import CassetteError
 from harness.format.cassette import Cassette, Event
 from harness.format.placeholders import Placeholders, has_marker, unbound_markers
 from harness.format.wire import Kind, classify, encode, request_key
@@ -33,7 +34,7 @@ from harness.replay import divergence
 from harness.replay.channel import Channel, ReadTimeout, WriteTimeout
 from harness.replay.divergence import DIVERGENCE_CODE  # noqa: F401 - importers of the engine find it here
 from harness.replay.intake import Heard, Intake
-from harness.replay.matching import MatchContext, commit, compare, strip_transport, substitute_learned
+from harness.replay.matching import MatchContext, commit, compare, competes, strip_transport, substitute_learned
 from harness.replay.options import ReplayOptions
 from harness.replay.report import Divergence, ReplayReport
 from harness.replay.tolerant import TolerantPlay
@@ -70,9 +71,10 @@ class ReplayEngine(TolerantPlay):
         self._matched: set[int] = set()     # positions of peer events matched in their own set
         # Unprompted notifications (configWarning...) come whenever the peer is ready:
         # matched wherever they arrive, never a barrier for what we send.
-        self._floating = {n for n, e in enumerate(cassette.events)
-                          if e.side != self.role and isinstance(e.msg, dict) and "id" not in e.msg
-                          and e.msg.get("method") in self.options.floating}
+        self._floating = {n for n in (range(len(cassette.events)) if self.options.floating else ())
+                          if cassette.side_of(n) != self.role and isinstance(cassette.events[n].msg, dict)
+                          and "id" not in cassette.events[n].msg
+                          and cassette.events[n].msg.get("method") in self.options.floating}
         self._last_t = 0.0
         self._write_closed = False
         self._peer_closed = False
@@ -85,8 +87,9 @@ class ReplayEngine(TolerantPlay):
         pos = 0
         try:
             try:
+                side_of = self.cassette.side_of  # from the index: a line is decoded when it is played
                 while pos < len(events):
-                    if events[pos].side == self.role:
+                    if side_of(pos) == self.role:
                         if events[pos].msg is not None and self.options.pace != "recorded":
                             pos = await self._play_burst(pos)
                         else:
@@ -94,7 +97,7 @@ class ReplayEngine(TolerantPlay):
                             pos += 1
                     else:
                         end = pos
-                        while end < len(events) and events[end].side != self.role:
+                        while end < len(events) and side_of(end) != self.role:
                             end += 1
                         await self._expect(pos, end)
                         pos = end
@@ -103,6 +106,8 @@ class ReplayEngine(TolerantPlay):
                 self.report.status = "ok"
             except WriteTimeout as stall:
                 self._stalled(stall, pos)
+            except CassetteError as exc:  # a line of a big cassette, bad when the play reached it
+                await self._diverge(divergence.unreadable(exc), Event(side=self.role))
         except _Stop:
             pass
         except BaseException:
@@ -311,7 +316,8 @@ class ReplayEngine(TolerantPlay):
         waiting = [p for p in range(start, end) if p not in self._early and p not in self._floating]
         self.report.awaiting_close = bool(waiting) and all(
             events[p].eof or events[p].exit is not None for p in waiting) and all(
-            e.side != self.role or e.eof or e.exit is not None for e in events[end:])
+            events[p].eof or events[p].exit is not None for p in range(end, len(events))
+            if self.cassette.side_of(p) == self.role)
         while waiting:
             first = events[waiting[0]]
             if self.report.matched or self.options.startup_timeout <= self.options.timeout:
@@ -342,7 +348,7 @@ class ReplayEngine(TolerantPlay):
             if hit is None:
                 # Early acceptance is for a pipelining peer; a message of the same method as one
                 # still awaited here is this set's divergence, not a later set's message.
-                ahead = [] if self._competes(live, waiting) else self._ahead(end)
+                ahead = [] if competes(live, (events[p].msg for p in waiting)) else self._ahead(end)
                 hit = self._match_line(line, live, is_json, self._floating_pending() + ahead)
                 early = hit is not None
             if hit is None:
@@ -359,22 +365,10 @@ class ReplayEngine(TolerantPlay):
             waiting.remove(hit)
             self._matched.add(hit)  # so a set cut short does not list it as unplayed
 
-    def _competes(self, live: Any, waiting: list[int]) -> bool:
-        if not isinstance(live, dict):
-            return False
-        kind = classify(live)
-        for p in waiting:
-            rec = self.cassette.events[p].msg
-            if rec is None or classify(rec) is not kind:
-                continue
-            if kind is Kind.RESPONSE or rec.get("method") == live.get("method"):
-                return True
-        return False
-
     def _ahead(self, end: int) -> list[int]:
         """Peer events of later sets, to accept a message a pipelining peer sent early."""
         events = self.cassette.events
-        return [p for p in range(end, len(events)) if events[p].side != self.role
+        return [p for p in range(end, len(events)) if self.cassette.side_of(p) != self.role
                 and p not in self._early and events[p].msg is not None]
 
     def _match_line(self, line: Heard, live: Any, is_json: bool, candidates: list[int]) -> int | None:
@@ -421,10 +415,10 @@ class ReplayEngine(TolerantPlay):
 
     def _finish_unplayed(self, event: Event, include: bool = False) -> None:
         events = self.cassette.events
-        start = next((n for n, e in enumerate(events) if e is event), len(events)) + (0 if include else 1)
+        start = self.cassette.position_of(event) + (0 if include else 1)
         self.report.unplayed = [
-            {"at": self.cassette.where(e), "event": e.describe()}
-            for n, e in enumerate(events[start:], start) if n not in self._early and n not in self._matched
+            {"at": self.cassette.where(events[n]), "event": events[n].describe()}
+            for n in range(start, len(events)) if n not in self._early and n not in self._matched
         ]
 
     def _ahead_note(self, first: Event) -> str:
@@ -438,7 +432,7 @@ class ReplayEngine(TolerantPlay):
         a live message) and every request still waiting for its answer with its error, so
         the peer learns where it diverged instead of waiting out a timeout of its own."""
         self.report.divergence = div
-        self.report.status = "diverged"
+        self.report.status = "error" if div.kind == "error" else "diverged"
         if unplayed_after is not None:
             self._finish_unplayed(unplayed_after)
         else:

@@ -12,7 +12,7 @@ import copy
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from harness.format.cassette import Event
 from harness.errors import UsageError
@@ -390,3 +390,17 @@ def distance(event: Event, live: Any, ctx: MatchContext) -> float:
 
 
 _ABSENT = object()
+
+
+def competes(live: Any, awaited: Iterable[Any]) -> bool:
+    """Whether ``live`` is of the kind (and method) of one of the ``awaited`` recorded messages:
+    then a mismatch is this set's divergence, not a pipelining peer's later message."""
+    if not isinstance(live, dict):
+        return False
+    kind = classify(live)
+    for rec in awaited:
+        if rec is None or classify(rec) is not kind:
+            continue
+        if kind is Kind.RESPONSE or rec.get("method") == live.get("method"):
+            return True
+    return False
