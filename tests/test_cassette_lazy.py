@@ -41,7 +41,7 @@ def test_a_shipped_cassette_reads_the_same_indexed(path: Path) -> None:
     assert facts(indexed) == facts(parsed)
     assert [e.line for e in reversed(backwards)] == [e.line for e in parsed.events]
     assert [indexed.side_of(p) for p in range(len(parsed.events))] == [e.side for e in parsed.events]
-    assert [indexed.position_of(e) for e in parsed.events] == list(range(len(parsed.events)))
+    assert [indexed.position_of(e) for e in indexed.events] == list(range(len(parsed.events)))
     assert indexed.events[-1].line == parsed.events[-1].line
     assert [e.line for e in indexed.events[2:5]] == [e.line for e in parsed.events[2:5]]
 

@@ -121,7 +121,7 @@ class Cassette:
     path: Path | None
     meta: dict[str, Any] = field(default_factory=dict)
     # A list, or for a big file an EventLog: a sequence that decodes as it is read.
-    events: list[Event] | EventLog = field(default_factory=list)
+    events: list[Event] | EventLog[Event] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -139,7 +139,7 @@ class Cassette:
         """Where ``event`` sits among this cassette's events; len(events) if nowhere."""
         events = self.events
         if isinstance(events, EventLog):
-            return events.position_of(event)
+            return events.position_of(event.line)
         return next((n for n, e in enumerate(events) if e is event), len(events))
 
     def messages(self, side: str | None = None) -> Iterable[Event]:

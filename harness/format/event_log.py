@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import re
 from array import array
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, overload
+from bisect import bisect_left
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar, overload
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from harness.format.cassette import Event
+# What a line decodes to: harness.format.cassette's Event (this module sits below it).
+Event = TypeVar("Event")
 
 # The head of an event line as the writer lays it out, up to the sender's first letter:
 # enough to index a line's side without decoding it.
@@ -27,7 +29,7 @@ _SIDES = {ord("c"): "client", ord("s"): "server"}
 WINDOW = 4096  # decoded events kept: a played burst and the peer messages around it
 
 # parse(line number, line bytes) -> (the event, whether its line said "i")
-Parse = Callable[[int, bytes], "tuple[Event, bool]"]
+Parse = Callable[[int, bytes], "tuple[Any, bool]"]
 
 
 class Order:
@@ -40,7 +42,7 @@ class Order:
         self.last_i: tuple[int, int] | None = None  # (i, line)
         self.last_t: dict[str, tuple[float, int]] = {}
 
-    def check(self, line_no: int, has_i: bool, event: Event) -> None:
+    def check(self, line_no: int, has_i: bool, event: Any) -> None:
         if has_i:
             if self.last_i is not None and event.index <= self.last_i[0]:
                 raise self.fail(self.path, line_no, f"'i' goes backwards: {event.index} after {self.last_i[0]} "
@@ -54,7 +56,7 @@ class Order:
         self.last_t[event.side] = (event.t, line_no)
 
 
-class EventLog(Sequence["Event"]):
+class EventLog(Sequence[Event]):
     """The event lines of one cassette file, from ``start`` (the byte after the header)."""
 
     def __init__(self, data: bytes, start: int, first_line: int, parse: Parse, order: Order,
@@ -146,17 +148,11 @@ class EventLog(Sequence["Event"]):
             self._sides[p] = ord(self._parse(self._lines[p], self._raw(p))[0].side[0])
         return _SIDES[self._sides[p]]
 
-    def position_of(self, event: Event) -> int:
-        """Where ``event`` (one of this log's, by its line) sits; len(self) if nowhere."""
+    def position_of(self, line: int) -> int:
+        """Where the event of file line ``line`` sits; len(self) if no event is there."""
         lines = self._lines
-        lo, hi = 0, len(lines)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if lines[mid] < event.line:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo if lo < len(lines) and lines[lo] == event.line else len(lines)
+        p = bisect_left(lines, line)
+        return p if p < len(lines) and lines[p] == line else len(lines)
 
     def materialize(self) -> list[Event]:
         """Every event, decoded and checked, as a list (what a small cassette is loaded as)."""
