@@ -8,6 +8,8 @@ Commands, spawns interleaved, medians compared:
 (c) the warm fake as the pytest plugin hands it out (the launcher, this process's
     fork server already running), for information;
 (d) the floor: a bare `python -S` that reads one line and answers it, no harness;
+    and (d') the same parsing the line and writing the answer with the standard
+    library's json, the floor of any Python fake that reads JSON with it;
 (e) the real codex, offline (harness.live: a throwaway CODEX_HOME whose config
     points at a loopback mock model); `initialize` needs no model call, but the
     offline config is used all the same so nothing can reach the internet.
@@ -41,6 +43,9 @@ WAIT = 30.0
 GOAL = 1 / 3
 FLOOR = ("import sys; sys.stdin.buffer.readline(); "
          "sys.stdout.buffer.write(b'{\"id\":1,\"result\":{}}\\n'); sys.stdout.buffer.flush()")
+JSON_FLOOR = ("import sys, json; msg = json.loads(sys.stdin.buffer.readline()); "
+              "sys.stdout.buffer.write(json.dumps({'id': msg['id'], 'result': {}}).encode() + b'\\n'); "
+              "sys.stdout.buffer.flush()")
 INIT = (json.dumps({"id": 1, "method": "initialize", "params": INIT_PARAMS}) + "\n").encode()
 
 
@@ -97,7 +102,8 @@ async def measure(runs: int, workdir: Path) -> dict[str, Any]:
     await time_to_initialize(warm_argv, fake.env(), None)
     module_argv = [sys.executable, "-m", "fake_server", *fake.fake_args()]
     floor_argv = [sys.executable, "-S", "-c", FLOOR]
-    times: dict[str, list[float]] = {"cold": [], "module": [], "warm": [], "floor": [], "real": []}
+    json_floor_argv = [sys.executable, "-S", "-c", JSON_FLOOR]
+    times: dict[str, list[float]] = {"cold": [], "module": [], "warm": [], "floor": [], "json_floor": [], "real": []}
     with MockModelThread([]).start() as mock:
         with make_codex_home(mock.base_url) as home:
             work = home.root / "work"
@@ -107,6 +113,7 @@ async def measure(runs: int, workdir: Path) -> dict[str, Any]:
                 times["module"].append(await time_to_initialize(module_argv, fake.env(), None))
                 times["warm"].append(await time_to_initialize(warm_argv, fake.env(), None))
                 times["floor"].append(await time_to_initialize(floor_argv, fake.env(), None))
+                times["json_floor"].append(await time_to_initialize(json_floor_argv, fake.env(), None))
                 times["real"].append(await time_to_initialize([str(binary), "app-server"], home.env, str(work)))
             if mock.mock is not None and getattr(mock.mock, "requests", None):
                 raise RuntimeError("codex called the model during initialize; the benchmark assumes it does not")
@@ -125,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         compileall.compile_dir(str(ROOT / package), quiet=1)
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         r = asyncio.run(measure(runs, Path(tmp)))
-    m = {name: median(r[name]) for name in ("cold", "module", "warm", "floor", "real")}
+    names = ("cold", "module", "warm", "floor", "json_floor", "real")
+    m = {name: median(r[name]) for name in names}
     real = m["real"]
     ratio = m["cold"] / real
     header = ["command", "to initialize (ms)", f"/ real codex {r['version']}", "goal", "verdict"]
@@ -134,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             ["python -m fake_server", fmt(m["module"] * 1e3), f"{m['module'] / real:.2f}", "(information)", ""],
             ["warm fake (fork server)", fmt(m["warm"] * 1e3), f"{m['warm'] / real:.2f}", "(information)", ""],
             ["floor: bare python -S answering", fmt(m["floor"] * 1e3), f"{m['floor'] / real:.2f}", "(information)", ""],
+            ["floor with the stdlib json (python -S)", fmt(m["json_floor"] * 1e3), f"{m['json_floor'] / real:.2f}",
+             "(information)", ""],
             [f"real codex {r['version']}", fmt(real * 1e3), "1.00", "", ""]]
     print(table(header, rows))
     low = {name: min(r[name]) for name in m}
@@ -142,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{low['cold'] / low['real']:.2f}, floor / real {low['floor'] / low['real']:.2f}")
     print(f"  the harness's share of the cold start: {fmt((m['cold'] - m['floor']) * 1e3)} ms "
           f"= {(m['cold'] - m['floor']) / real:.2f} x real")
-    for name in ("cold", "module", "warm", "floor", "real"):
+    for name in names:
         print(f"  {name} runs (ms): {', '.join(fmt(t * 1e3) for t in r[name])}")
     print(f"  after: {machine()}")
     return 0 if ratio <= GOAL else 1
