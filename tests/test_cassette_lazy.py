@@ -62,6 +62,7 @@ BAD = [
     '{"i":%(i)d,"from":"server","t":%(t)s,"msg":{},"extra":1}',               # unknown field
     '{"i":0,"from":"server","t":%(t)s,"msg":{"method":"x"}}',                 # i goes back
     '{"i":%(i)d,"from":"server","t":0,"msg":{"method":"x"}}',                 # t goes back
+    '{"i":%(i)d,"from":"client","t":%(t)s,"msg":{"method":"x"},"from":"server"}',  # two senders
     '',                                                                       # blank: passed over
     '   ',
 ]
@@ -180,3 +181,15 @@ def test_a_bad_line_in_a_big_cassette_is_said_when_the_play_reaches_it(big_casse
     written = json.loads(report.read_text())
     assert written["status"] == "error" and where in written["divergence"]["message"], written
     assert where in err.decode()
+
+
+@pytest.mark.parametrize("lazy_from", [0, 1 << 40], ids=["indexed", "parsed"])
+def test_a_line_naming_two_senders_is_refused(tmp_path: Path, lazy_from: int) -> None:
+    """The index reads the sender from a line's head, JSON keeps the last of two: refused, so
+    the replay and the index never disagree on whose turn it is."""
+    path = tmp_path / "two.jsonl"
+    path.write_text('{"codex_cassette":1,"meta":{"complete":true}}\n'
+                    '{"i":1,"from":"client","t":0,"msg":{"id":1,"method":"initialize"},"from":"server"}\n')
+    with pytest.raises(CassetteError) as info:
+        list(load_cassette(path, lazy_from=lazy_from).events)
+    assert info.value.line == 2 and "'from' is given twice" in info.value.message

@@ -130,6 +130,10 @@ class EventLog(Sequence[Event]):
         for q in range(self._checked, end):
             line = self._lines[q]
             event, has_i = self._parse(line, self._raw(q))
+            if self._sides[q] and self._sides[q] != ord(event.side[0]):
+                # Its head says one sender, its JSON (a second "from" key, the last one) another:
+                # the index and the play must not disagree on whose turn it is.
+                raise self._order.fail(self._order.path, line, "'from' is given twice, with two senders")
             self._order.check(line, has_i, event)
             self._checked = q + 1
             yield event
