@@ -268,32 +268,48 @@ def _close_frame(path: Path, line_no: int, value: Any) -> dict[str, Any] | None:
     return {"code": code, "reason": value.get("reason", "")}
 
 
-# The head of an event line as the writer lays it out: i, from and t, then msg, last.
-_WRITER_HEAD = re.compile(rb'\{"i":\d+,"from":"(?:client|server)","t":[-+.0-9eE]+,"msg":')
+# An event line as the writer lays it out: i, from and t (JSON's own number forms), then
+# msg, last. Such a line is read by decoding its msg alone (a replay's bulk: streamed deltas).
+_WRITER_HEAD = re.compile(rb'\{"i":(0|[1-9][0-9]*),"from":"(client|server)",'
+                          rb'"t":(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?),"msg":')
 
 
-def _verbatim_msg(raw: bytes, obj: dict[str, Any]) -> bytes | None:
-    """The bytes of ``msg`` in an event line laid out as the writer lays it out, else
-    None; None too for a message holding a placeholder marker, which a replay must
-    substitute."""
+def _writer_line(line_no: int, raw: bytes) -> Event | None:
+    """The event of a line in the writer's layout, else None (the full parse then decides).
+
+    Exact: msg's bytes decode alone only if the line holds nothing after it, so the line has
+    the four keys and nothing else, each one valid; what the full parse would check of them
+    is checked here. A server notification or request keeps msg's own bytes (``wire``): what
+    a fake sends as is (a response carries the live request's id, so it is encoded anew; a
+    message with a marker must have it substituted)."""
     head = _WRITER_HEAD.match(raw)
-    if head is None or len(obj) != 4 or not raw.endswith(b"}") or b"{{" in raw:
-        return None  # four keys: i, from, t and msg, which is therefore the last
-    return raw[head.end():-1] + b"\n"
+    if head is None or not raw.endswith(b"}"):
+        return None
+    body = raw[head.end():-1]
+    try:
+        msg = decode(body)
+    except NotJSON:
+        return None
+    t = float(head.group(3))
+    if not isinstance(msg, dict) or not _seconds(t):
+        return None
+    side = "client" if head.group(2) == b"client" else "server"
+    event = Event(side=side, t=t, msg=msg, index=int(head.group(1)), line=line_no)
+    if side == "server" and "method" in msg and b"{{" not in raw:
+        event.wire = body + b"\n"
+    return event
 
 
 def read_event(path: Path, line_no: int, raw: bytes) -> tuple[Event, bool]:
     """One event line, checked: the event, and whether the line said its ``i``."""
+    event = _writer_line(line_no, raw)
+    if event is not None:
+        return event, True
     try:
         obj = decode(raw)
     except NotJSON as exc:
         raise _fail(path, line_no, f"not valid JSON: {exc}") from None
-    event = parse_event(path, line_no, obj)
-    if event.side == "server" and event.msg is not None and "method" in event.msg:
-        # What a fake plays as is: server notifications and requests (a response
-        # carries the live request's id, so it is always encoded anew).
-        event.wire = _verbatim_msg(raw, obj)
-    return event, "i" in obj
+    return parse_event(path, line_no, obj), "i" in obj
 
 
 def load_cassette(path: str | Path, lazy_from: int = LAZY_FROM) -> Cassette:
