@@ -290,11 +290,12 @@ def _writer_line(line_no: int, raw: bytes) -> Event | None:
         msg = decode(body)
     except NotJSON:
         return None
-    t = float(head.group(3))
-    if not isinstance(msg, dict) or not _seconds(t):
+    i, sender, t = head.groups()
+    t = float(t)
+    if not isinstance(msg, dict) or not 0 <= t < math.inf:
         return None
-    side = "client" if head.group(2) == b"client" else "server"
-    event = Event(side=side, t=t, msg=msg, index=int(head.group(1)), line=line_no)
+    side = "client" if sender == b"client" else "server"
+    event = Event(side=side, t=t, msg=msg, index=int(i), line=line_no)
     if side == "server" and "method" in msg and b"{{" not in raw:
         event.wire = body + b"\n"
     return event

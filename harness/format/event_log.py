@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from array import array
 from bisect import bisect_left
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar, overload
 
 if TYPE_CHECKING:
@@ -107,41 +108,43 @@ class EventLog(Sequence[Event]):
     def __getitem__(self, p: slice) -> list[Event]: ...
 
     def __getitem__(self, p: Any) -> Any:
+        try:
+            return self._cache[p]
+        except (KeyError, TypeError):  # not decoded lately; or a slice
+            pass
         if isinstance(p, slice):
             return [self[q] for q in range(*p.indices(len(self)))]
+        n = len(self._starts)
         if p < 0:
-            p += len(self)
-        if not 0 <= p < len(self):
+            p += n
+        if not 0 <= p < n:
             raise IndexError("event position out of range")
-        event = self._cache.get(p)
-        if event is None:
-            if p >= self._checked:
-                for event in self._first_reads(p + 1):
-                    self._keep(self._checked - 1, event)
-            else:
-                event = self._keep(p, self._parse(self._lines[p], self._raw(p))[0])
-        return event
+        if p < self._checked:
+            return self._keep(p, self._parse(self._lines[p], self._raw(p))[0])
+        while self._checked < p:  # lines skipped over are checked all the same, in order
+            self._keep(self._checked, self._first_read())
+        return self._keep(p, self._first_read())
 
     def __iter__(self) -> Iterator[Event]:
         return (self[p] for p in range(len(self)))
 
-    def _first_reads(self, end: int) -> Iterator[Event]:
-        """Decode, and check the order of, the events not yet seen, up to ``end``."""
-        for q in range(self._checked, end):
-            line = self._lines[q]
-            event, has_i = self._parse(line, self._raw(q))
-            if self._sides[q] and self._sides[q] != ord(event.side[0]):
-                # Its head says one sender, its JSON (a second "from" key, the last one) another:
-                # the index and the play must not disagree on whose turn it is.
-                raise self._order.fail(self._order.path, line, "'from' is given twice, with two senders")
-            self._order.check(line, has_i, event)
-            self._checked = q + 1
-            yield event
+    def _first_read(self) -> Any:
+        """Decode the next line not yet seen, and check its place in the order."""
+        q = self._checked
+        line = self._lines[q]
+        event, has_i = self._parse(line, self._raw(q))
+        if self._sides[q] and self._sides[q] != ord(event.side[0]):
+            # Its head says one sender, its JSON (a second "from" key, the last one) another:
+            # the index and the play must not disagree on whose turn it is.
+            raise self._order.fail(self._order.path, line, "'from' is given twice, with two senders")
+        self._order.check(line, has_i, event)
+        self._checked = q + 1
+        return event
 
     def _keep(self, p: int, event: Event) -> Event:
         cache = self._cache
-        if len(cache) >= WINDOW:
-            del cache[next(iter(cache))]  # the oldest decoded: plays move forward
+        if len(cache) >= WINDOW:  # drop the older half: plays move forward
+            self._cache = cache = dict(islice(cache.items(), WINDOW // 2, None))
         cache[p] = event
         return event
 
@@ -160,4 +163,5 @@ class EventLog(Sequence[Event]):
 
     def materialize(self) -> list[Event]:
         """Every event, decoded and checked, as a list (what a small cassette is loaded as)."""
-        return [self[p] for p in range(self._checked)] + list(self._first_reads(len(self)))
+        seen = [self[p] for p in range(self._checked)]
+        return seen + [self._first_read() for _ in range(self._checked, len(self))]
