@@ -7,7 +7,6 @@ or a YAML scenario by its file name in harness.format.load.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import math
 import re
@@ -81,6 +80,8 @@ class Event:
             try:
                 out["raw"] = self.raw.decode("utf-8")
             except UnicodeDecodeError:
+                import base64  # a rare event: not on every fake's start-up
+
                 out["raw_b64"] = base64.b64encode(self.raw).decode("ascii")
             if self.binary:
                 out["binary"] = True
@@ -206,6 +207,8 @@ def parse_event(path: Path, line_no: int, obj: Any) -> Event:
             raise _fail(path, line_no, "'raw' must be a string")
         ev.raw = value.encode("utf-8", "surrogatepass")  # a hand-written "\\ud800" too
     elif key == "raw_b64":
+        import base64  # a rare event: not on every fake's start-up
+
         try:
             ev.raw = base64.b64decode(value, validate=True)
         except (ValueError, TypeError):
