@@ -8,8 +8,10 @@ Commands, spawns interleaved, medians compared:
 (c) the warm fake as the pytest plugin hands it out (the launcher, this process's
     fork server already running), for information;
 (d) the floor: a bare `python -S` that reads one line and answers it, no harness;
-    and (d') the same parsing the line and writing the answer with the standard
-    library's json, the floor of any Python fake that reads JSON with it;
+    (d') the same parsing the line and writing the answer with the standard
+    library's json, the floor of any Python fake that reads JSON with it; and
+    (d'') that, importing typing and dataclasses too: the floor of a fake
+    written as this project writes code (type hints, dataclasses);
 (e) the real codex, offline (harness.live: a throwaway CODEX_HOME whose config
     points at a loopback mock model); `initialize` needs no model call, but the
     offline config is used all the same so nothing can reach the internet.
@@ -46,6 +48,7 @@ FLOOR = ("import sys; sys.stdin.buffer.readline(); "
 JSON_FLOOR = ("import sys, json; msg = json.loads(sys.stdin.buffer.readline()); "
               "sys.stdout.buffer.write(json.dumps({'id': msg['id'], 'result': {}}).encode() + b'\\n'); "
               "sys.stdout.buffer.flush()")
+STYLE_FLOOR = "import typing, dataclasses; " + JSON_FLOOR
 INIT = (json.dumps({"id": 1, "method": "initialize", "params": INIT_PARAMS}) + "\n").encode()
 
 
@@ -103,7 +106,9 @@ async def measure(runs: int, workdir: Path) -> dict[str, Any]:
     module_argv = [sys.executable, "-m", "fake_server", *fake.fake_args()]
     floor_argv = [sys.executable, "-S", "-c", FLOOR]
     json_floor_argv = [sys.executable, "-S", "-c", JSON_FLOOR]
-    times: dict[str, list[float]] = {"cold": [], "module": [], "warm": [], "floor": [], "json_floor": [], "real": []}
+    style_floor_argv = [sys.executable, "-S", "-c", STYLE_FLOOR]
+    times: dict[str, list[float]] = {"cold": [], "module": [], "warm": [], "floor": [], "json_floor": [],
+                                     "style_floor": [], "real": []}
     with MockModelThread([]).start() as mock:
         with make_codex_home(mock.base_url) as home:
             work = home.root / "work"
@@ -114,6 +119,7 @@ async def measure(runs: int, workdir: Path) -> dict[str, Any]:
                 times["warm"].append(await time_to_initialize(warm_argv, fake.env(), None))
                 times["floor"].append(await time_to_initialize(floor_argv, fake.env(), None))
                 times["json_floor"].append(await time_to_initialize(json_floor_argv, fake.env(), None))
+                times["style_floor"].append(await time_to_initialize(style_floor_argv, fake.env(), None))
                 times["real"].append(await time_to_initialize([str(binary), "app-server"], home.env, str(work)))
             if mock.mock is not None and getattr(mock.mock, "requests", None):
                 raise RuntimeError("codex called the model during initialize; the benchmark assumes it does not")
@@ -132,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         compileall.compile_dir(str(ROOT / package), quiet=1)
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         r = asyncio.run(measure(runs, Path(tmp)))
-    names = ("cold", "module", "warm", "floor", "json_floor", "real")
+    names = ("cold", "module", "warm", "floor", "json_floor", "style_floor", "real")
     m = {name: median(r[name]) for name in names}
     real = m["real"]
     ratio = m["cold"] / real
@@ -144,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             ["floor: bare python -S answering", fmt(m["floor"] * 1e3), f"{m['floor'] / real:.2f}", "(information)", ""],
             ["floor with the stdlib json (python -S)", fmt(m["json_floor"] * 1e3), f"{m['json_floor'] / real:.2f}",
              "(information)", ""],
+            ["floor with json, typing, dataclasses", fmt(m["style_floor"] * 1e3),
+             f"{m['style_floor'] / real:.2f}", "(information)", ""],
             [f"real codex {r['version']}", fmt(real * 1e3), "1.00", "", ""]]
     print(table(header, rows))
     low = {name: min(r[name]) for name in m}
