@@ -126,6 +126,13 @@ def warm_up(directory: str) -> str | None:
     On our own fds 0-2, borrowed for the time of it."""
     from fake_server.__main__ import main
 
+    # A cold fake loads these only when a cassette is big or a report may hold a secret;
+    # the server loads them once for every child (harness.format.wire uses a loaded orjson at once).
+    import harness.format.redact  # noqa: F401
+    try:
+        import orjson  # noqa: F401
+    except ImportError:
+        pass  # the standard library's json serves
     saved = [os.dup(fd) for fd in (0, 1, 2)]
     null = os.open(os.devnull, os.O_RDWR)
     report = os.path.join(directory, f"warm-report-{os.getpid()}.json")

@@ -15,7 +15,6 @@ import os
 import signal
 import sys
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Iterator
 
 from harness.format.load import open_cassette
@@ -73,7 +72,7 @@ class StopSignals:
             self.armed = False
 
 
-def write_report(report: ReplayReport, path: Path | None) -> None:
+def write_report(report: ReplayReport, path: str | os.PathLike[str] | None) -> None:
     if path is None:
         return
     try:
@@ -82,7 +81,7 @@ def write_report(report: ReplayReport, path: Path | None) -> None:
         tell(f"fake codex: cannot write the report {path}: {exc.strerror or exc}")
 
 
-def _serve(cassette_path: Path, options: ReplayOptions, report_path: Path | None,
+def _serve(cassette_path: str | os.PathLike[str], options: ReplayOptions, report_path: str | None,
            signals: StopSignals) -> ReplayReport:
     try:
         with signals.stopping():
@@ -119,18 +118,18 @@ def _die_of(signum: int | None) -> None:
     raise SystemExit(128 + signum)  # a signal whose default is not to end us
 
 
-def serve_stdio(cassette_path: str | Path, options: ReplayOptions | None = None,
-                report_path: str | Path | None = None) -> int:
+def serve_stdio(cassette_path: str | os.PathLike[str], options: ReplayOptions | None = None,
+                report_path: str | os.PathLike[str] | None = None) -> int:
     """Play the server role on stdin/stdout; the exit code is the recorded one,
     or DIVERGED_EXIT when the replay failed (the report says what happened)."""
     options = options or ReplayOptions()
     if report_path is not None:
         # One report per process, so several launches in one test keep theirs.
-        report_path = Path(str(report_path).replace("{pid}", str(client_pid())))
+        report_path = os.fspath(report_path).replace("{pid}", str(client_pid()))
     signals = StopSignals()
     signals.install()  # before anything else: whoever started us may signal us at any moment
     try:
-        report = _serve(Path(cassette_path), options, report_path, signals)
+        report = _serve(cassette_path, options, report_path, signals)
         if report.failed(options.strict):
             # The summary is what a person reads in a CI log: a stop that came meanwhile (a client
             # cleaning up after the error it was sent) shortens its deadline, never skips it.

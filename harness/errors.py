@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 from harness.safe_text import for_people
 
@@ -22,7 +22,7 @@ class HarnessError(Exception):
 class CassetteError(HarnessError):
     """A cassette or scenario file that cannot be used, located by file and line."""
 
-    def __init__(self, path: str | Path, line: int | None, message: str) -> None:
+    def __init__(self, path: str | os.PathLike[str], line: int | None, message: str) -> None:
         self.path = str(path)
         self.line = line
         self.message = message

@@ -9,14 +9,19 @@ and past a cap the text ends with "... N bytes more".
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
 CAP = 64 * 1024  # bytes of UTF-8 a report text may take
 
-# C0 controls but tab and newline (handled by `keep`), DEL, C1 controls, bidi overrides
-# and isolates, and lone surrogates (which no terminal encoding can carry).
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+@functools.cache
+def _unsafe() -> re.Pattern[str]:
+    """C0 controls but tab and newline (handled by `keep`), DEL, C1 controls, bidi overrides
+    and isolates, and lone surrogates (which no terminal encoding can carry). Compiled on
+    first use: a fake that plays a session through prints nothing for people."""
+    return re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -26,9 +31,10 @@ def _escape(match: re.Match[str]) -> str:
 
 def printable(text: str, keep: str = "\n\t") -> str:
     """``text`` with every control character but those in ``keep`` written as an escape."""
-    if not _UNSAFE.search(text):
+    unsafe = _unsafe()
+    if not unsafe.search(text):
         return text
-    return _UNSAFE.sub(lambda m: m.group() if m.group() in keep else _escape(m), text)
+    return unsafe.sub(lambda m: m.group() if m.group() in keep else _escape(m), text)
 
 
 def quoted(value: Any, limit: int = 60) -> str:

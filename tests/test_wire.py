@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from harness.format.cassette import load_cassette
@@ -51,3 +54,27 @@ def test_classify() -> None:
     assert classify({"id": 1, "error": {"code": 1}}) is Kind.RESPONSE
     assert classify({"id": None, "method": "m"}) is Kind.NOTIFICATION
     assert classify([1]) is Kind.INVALID
+
+
+FAST_SWITCH = """
+import json, sys
+from harness.format import wire
+small = json.dumps({"x": "a" * 100}).encode()
+assert wire.decode(small) == {"x": "a" * 100} and wire.encode({"n": 1}) == b'{"n":1}\\n'
+assert "orjson" not in sys.modules, "loaded for a few bytes"
+wire.decode(json.dumps({"x": "a" * wire.FAST_AFTER}).encode())
+assert wire.decode(small) == {"x": "a" * 100}
+assert "orjson" in sys.modules, "not loaded past FAST_AFTER"
+for value in (%d, 2**64, -(2**63) - 1, 10**19):
+    assert wire.decode(json.dumps({"id": value}).encode()) == {"id": value}
+    assert json.loads(wire.encode({"n": value})) == {"n": value}
+print("ok")
+""" % HUGE
+
+
+def test_orjson_comes_in_only_once_it_pays_and_keeps_huge_integers_exact() -> None:
+    # A fresh interpreter: in this one something else may have imported orjson already.
+    env = {k: v for k, v in os.environ.items() if k != "CODEX_CASSETTE_NO_ORJSON"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run([sys.executable, "-c", FAST_SWITCH], capture_output=True, timeout=60, env=env)
+    assert done.stdout == b"ok\n", done.stderr.decode()

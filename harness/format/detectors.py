@@ -18,6 +18,8 @@ import functools
 import re
 from dataclasses import dataclass
 
+from harness.format.secret_gate import GATE, GITLAB_PREFIXES  # noqa: F401 - GATE: redaction's look before the detectors
+
 MARKER = r"\{\{redacted:[^{}]*\}\}"
 
 # The value of `name = value`, `"name": value`, `name: value`: quoted (JSON's `\"` too) or bare.
@@ -45,7 +47,6 @@ _PEM = (r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?s:.*?)"
         r"(?:-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|\Z)")
 PEM_BEGIN = re.compile(r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
 PEM_END = re.compile(r"-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
-_GITLAB_PREFIXES = ("glpat", "gldt", "glrt", "glptt", "glcbt", "gloas", "glft", "glsoat", "glimt", "glagent")
 
 # Tried left to right at each position: an earlier detector wins a tie.
 BUILTINS: tuple[Detector, ...] = (
@@ -61,8 +62,8 @@ BUILTINS: tuple[Detector, ...] = (
              folded=("accountkey", "sharedaccess")),
     Detector("github_token", r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})",
              cased=("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")),
-    Detector("gitlab_token", r"(?<![A-Za-z0-9_-])(?:%s)-[A-Za-z0-9_-]{20,}" % "|".join(_GITLAB_PREFIXES),
-             cased=tuple(p + "-" for p in _GITLAB_PREFIXES)),
+    Detector("gitlab_token", r"(?<![A-Za-z0-9_-])(?:%s)-[A-Za-z0-9_-]{20,}" % "|".join(GITLAB_PREFIXES),
+             cased=tuple(p + "-" for p in GITLAB_PREFIXES)),
     Detector("slack_webhook", r"https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9_/-]+",
              cased=("hooks.slack.com",)),
     Detector("slack_token", r"(?<![A-Za-z0-9])(?:xox[abeoprs]|xapp)-[A-Za-z0-9-]{10,}", cased=("xox", "xapp-")),
@@ -91,17 +92,11 @@ BUILTINS: tuple[Detector, ...] = (
 )
 NAMES: tuple[str, ...] = tuple(dict.fromkeys(d.name for d in BUILTINS))
 
-# One look at a lowered text says whether any built-in could match it: every trigger above,
-# lowered, spelled as a tree so the regex engine tries few branches per position (a test
-# checks the cover); one pass over the lowered text costs half of two passes, cased and not.
-# ``//`` stands for ``://`` (a colon is in every JSON line); ``\\u`` and ``\\/``: JSON escapes
-# can hide a trigger, and then only the decoded text can tell.
-GATE = re.compile(r"a(?:kia|sia|bia|cca|3t|iza|uthorization)|private key|g(?:h[pousr]_|ithub_pat_|l(?:%s)-)"
-                  r"|x(?:ox|app-)|hooks\.slack\.com|s(?:k-|ecret|haredaccess|ervice_account)|eyj|//|@|\\[u/]"
-                  r"|token|key|p(?:ass|wd)|c(?:redential|ookie)|b(?:earer|asic)" % "|".join(p[2:] for p in _GITLAB_PREFIXES))
+# The one look at a lowered text before any built-in is tried is harness.format.secret_gate.GATE.
+
 # A JSON key, as it is: only a token or a value in it (a key named like a secret is the walk's).
 KEY_GATE = re.compile(r"A(?:KIA|SIA|BIA|CCA|3T|Iza)|PRIVATE KEY|g(?:h[pousr]_|ithub_pat_|l(?:%s)-)"
-                      r"|x(?:ox|app-)|hooks\.slack\.com|sk-|eyJ|//|@|\\[u/]" % "|".join(p[2:] for p in _GITLAB_PREFIXES))
+                      r"|x(?:ox|app-)|hooks\.slack\.com|sk-|eyJ|//|@|\\[u/]" % "|".join(p[2:] for p in GITLAB_PREFIXES))
 
 
 # -- secret-named fields --------------------------------------------------------------------------

@@ -8,18 +8,11 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Union
 
 from harness.errors import UsageError
+from harness.format.secret_gate import LONG_LITERAL, secret_env_values
 
 KIND_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MARKER = re.compile(r"^\{\{redacted:[^{}]*\}\}$")
-
-# Variables whose values are redacted literally, by a word in their name ...
-SECRET_ENV_NAME = re.compile(r"KEY|TOKEN|SECRET|PASS|CREDENTIAL|AUTH|COOKIE|SESSION|DSN|DATABASE_URL", re.I)
-# ... except these, whose values are paths, sockets or desktop names that messages do carry.
-NOT_SECRET_ENV = re.compile(r"^(?:XDG_SESSION_\w+|DESKTOP_SESSION|SESSION_MANAGER|DBUS_SESSION_BUS_ADDRESS|"
-                            r"SSH_AUTH_SOCK|XAUTHORITY|\w*ASKPASS\w*|KEYTIMEOUT)$")
-LONG_LITERAL = 8   # from this length a value is matched anywhere, as part of a longer string too
-SHORT_LITERAL = 4  # shorter values of secret-looking names are not redacted (1, true, yes)
 
 
 @dataclass(frozen=True)
@@ -104,16 +97,7 @@ def env_rule(name: str, value: str, named: bool = False) -> LiteralRule:
 
 def secrets_from_environ(env: Mapping[str, str]) -> list[LiteralRule]:
     """Literal rules for variables whose name looks secret (…_KEY, …TOKEN, DATABASE_URL, …)."""
-    rules = []
-    for name, value in sorted(env.items()):
-        if not SECRET_ENV_NAME.search(name) or NOT_SECRET_ENV.match(name) or "redacted" in value:
-            continue
-        if value.startswith(("/", "~")) or len(value) < SHORT_LITERAL:
-            continue  # paths appear in messages; 1, yes, true say nothing
-        if len(value) < LONG_LITERAL and value.isalpha() and value.islower():
-            continue  # a short plain word (a desktop's name) is no secret
-        rules.append(env_rule(name, value))
-    return rules
+    return [env_rule(name, value) for name, value in secret_env_values(env)]
 
 
 def scrub_path(obj: Any, steps: tuple[Union[str, int, None], ...], kind: str, applied: set[str]) -> Any:

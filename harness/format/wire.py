@@ -16,23 +16,40 @@ import enum
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 CHUNK = 1 << 16
 
-# orjson (a dependency) encodes a message ~15x faster than json.dumps; encoding
-# is most of the replay engine's work per streamed message
-# (bench/replay_throughput.py). Same bytes as json.dumps but for very small
-# floats (1e-05 -> 0.00001) and NaN (-> null). The standard library still
-# serves where orjson is missing (a fake launched with -S without it) or
-# CODEX_CASSETTE_NO_ORJSON=1 asks for it.
-try:
-    import orjson as _orjson
-except ImportError:
-    _orjson = None
-if os.environ.get("CODEX_CASSETTE_NO_ORJSON"):
-    _orjson = None
+# orjson (a dependency) encodes a message ~15x and decodes it ~3.5x faster than json;
+# encoding is most of the replay engine's work per streamed message
+# (bench/replay_throughput.py). Same bytes as json.dumps but for very small floats
+# (1e-05 -> 0.00001) and NaN (-> null). Importing it costs a cold fake ~2.8 ms (it
+# brings datetime, uuid and platform), more than json spends on a handshake: so the
+# standard library handles the first FAST_AFTER bytes, and orjson the rest. On the
+# shipped cassettes orjson saves ~5 us per KB decoded and ~9 us per KB encoded, so its
+# import pays for itself after some 300-400 KB; switching a little early costs a
+# mid-sized cassette under a millisecond, switching late would cost a big one more.
+# A process that has orjson imported already (the fork server, a pytest run) uses it
+# at once. CODEX_CASSETTE_NO_ORJSON=1 keeps the standard library throughout.
+FAST_AFTER = 256 * 1024
+_orjson: Any = None  # the module, once in use
+_stdlib_bytes = 0    # JSON bytes the standard library handled so far
+_want_orjson = not os.environ.get("CODEX_CASSETTE_NO_ORJSON")
+
+
+def _fast() -> Any:
+    """orjson once it pays (or is loaded already), else None."""
+    global _orjson, _want_orjson
+    if _want_orjson and (_stdlib_bytes > FAST_AFTER or "orjson" in sys.modules):
+        _want_orjson = False  # decided, either way
+        try:
+            import orjson
+        except ImportError:  # a fake launched with -S without it
+            return None
+        _orjson = orjson
+    return _orjson
 
 
 class Kind(str, enum.Enum):
@@ -55,18 +72,22 @@ def classify(msg: Any) -> Kind:
 
 def encode(msg: Any) -> bytes:
     """One message as codex writes it: compact JSON, one line."""
-    if _orjson is not None:
+    global _stdlib_bytes
+    fast = _orjson if _orjson is not None else _fast()
+    if fast is not None:
         try:
-            return _orjson.dumps(msg, option=_orjson.OPT_APPEND_NEWLINE)
+            return fast.dumps(msg, option=fast.OPT_APPEND_NEWLINE)
         except TypeError:  # what orjson refuses (ints over 64 bits, lone surrogates) json still writes
             pass
     text = json.dumps(msg, separators=(",", ":"), ensure_ascii=False)
     try:
-        return text.encode("utf-8") + b"\n"
+        data = text.encode("utf-8") + b"\n"
     except UnicodeEncodeError:
         # A lone surrogate (a peer may send "\ud800") has no UTF-8 form: escaped, it is still
         # the same JSON string.
-        return json.dumps(msg, separators=(",", ":")).encode("ascii") + b"\n"
+        data = json.dumps(msg, separators=(",", ":")).encode("ascii") + b"\n"
+    _stdlib_bytes += len(data)
+    return data
 
 
 # orjson reads an integer beyond 64 bits as a float, silently: a document with a
@@ -93,14 +114,17 @@ def decode(data: bytes) -> Any:
     orjson is several times faster; what it would change (huge integers) or
     refuses (NaN, lone surrogates) is parsed by the standard library instead.
     Not UTF-8 and nested deeper than MAX_DEPTH are refused too."""
-    if _orjson is not None and not _LONG_DIGITS.search(data):
+    global _stdlib_bytes
+    fast = _orjson if _orjson is not None else _fast()
+    if fast is not None and not _LONG_DIGITS.search(data):
         try:
-            obj = _orjson.loads(data)
-        except _orjson.JSONDecodeError as exc:
+            obj = fast.loads(data)
+        except fast.JSONDecodeError as exc:
             if "depth" in exc.msg:  # orjson's own limit, far past ours: no second parser needed
                 raise NotJSON(f"nested deeper than {MAX_DEPTH} levels") from None
         else:
             return _shallow(data, obj)
+    _stdlib_bytes += len(data)
     try:
         obj = json.loads(data)
     except json.JSONDecodeError as exc:

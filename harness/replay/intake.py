@@ -6,7 +6,8 @@ names (``Redactor.from_meta``, each named variable's value from this environment
 before it matches, so ``{{redacted:api_key}}`` matches the live key, and the same for
 every fake: in-process, subprocess and fork server all run this engine. Whatever a
 report or an error reply says passes ``for_report`` too: those rules and every
-built-in, with this environment's secret-looking values.
+built-in, with this environment's secret-looking values, once harness.format.secret_gate
+says a value may hold anything they could find (a report of a few paths loads none of them).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
+from harness.format.secret_gate import may_hold_secret, secret_env_values
 from harness.format.wire import Line, encode
 
 if TYPE_CHECKING:
@@ -42,7 +44,8 @@ class Intake:
 
             self.redactor = Redactor.from_meta(meta, env, where)
         self._raw = self.redactor.line_scrubber() if self.redactor is not None else None
-        self._reports: Redactor | None = None  # built on the first report: start-up stays cheap
+        self._reports: Redactor | None = None  # built on the first report that may hold a secret
+        self._literals: tuple[str, ...] | None = None
 
     def hear(self, line: Line) -> Heard:
         msg, is_json = line.parse()
@@ -56,15 +59,20 @@ class Intake:
 
     def for_report(self, value: Any) -> Any:
         """``value`` (a message, text or anything JSON) as a report or error reply may say it."""
-        if value in ({}, [], "", None):
-            return value  # nothing to scrub, so no rules to load
         if self._reports is None:
+            if self._meta.get("redaction_rules") is None and not may_hold_secret(value, self._env_literals()):
+                return value  # nothing any rule could find (a few paths, a status): no rules to load
             from harness.format.redact import Redactor
 
             self._reports = Redactor.widened(self._meta, self._env, self._where)
         if isinstance(value, str):
             return self._reports.scrub_raw(value)
         return _keep_id(value, self._reports.scrub(value))
+
+    def _env_literals(self) -> tuple[str, ...]:
+        if self._literals is None:
+            self._literals = tuple(v for _, v in secret_env_values(self._env))
+        return self._literals
 
 
 def _keep_id(live: Any, scrubbed: Any) -> Any:

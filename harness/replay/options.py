@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from harness.replay.matching import DEFAULT_ORDER, MatcherRegistry
@@ -46,6 +45,6 @@ class ReplayOptions:
 
 
 def environment_fallbacks() -> dict[str, str]:
-    home = os.environ.get("HOME", str(Path.home()))
+    home = os.environ.get("HOME", os.path.expanduser("~"))
     return {"cwd": os.getcwd(), "home": home,
             "codex_home": os.environ.get("CODEX_HOME", os.path.join(home, ".codex"))}

@@ -12,9 +12,9 @@ escaped for a terminal before anyone prints it.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from harness.format.wire import encode
@@ -127,15 +127,17 @@ class ReplayReport:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
-    def write(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2, default=str) + "\n")
-        tmp.replace(path)
+    def write(self, path: str | os.PathLike[str]) -> None:
+        path = os.fspath(path)
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps(self.to_json(), indent=2, default=str) + "\n")
+        os.replace(tmp, path)
 
     @classmethod
-    def read(cls, path: str | Path) -> "ReplayReport":
-        data = json.loads(Path(path).read_text())
+    def read(cls, path: str | os.PathLike[str]) -> "ReplayReport":
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
         div = data.pop("divergence", None)
         report = cls(**data)
         report.divergence = Divergence(**div) if div else None
