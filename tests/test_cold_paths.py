@@ -59,7 +59,8 @@ def test_an_unrelated_pytest_run_imports_no_engine(pytester: pytest.Pytester) ->
 
         def test_one():
             heavy = [m for m in ("harness.replay.engine", "harness.replay.matching", "harness.format.cassette",
-                                 "fake_server", "yaml", "deepdiff", "jsonschema") if m in sys.modules]
+                                 "fake_server", "yaml", "deepdiff", "jsonschema", "harness.pytest.faults",
+                                 "harness.pytest.record_modes", "harness.format.locks") if m in sys.modules]
             assert heavy == []
             assert "harness.pytest.plugin" in sys.modules
     """))
@@ -95,14 +96,16 @@ def run_cold_fake(tmp_path: Path, command: FakeCodexCommand, feed: bytes,
     return done.stdout, set(loaded[-1][len("LOADED "):].split(","))
 
 
+INITIALIZE_ONLY = ('{"codex_cassette":1,"meta":{"complete":true}}\n'
+                   '{"i":1,"from":"client","t":0.0,"msg":{"id":1,"method":"initialize","params":{}}}\n'
+                   '{"i":2,"from":"server","t":0.0,"msg":{"id":1,"result":{}}}\n'
+                   '{"i":3,"from":"client","t":0.0,"eof":true}\n'
+                   '{"i":4,"from":"server","t":0.0,"exit":0}\n')
+
+
 def test_a_cold_fake_imports_no_argparse_yaml_or_asyncio(tmp_path: Path) -> None:
     cassette = tmp_path / "init.jsonl"
-    cassette.write_text(
-        '{"codex_cassette":1,"meta":{"complete":true}}\n'
-        '{"i":1,"from":"client","t":0.0,"msg":{"id":1,"method":"initialize","params":{}}}\n'
-        '{"i":2,"from":"server","t":0.0,"msg":{"id":1,"result":{}}}\n'
-        '{"i":3,"from":"client","t":0.0,"eof":true}\n'
-        '{"i":4,"from":"server","t":0.0,"exit":0}\n')
+    cassette.write_text(INITIALIZE_ONLY)
     out, loaded = run_cold_fake(tmp_path, FakeCodexCommand(cassette, timeout=WAIT),
                                 b'{"id":1,"method":"initialize","params":{}}\n')
     assert out == b'{"id":1,"result":{}}\n'
@@ -151,12 +154,7 @@ def test_a_happy_cold_fake_imports_only_what_it_uses(happy_cold_fake: tuple[dict
 def test_a_cold_fake_report_with_a_planted_secret_is_scrubbed(tmp_path: Path) -> None:
     # The same path, but a binding holds a key: the gate sends it through the redaction machinery.
     cassette = tmp_path / "init.jsonl"
-    cassette.write_text(
-        '{"codex_cassette":1,"meta":{"complete":true}}\n'
-        '{"i":1,"from":"client","t":0.0,"msg":{"id":1,"method":"initialize","params":{}}}\n'
-        '{"i":2,"from":"server","t":0.0,"msg":{"id":1,"result":{}}}\n'
-        '{"i":3,"from":"client","t":0.0,"eof":true}\n'
-        '{"i":4,"from":"server","t":0.0,"exit":0}\n')
+    cassette.write_text(INITIALIZE_ONLY)
     report = tmp_path / "report.json"
     key = "sk-proj-Abcdefghijklmnopqrstuvwx_0123456789"
     command = FakeCodexCommand(cassette, report=report, timeout=WAIT, bindings={"note": f"use {key}"})

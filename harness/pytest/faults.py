@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import pytest
 
 from harness.errors import HarnessError
+from harness.pytest.options import ACTIVE_FAULT
 
 # The catalogue, the variants, the oracle and asyncio load when a sweep runs: the plugin imports
 # this module in every pytest run, codex tests or not (bench/plugin_overhead.py).
@@ -38,9 +39,7 @@ if TYPE_CHECKING:
     from harness.faults.variants import FaultTiming
     from harness.replay.options import ReplayOptions
 
-FAULT_KEYS = {"faults", "faults_max", "faults_deadline"}
 CANCEL_GRACE = 2.0   # seconds a hung async test gets to unwind once cancelled
-ACTIVE = pytest.StashKey["ActiveFault"]()
 
 
 class FaultHung(BaseException):
@@ -112,35 +111,6 @@ class ActiveFault:
 
 
 # -- options and collection ----------------------------------------------------------------------
-
-def add_options(group: Any) -> None:
-    group.addoption("--codex-faults", default=None, metavar="all|KIND,...",
-                    help="run each cassette-backed test once per fault variant of its cassette "
-                         "(kinds: crash, hangup, stall, error, drop, duplicate, garbage, unknown-notification, "
-                         "unknown-request, novel-value, delay)")
-    group.addoption("--codex-faults-max", type=int, default=None, metavar="N",
-                    help="at most N variants per test, drawn evenly across kinds (seeded)")
-    group.addoption("--codex-faults-seed", default="0", metavar="SEED", help="the sampling seed (default 0)")
-    group.addoption("--codex-faults-deadline", type=float, default=None, metavar="SECONDS",
-                    help="seconds a test has to end under a fault before it counts as hung (default 10)")
-
-
-def check_options(config: pytest.Config) -> None:
-    """pytest_configure: a bad --codex-faults is a usage error, said before collecting anything."""
-    spec = config.getoption("--codex-faults")
-    if spec is not None:  # the catalogue loads only for a run that asks for a sweep
-        from harness.faults.catalogue import parse_kinds
-
-        try:
-            parse_kinds(spec)
-        except HarnessError as exc:
-            raise pytest.UsageError(f"codex-cassette: --codex-faults: {exc}") from None
-    limit = config.getoption("--codex-faults-max")
-    deadline = config.getoption("--codex-faults-deadline")
-    if (limit is not None and limit < 0) or (deadline is not None and deadline <= 0):
-        raise pytest.UsageError("codex-cassette: --codex-faults-max must not be negative, "
-                                "--codex-faults-deadline must be positive")
-
 
 def _marker_options(definition: Any) -> dict[str, Any]:
     merged: dict[str, Any] = {}
@@ -250,7 +220,7 @@ def activate(request: pytest.FixtureRequest) -> ActiveFault | None:
     if active is None:
         return None
     active = dataclasses.replace(active, expected=None, reason="", strict=True)
-    request.node.stash[ACTIVE] = active
+    request.node.stash[ACTIVE_FAULT] = active
     return active
 
 
@@ -394,11 +364,8 @@ def judge(item: pytest.Item, active: ActiveFault, raised: BaseException | None, 
         raise raised  # the test says what it wants under each fault: its own verdict stands
 
 
-def runtest_call(item: pytest.Item) -> Any:
-    """pytest_runtest_call (a new-style wrapper): the test, bounded and judged."""
-    active = item.stash.get(ACTIVE, None)
-    if active is None:
-        return (yield)
+def run_under_fault(item: pytest.Item, active: ActiveFault) -> Any:
+    """pytest_runtest_call (a new-style wrapper) of a test under a fault: bounded and judged."""
     original = item.obj
     crashes = BackgroundCrashes()
     item.obj = bounded(original, active, crashes)

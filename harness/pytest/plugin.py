@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from harness.errors import HarnessError
-from harness.pytest import faults as fault_sweep
-from harness.pytest.record_modes import MODES
+from harness.pytest.options import ACTIVE_FAULT, FAULT_KEYS, add_options, check_options
 
 # The engine, the fake and the recorder load on a codex fixture's first use: an installed
 # plugin must cost a pytest run that uses none of them nothing (bench/plugin_overhead.py).
@@ -41,7 +40,6 @@ OPTION_KEYS = {"timeout", "linger", "pace", "pace_scale", "strict", "bindings", 
 # live: a live scenario (codex + model parts) to record against, offline;
 # ssh: {"target": "user@host:port", "identity": [...], "known_hosts": ...}: record a codex on another host
 RECORD_KEYS = {"live", "ssh"}
-FAULT_KEYS = fault_sweep.FAULT_KEYS  # faults, faults_max, faults_deadline: the sweep, not the replay
 # transport: "stdio" (default), "ws" or "unix": the fixture listens there and hands out .url
 TRANSPORT_KEY = "transport"
 
@@ -70,25 +68,13 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("codex-cassette", "codex-cassette: record/replay of codex app-server sessions")
-    group.addoption("--codex-replay-timeout", type=float, default=None, metavar="SECONDS",
-                    help="longest wait for one expected client message during replay (default 10)")
-    group.addoption("--codex-allow-unplayed", action="store_true", default=False,
-                    help="do not fail tests that leave cassette events unplayed")
-    group.addoption("--codex-record-mode", choices=MODES, default=None,
-                    help="none (default): replay only, never start a real codex; once: record missing "
-                         "cassettes; new: also re-record incomplete ones; all: re-record everything")
-    group.addoption("--codex-bin", default=None, metavar="PATH",
-                    help="the real codex binary to record from (default: $CODEX_BIN, the pinned "
-                         "openai-codex-cli-bin package, the npm package in ./node_modules, then PATH)")
-    fault_sweep.add_options(group)
-    parser.addini("codex_cassette_timeout", "default replay timeout in seconds", default="10")
-    parser.addini("codex_record_mode", "default record mode", default="none")
+    add_options(parser)
+
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
-    fault_sweep.check_options(config)
+    check_options(config)
 
 
 def session_matchers(config: pytest.Config) -> MatcherRegistry:
@@ -104,19 +90,29 @@ def session_matchers(config: pytest.Config) -> MatcherRegistry:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    fault_sweep.generate(metafunc, resolve_cassette)
+    if "codex_fault" in metafunc.fixturenames:  # only a codex fixture's test can be swept
+        from harness.pytest import faults
+
+        faults.generate(metafunc, resolve_cassette)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Any:
-    return (yield from fault_sweep.runtest_call(item))
+    active = item.stash.get(ACTIVE_FAULT, None)
+    if active is None:
+        return (yield)
+    from harness.pytest import faults
+
+    return (yield from faults.run_under_fault(item, active))
 
 
 @pytest.fixture
 def codex_fault(request: pytest.FixtureRequest) -> Any:
     """The fault variant this test runs under (``harness.pytest.faults.ActiveFault``), None on the
     clean run and outside a sweep (``--codex-faults`` or the marker's ``faults=``)."""
-    return fault_sweep.activate(request)
+    from harness.pytest import faults
+
+    return faults.activate(request)
 
 
 def checked_name(name: str) -> str:
@@ -141,7 +137,9 @@ def resolve_cassette(directory: Path, name: str | os.PathLike[str]) -> Path | No
 def default_cassette_name(request: pytest.FixtureRequest) -> str:
     """``Class.test_name[params]`` as pytest-recording names it, characters a file
     name should not hold replaced by '-'."""
-    name = fault_sweep.without_fault_id(request.node.name, request.node)
+    from harness.pytest.faults import without_fault_id
+
+    name = without_fault_id(request.node.name, request.node)
     if request.cls is not None:
         name = f"{request.cls.__name__}.{name}"
     return re.sub(r"[^A-Za-z0-9_.\[\]=,+-]", "-", name)

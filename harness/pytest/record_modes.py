@@ -16,8 +16,8 @@ from pathlib import Path
 
 from harness.errors import CassetteError, UsageError
 from harness.format.locks import FileLock
+from harness.pytest.options import MODES
 
-MODES = ("none", "once", "new", "all")
 LOCK_WAIT = 600.0  # a recording in another worker may take a while; never forever
 
 
