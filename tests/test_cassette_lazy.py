@@ -222,3 +222,27 @@ def test_a_line_in_the_writers_layout_reads_as_the_same_line_laid_out_otherwise(
     assert dataclasses.replace(fast, wire=None) == slow
     kept = side == "server" and "method" in msg and b"{{" not in raw
     assert fast.wire == (body + b"\n" if kept else None)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("lazy_from", [0, 1 << 40], ids=["indexed", "parsed"])
+async def test_what_a_client_left_unplayed_is_listed_alike(lazy_from: int) -> None:
+    """optio bootstraps and hangs up before its turn: the report lists the same unplayed events,
+    at the same lines, whether the cassette was indexed or parsed."""
+    path = ROOT / "cassettes" / "optio" / "text_turn.jsonl"
+    cassette = load_cassette(path, lazy_from=lazy_from)
+    handle = InProcessCodex(cassette, ReplayOptions(timeout=WAIT, linger=WAIT))
+    conv = CodexConversation(cwd="/work/project")
+    conv.attach(handle)
+    reader = asyncio.create_task(conv.run_reader())
+    try:
+        await asyncio.wait_for(conv.bootstrap(), WAIT)
+    finally:
+        handle.stdin.close()
+        await handle.wait(WAIT)
+        await asyncio.wait_for(reader, WAIT)
+    report = handle.report
+    assert report.status == "incomplete" and report.failed()
+    first = next(e for e in load_cassette(path).events if e.msg and e.msg.get("method") == "turn/start")
+    assert report.unplayed[0] == {"at": f"{path}:{first.line}", "event": first.describe()}
+    assert len(report.unplayed) == len(load_cassette(path).events) - load_cassette(path).events.index(first)
