@@ -284,3 +284,28 @@ def test_a_parametrized_test_sweeps_each_case_from_its_own_cassette(pytester: py
     result = pytester.runpytest(*args, "--codex-faults-max=2", "-rA")
     got = outcomes(result)
     assert len(got) == 5 * 3 and set(got.values()) == {"PASSED"}, result.stdout.str()
+
+
+def test_a_variant_is_never_built_from_another_cassettes_faults(pytester: pytest.Pytester) -> None:
+    """A cassette directory that differs between collection and setup: the sweep's faults came
+    from one cassette, the fixture would serve another; the variant says so instead of running."""
+    project(pytester, """
+        import pytest
+        from inner_client import session
+
+        @pytest.fixture
+        def codex_cassette_dir(request):
+            return request.path.parent / "cassettes" / ("test_inner" if "[" not in request.node.name else "other")
+
+        @pytest.mark.codex_cassette("session", faults="crash", faults_max=1, faults_deadline=2)
+        def test_client(fake_codex):
+            session(fake_codex.argv)
+    """)
+    (pytester.path / "cassettes" / "other").mkdir()
+    (pytester.path / "cassettes" / "other" / "session.jsonl").write_text(CASSETTE)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rA")
+    got = outcomes(result)
+    assert got.pop("test_client[fault:none]") == "PASSED" and list(got.values()) == ["ERROR"]
+    result.stdout.fnmatch_lines(["*the fault sweep read its faults from *test_inner?session.jsonl while collecting, "
+                                 "but the fixture serves *other?session.jsonl; name the cassette on the "
+                                 "codex_cassette marker*"])
