@@ -232,3 +232,80 @@ async def test_the_in_process_fake_refuses_writes_once_it_has_exited(tmp_path) -
     with pytest.raises(BrokenPipeError):
         fake.stdin.write(b'{"method": "initialized"}\n')
         await fake.stdin.drain()
+
+
+def test_a_parametrized_test_sweeps_each_case_from_its_own_cassette(pytester: pytest.Pytester) -> None:
+    """The sweep names a case's cassette as its fixture will (``Class.test[params]``, unsafe
+    characters replaced), so each case gets the faults of its own cassette; a name on the marker wins."""
+    project(pytester, """
+        import pytest
+        from inner_client import session
+
+        def run(fake_codex, codex_fault, cassette):
+            assert codex_fault is None or codex_fault.cassette.name == cassette
+            try:
+                session(fake_codex.argv)
+            except (EOFError, OSError):
+                assert codex_fault is not None   # a crash, and the client noticed it
+
+        @pytest.mark.parametrize("case", ["a", "b"])
+        def test_x(fake_codex, codex_fault, case):
+            run(fake_codex, codex_fault, f"test_x[{case}].jsonl")
+
+        class TestK:
+            @pytest.mark.parametrize("who", ["x:y"])
+            def test_y(self, fake_codex, codex_fault, who):
+                run(fake_codex, codex_fault, "TestK.test_y[x-y].jsonl")
+
+        @pytest.mark.codex_cassette("session")
+        @pytest.mark.parametrize("n", [1, 2])
+        def test_named(fake_codex, codex_fault, n):
+            run(fake_codex, codex_fault, "session.jsonl")
+    """)
+    directory = pytester.path / "cassettes" / "test_inner"
+    lines = CASSETTE.splitlines()
+    # case b's codex says one thing more after thread/started: one more point to crash at
+    extra = '{"i":7,"from":"server","t":0.35,"msg":{"method":"thread/status/changed","params":{"threadId":"thr_1"}}}'
+    longer = lines[:7] + [extra] + [line.replace('"i":7,', '"i":8,').replace('"i":8,"from":"server"', '"i":9,"from":"server"')
+                                    for line in lines[7:]]
+    (directory / "test_x[a].jsonl").write_text(CASSETTE)
+    (directory / "test_x[b].jsonl").write_text("\n".join(longer) + "\n")
+    (directory / "TestK.test_y[x-y].jsonl").write_text(CASSETTE)
+    args = ("-p", "no:cacheprovider", "--codex-faults=crash", "--codex-faults-deadline=2")
+    listed = pytester.runpytest(*args, "--collect-only", "-q", "-W", "error::pytest.PytestWarning").outlines
+    ids = {line.split("::", 1)[1] for line in listed if line.startswith("test_inner.py::")}
+    a_points = {"2", "3", "5", "6", "7"}
+    assert {i for i in ids if i.startswith("test_x[a-")} == {"test_x[a-fault:none]"} | {
+        f"test_x[a-fault:crash@{n}{v}]" for n in a_points for v in ("", ":closed")}
+    assert {i for i in ids if i.startswith("test_x[b-")} == {"test_x[b-fault:none]"} | {
+        f"test_x[b-fault:crash@{n}{v}]" for n in a_points | {"8"} for v in ("", ":closed")}
+    assert "TestK::test_y[x:y-fault:crash@7:closed]" in ids
+    assert {"test_named[1-fault:crash@2]", "test_named[2-fault:crash@2]"} <= ids
+    result = pytester.runpytest(*args, "--codex-faults-max=2", "-rA")
+    got = outcomes(result)
+    assert len(got) == 5 * 3 and set(got.values()) == {"PASSED"}, result.stdout.str()
+
+
+def test_a_variant_is_never_built_from_another_cassettes_faults(pytester: pytest.Pytester) -> None:
+    """A cassette directory that differs between collection and setup: the sweep's faults came
+    from one cassette, the fixture would serve another; the variant says so instead of running."""
+    project(pytester, """
+        import pytest
+        from inner_client import session
+
+        @pytest.fixture
+        def codex_cassette_dir(request):
+            return request.path.parent / "cassettes" / ("test_inner" if "[" not in request.node.name else "other")
+
+        @pytest.mark.codex_cassette("session", faults="crash", faults_max=1, faults_deadline=2)
+        def test_client(fake_codex):
+            session(fake_codex.argv)
+    """)
+    (pytester.path / "cassettes" / "other").mkdir()
+    (pytester.path / "cassettes" / "other" / "session.jsonl").write_text(CASSETTE)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rA")
+    got = outcomes(result)
+    assert got.pop("test_client[fault:none]") == "PASSED" and list(got.values()) == ["ERROR"]
+    result.stdout.fnmatch_lines(["*the fault sweep read its faults from *test_inner?session.jsonl while collecting, "
+                                 "but the fixture serves *other?session.jsonl; name the cassette on the "
+                                 "codex_cassette marker*"])

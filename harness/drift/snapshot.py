@@ -21,14 +21,12 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.format.codex_version import find_codex_version
 
 BUNDLE = "codex_app_server_protocol.schemas.json"
 INDEX = "index.json"
@@ -90,36 +88,27 @@ def _throwaway_env(home: Path) -> dict[str, str]:
     return env
 
 
-def _run(argv: list[str], env: dict[str, str], timeout: float) -> str:
-    try:
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
-        raise SchemaError(f"cannot run {argv[0]!r}: no such file. Pass the codex binary "
-                          "with --codex-bin.") from None
-    except subprocess.TimeoutExpired:
-        raise SchemaError(f"`{' '.join(argv)}` did not finish within {timeout:.0f} s.") from None
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip()[-400:]
-        raise SchemaError(f"`{' '.join(argv)}` exited with {proc.returncode}: {tail}")
-    return proc.stdout
-
-
 def codex_version(codex_bin: str, env: dict[str, str] | None = None) -> str:
-    """'0.163.0' from `codex --version` ("codex-cli 0.163.0")."""
-    out = _run([codex_bin, "--version"], env or dict(os.environ), VERSION_TIMEOUT_S)
-    version = find_codex_version(out)
-    if version is None:
-        raise SchemaError(f"cannot read a version from `{codex_bin} --version`: {out.strip()!r}")
-    return version
+    """'0.163.0' from `codex --version` ("codex-cli 0.163.0"), as harness.live asks it."""
+    from harness.live.binary import CodexBinaryError, codex_version as asked  # the live kit, only when codex runs
+
+    try:
+        return asked(codex_bin, VERSION_TIMEOUT_S, env)
+    except CodexBinaryError as exc:
+        raise SchemaError(str(exc)) from None
 
 
 def generate_raw(codex_bin: str, out_dir: Path, *, experimental: bool = False,
                  timeout: float = GENERATE_TIMEOUT_S, env: dict[str, str] | None = None) -> None:
-    argv = [codex_bin, "app-server", "generate-json-schema", "--out", str(out_dir)]
+    from harness.live.binary import CodexBinaryError, run_codex
+
+    args = ["app-server", "generate-json-schema", "--out", str(out_dir)]
     if experimental:
-        argv.append("--experimental")
-    _run(argv, env or dict(os.environ), timeout)
+        args.append("--experimental")
+    try:
+        run_codex(codex_bin, args, timeout=timeout, env=env)
+    except CodexBinaryError as exc:
+        raise SchemaError(str(exc)) from None
 
 
 # ---------------------------------------------------------------- the index

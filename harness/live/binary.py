@@ -128,30 +128,37 @@ def _must_be_executable(path: Path, origin: str) -> Path:
     return path
 
 
-def parse_codex_version(text: str) -> str:
+def parse_codex_version(text: str, binary: str | os.PathLike[str] = "codex") -> str:
     """`codex-cli 0.163.0` -> `0.163.0`."""
     version = find_codex_version(text)
     if version is None:
-        raise CodexBinaryError(f"Cannot read a version from `codex --version` output {text.strip()[:200]!r}.")
+        raise CodexBinaryError(f"Cannot read a version from `{os.fspath(binary)} --version`: it printed "
+                               f"{text.strip()[:200]!r}, not `codex-cli X.Y.Z`; is it a codex binary?")
     return version
 
 
-def codex_version(path: str | os.PathLike[str], timeout: float = 20.0) -> str:
-    """Run `codex --version` and return the bare version, e.g. "0.163.0"."""
+def run_codex(binary: str | os.PathLike[str], args: list[str], *, timeout: float,
+              env: dict[str, str] | None = None) -> str:
+    """Run `binary ARGS` to completion (stdin closed, waited for at most `timeout` s) and return
+    its stdout; each way it can fail is a CodexBinaryError naming the command."""
+    argv = [os.fspath(binary), *args]
+    shown = " ".join(argv)
     try:
-        proc = subprocess.run(
-            [os.fspath(path), "--version"],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, errors="replace",
+                              timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        raise CodexBinaryError(f"`{path} --version` did not answer within {timeout:g} s.") from None
+        raise CodexBinaryError(f"`{shown}` did not finish within {timeout:g} s.") from None
+    except FileNotFoundError:
+        raise CodexBinaryError(f"Cannot run `{shown}`: no such file. Point --codex-bin or $CODEX_BIN "
+                               "at a codex executable.") from None
     except OSError as exc:
-        raise CodexBinaryError(f"Cannot run `{path} --version`: {exc.strerror or exc}.") from None
+        raise CodexBinaryError(f"Cannot run `{shown}`: {exc.strerror or exc}.") from None
     if proc.returncode != 0:
-        raise CodexBinaryError(
-            f"`{path} --version` exited with code {proc.returncode}: {(proc.stderr or proc.stdout).strip()[:300]}"
-        )
-    return parse_codex_version(proc.stdout)
+        tail = (proc.stderr or proc.stdout).strip()[-300:]
+        raise CodexBinaryError(f"`{shown}` exited with code {proc.returncode}: {tail!r}")
+    return proc.stdout
+
+
+def codex_version(path: str | os.PathLike[str], timeout: float = 20.0, env: dict[str, str] | None = None) -> str:
+    """Run `codex --version` and return the bare version, e.g. "0.163.0"."""
+    return parse_codex_version(run_codex(path, ["--version"], timeout=timeout, env=env), path)

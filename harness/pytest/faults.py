@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import pytest
 
 from harness.errors import HarnessError
+from harness.pytest.names import case_name, default_cassette_name
 from harness.pytest.options import ACTIVE_FAULT
 
 # The catalogue, the variants, the oracle and asyncio load when a sweep runs: the plugin imports
@@ -99,6 +100,9 @@ class ActiveFault:
         from harness.faults.variants import write_variant
         from harness.format.load import open_cassette
 
+        if path.resolve() != self.cassette.resolve():  # never a variant of one cassette built from another's faults
+            pytest.fail(f"codex-cassette: the fault sweep read its faults from {self.cassette} while collecting, but "
+                        f"the fixture serves {path}; name the cassette on the codex_cassette marker", pytrace=False)
         stem = path.name.rsplit(".", 1)[0]
         target = write_variant(open_cassette(path), self.fault, directory, self.timing, name=f"{stem}.jsonl")
         for sibling in path.parent.glob(f"{stem}.*.jsonl"):  # NAME.2.jsonl: a second connection, as recorded
@@ -173,45 +177,39 @@ def generate(metafunc: pytest.Metafunc, resolve: Callable[[Path, str], Path | No
                     pytrace=False)
     if not kinds:
         return
-    name = options.get("name") or (f"{metafunc.cls.__name__}.{metafunc.function.__name__}" if metafunc.cls
-                                   else metafunc.function.__name__)
-    directory = _collection_dir(metafunc)
-    path = resolve(directory, str(name)) if directory is not None else None
-    if path is None:
-        warnings.warn(pytest.PytestWarning(
-            f"codex-cassette: no fault sweep for {metafunc.definition.nodeid}: its cassette {name!r} could not "
-            "be found while collecting (name it on the codex_cassette marker; a codex_cassette_dir fixture "
-            "must take no argument but `request`)"))
-        return
     limit = config.getoption("--codex-faults-max")
     limit = limit if limit is not None else options.get("faults_max")
     deadline = config.getoption("--codex-faults-deadline") or float(options.get("faults_deadline", 10.0))
     timing = FaultTiming(deadline)
-    faults = sample(catalogue(open_cassette(path), kinds), limit, config.getoption("--codex-faults-seed"),
-                    salt=f"{metafunc.definition.nodeid}:{path.name}")
-    params: list[ActiveFault | None] = [None, *(ActiveFault(f, path, timing) for f in faults)]
-    ids = ["fault:none", *(f"fault:{f.id}" for f in faults)]
-    metafunc.parametrize("codex_fault", params, ids=ids, indirect=True)
-
-
-def fault_param_id(node: Any) -> str | None:
-    """The `fault:...` id this test carries in its name, if it is part of a sweep."""
-    callspec = getattr(node, "callspec", None)
-    if callspec is None or "codex_fault" not in callspec.params:
-        return None
-    active = callspec.params["codex_fault"]
-    return "fault:none" if active is None else f"fault:{active.id}"
-
-
-def without_fault_id(name: str, node: Any) -> str:
-    """A test's name as it would be without the sweep (its default cassette name must not change)."""
-    fid = fault_param_id(node)
-    if fid is None:
-        return name
-    for old, new in ((f"[{fid}]", ""), (f"-{fid}]", "]"), (f"[{fid}-", "["), (f"-{fid}-", "-")):
-        if old in name:
-            return name.replace(old, new, 1)
-    return name
+    directory = _collection_dir(metafunc)
+    explicit = options.get("name")
+    # Each case the test's own parametrization made (pytest keeps them in `_calls`; this hook runs
+    # last) has its own cassette, so its own faults: pytest's parametrize multiplies every case by
+    # the same values, so it is called once per case, on that case alone.
+    cases = list(metafunc._calls) or [None]
+    swept: list[Any] = []
+    made: dict[Path, tuple[list[ActiveFault | None], list[str]]] = {}
+    for case in cases:
+        name = str(explicit) if explicit is not None else default_cassette_name(
+            case_name(metafunc.definition.name, case), metafunc.cls)
+        path = resolve(directory, name) if directory is not None else None
+        if path is None:
+            warnings.warn(pytest.PytestWarning(
+                f"codex-cassette: no fault sweep for {case_name(metafunc.definition.nodeid, case)}: its cassette "
+                f"{name!r} could not be found while collecting (name it on the codex_cassette marker; a "
+                "codex_cassette_dir fixture must take no argument but `request`)"))
+            swept.extend([case] if case is not None else [])
+            continue
+        if path not in made:
+            faults = sample(catalogue(open_cassette(path), kinds), limit, config.getoption("--codex-faults-seed"),
+                            salt=f"{metafunc.definition.nodeid}:{path.name}")
+            made[path] = ([None, *(ActiveFault(f, path, timing) for f in faults)],
+                          ["fault:none", *(f"fault:{f.id}" for f in faults)])
+        params, ids = made[path]
+        metafunc._calls = [case] if case is not None else []
+        metafunc.parametrize("codex_fault", params, ids=ids, indirect=True)
+        swept.extend(metafunc._calls)
+    metafunc._calls = swept
 
 
 def activate(request: pytest.FixtureRequest) -> ActiveFault | None:

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -89,6 +88,7 @@ def session_matchers(config: pytest.Config) -> MatcherRegistry:
     return registry
 
 
+@pytest.hookimpl(trylast=True)  # after every parametrization: the sweep names each case's cassette
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "codex_fault" in metafunc.fixturenames:  # only a codex fixture's test can be swept
         from harness.pytest import faults
@@ -135,14 +135,10 @@ def resolve_cassette(directory: Path, name: str | os.PathLike[str]) -> Path | No
 
 
 def default_cassette_name(request: pytest.FixtureRequest) -> str:
-    """``Class.test_name[params]`` as pytest-recording names it, characters a file
-    name should not hold replaced by '-'."""
-    from harness.pytest.faults import without_fault_id
+    """This test's cassette name when its marker names none (``harness.pytest.names``)."""
+    from harness.pytest.names import default_cassette_name as named, without_fault_id
 
-    name = without_fault_id(request.node.name, request.node)
-    if request.cls is not None:
-        name = f"{request.cls.__name__}.{name}"
-    return re.sub(r"[^A-Za-z0-9_.\[\]=,+-]", "-", name)
+    return named(without_fault_id(request.node.name, request.node), request.cls)
 
 
 def _marker_args(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:

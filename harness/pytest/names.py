@@ -1,0 +1,45 @@
+"""A test's default cassette name: what its codex fixture looks for, and what the fault sweep reads
+while collecting, made by one function so that both find the same file."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# What a file name should not hold becomes '-' (pytest-recording's rule).
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.\[\]=,+-]")
+
+
+def default_cassette_name(test_name: str, cls: type | None) -> str:
+    """``Class.test_name[params]`` as pytest-recording names it; ``test_name`` is the test item's
+    name as it would be without the sweep (``test_name[params]``, or ``test_name``)."""
+    name = f"{cls.__name__}.{test_name}" if cls is not None else test_name
+    return _UNSAFE.sub("-", name)
+
+
+def case_name(name: str, callspec: Any) -> str:
+    """The name pytest gives the item of one parametrized case (``name[id]``), as
+    ``Class._genfunctions`` does; ``name`` alone when there is no case or it shows no id."""
+    if callspec is None or not callspec._idlist:
+        return name
+    return f"{name}[{callspec.id}]"
+
+
+def fault_param_id(node: Any) -> str | None:
+    """The `fault:...` id this test carries in its name, if it is part of a sweep."""
+    callspec = getattr(node, "callspec", None)
+    if callspec is None or "codex_fault" not in callspec.params:
+        return None
+    active = callspec.params["codex_fault"]
+    return "fault:none" if active is None else f"fault:{active.id}"
+
+
+def without_fault_id(name: str, node: Any) -> str:
+    """A test's name as it would be without the sweep (its default cassette name must not change)."""
+    fid = fault_param_id(node)
+    if fid is None:
+        return name
+    for old, new in ((f"[{fid}]", ""), (f"-{fid}]", "]"), (f"[{fid}-", "["), (f"-{fid}-", "-")):
+        if old in name:
+            return name.replace(old, new, 1)
+    return name
