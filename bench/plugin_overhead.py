@@ -169,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
                  "the same, gc off", "goal", "verdict"], rows))
     print(f"  a run with neither: {fmt(base_ms)} ms CPU"
           + ("" if counted is None else f", {counted['neither']:,} instructions; with codex-cassette "
-             f"{counted['codex-cassette']:,}, with the empty plugin {counted['empty plugin']:,}"))
+             f"{counted['codex-cassette']:,}, with the empty plugin {counted['empty plugin']:,}")
+          + ("" if counted_no_gc is None else "; gc off: " + ", ".join(
+              f"{name} {counted_no_gc[name]:,}" for name in names)))
     print(f"  the plugin module's own import: {fmt(own)} ms")
     print(f"  after: {machine()}")
     return 0 if added is not None and added <= GOAL_MS else 1

@@ -20,7 +20,7 @@ def default_cassette_name(test_name: str, cls: type | None) -> str:
 def case_name(name: str, callspec: Any) -> str:
     """The name pytest gives the item of one parametrized case (``name[id]``), as
     ``Class._genfunctions`` does; ``name`` alone when there is no case or it shows no id."""
-    if callspec is None or not callspec._idlist:
+    if callspec is None or not callspec.id:
         return name
     return f"{name}[{callspec.id}]"
 
