@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.drift.shapes import ref_name
 from harness.errors import HarnessError
 
 BUNDLE = "codex_app_server_protocol.schemas.json"
@@ -38,6 +39,7 @@ UNIONS = {
     "ServerRequest": "server_requests",
     "ServerNotification": "server_notifications",
 }
+MAX_REF_HOPS = 20  # a $ref naming a $ref...: the generator never nests them this deep
 # Keywords whose list value is a set: sorting them makes snapshots stable.
 UNORDERED_KEYWORDS = ("required", "enum", "type")
 # Keywords whose value is instance data, not schema: never rewritten.
@@ -159,13 +161,13 @@ def build_index(bundle: dict[str, Any], version: str, experimental: bool) -> dic
             ref, required = _ref_of(params)
             entry: dict[str, Any] = {
                 "params": params,  # the subschema itself; refs resolve in the bundle
-                "params_type": ref.rsplit("/", 1)[-1] if ref else None,
+                "params_type": ref_name(ref) if ref else None,
                 "params_required": "params" in variant.get("required", []),
             }
             if key.endswith("requests"):
                 resp = None
                 if ref and ref.endswith("Params"):
-                    cand = ref.rsplit("/", 1)[-1][: -len("Params")] + "Response"
+                    cand = ref_name(ref)[: -len("Params")] + "Response"
                     if cand in names:
                         resp = cand
                 entry["response_type"] = resp
@@ -288,6 +290,18 @@ class Snapshot:
         node: Any = self.bundle
         for part in ref.lstrip("#/").split("/"):
             node = node[part]
+        return node
+
+    def follow(self, node: Any) -> Any:
+        """``node``, or where the chain of ``$ref``s from it ends; None where one names nothing
+        (a chain of more than MAX_REF_HOPS is taken for a loop and ends there too)."""
+        for _ in range(MAX_REF_HOPS):
+            if not (isinstance(node, dict) and "$ref" in node):
+                return node
+            try:
+                node = self.resolve(node["$ref"])
+            except KeyError:
+                return None
         return node
 
 

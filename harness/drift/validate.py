@@ -24,7 +24,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from harness.errors import HarnessError
 from harness.format.cassette import Cassette, Event
 from harness.format.load import open_cassette
-from harness.drift.snapshot import Snapshot
+from harness.drift.snapshot import UNIONS, Snapshot
 from harness.format.wire import request_key
 
 # (side that sends it, has an id) -> index key
@@ -131,9 +131,7 @@ def _explain(err: ValidationError) -> tuple[ValidationError, str]:
 
 def _extra_envelope(snap: Snapshot, kind: str) -> dict[str, Any]:
     """Top-level properties a method union declares besides method/params (emittedAtMs)."""
-    union = {"client_requests": "ClientRequest", "client_notifications": "ClientNotification",
-             "server_requests": "ServerRequest",
-             "server_notifications": "ServerNotification"}[kind]
+    union = next(name for name, key in UNIONS.items() if key == kind)
     props = snap.bundle.get("definitions", {}).get(union, {}).get("properties", {})
     return {k: v for k, v in props.items() if k not in _ENVELOPE}
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from harness.drift.shapes import ref_name
 from harness.format.cassette import Cassette, Event
 from harness.format.wire import request_key
 
@@ -214,7 +215,7 @@ class SchemaDiffNovelties:
         if depth > 60 or not isinstance(schema, dict):
             return
         if "$ref" in schema:
-            yield path, schema["$ref"].rsplit("/", 1)[-1], instance
+            yield path, ref_name(schema["$ref"]), instance
             try:
                 target = snap.resolve(schema["$ref"])
             except KeyError:
@@ -269,7 +270,7 @@ class SchemaDiffNovelties:
         if target.variant is not None:
             node = _find_variant(node, target.variant, self.new)
         for field in (*target.fields, target.value):
-            node = _resolve(((node or {}).get("properties") or {}).get(field), self.new)
+            node = self.new.follow(((node or {}).get("properties") or {}).get(field))
         return example(node, self.new)
 
     def _variant_example(self, target: _Target, instance: Any) -> Any:
@@ -278,7 +279,7 @@ class SchemaDiffNovelties:
             return None
         value = example(alternative, self.new)
         if isinstance(value, dict) and isinstance(instance, dict):
-            props = (_resolve(alternative, self.new) or {}).get("properties") or {}
+            props = (self.new.follow(alternative) or {}).get("properties") or {}
             value.update({k: v for k, v in instance.items() if k in props and k not in value})
         return value
 
@@ -294,25 +295,14 @@ def _is_variant(instance: Any, key: str) -> bool:
     return False
 
 
-def _resolve(node: Any, snap: Any) -> Any:
-    for _ in range(20):
-        if not (isinstance(node, dict) and "$ref" in node):
-            return node
-        try:
-            node = snap.resolve(node["$ref"])
-        except KeyError:
-            return None
-    return node
-
-
 def _find_variant(node: Any, key: str, snap: Any) -> Any:
-    node = _resolve(node, snap)
+    node = snap.follow(node)
     for alternative in (node or {}).get("oneOf") or (node or {}).get("anyOf") or ():
-        alt = _resolve(alternative, snap)
+        alt = snap.follow(alternative)
         props = (alt or {}).get("properties") or {}
         if "=" in key:
             name, _, value = key.partition("=")
-            tag = _resolve(props.get(name), snap) or {}
+            tag = snap.follow(props.get(name)) or {}
             if value in [str(v) for v in tag.get("enum", [])] or str(tag.get("const")) == value:
                 return alt
         elif key.startswith("{") and key[1:-1] in props and len(props) == 1:
@@ -322,7 +312,7 @@ def _find_variant(node: Any, key: str, snap: Any) -> Any:
 
 def example(node: Any, snap: Any, depth: int = 0) -> Any:
     """The smallest value a schema allows, preferring a non-null one."""
-    node = _resolve(node, snap)
+    node = snap.follow(node)
     if not isinstance(node, dict) or depth > 12:
         return None
     if "const" in node:
@@ -331,7 +321,7 @@ def example(node: Any, snap: Any, depth: int = 0) -> Any:
         return node["enum"][0]
     alternatives = node.get("oneOf") or node.get("anyOf")
     if alternatives:
-        usable = [a for a in alternatives if _resolve(a, snap) != {"type": "null"}] or alternatives
+        usable = [a for a in alternatives if snap.follow(a) != {"type": "null"}] or alternatives
         return example(usable[0], snap, depth + 1)
     types = node.get("type")
     if isinstance(types, list):
