@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 from harness.safe_text import quoted
@@ -119,7 +119,7 @@ class Event:
 
 @dataclass
 class Cassette:
-    path: str | None  # the file it was read from (os.fspath of what the loader was given)
+    path: Path | None
     meta: dict[str, Any] = field(default_factory=dict)
     # A list, or for a big file an EventLog: a sequence that decodes as it is read.
     events: list[Event] | EventLog[Event] = field(default_factory=list)
@@ -147,11 +147,11 @@ class Cassette:
         return (e for e in self.events if e.msg is not None and (side is None or e.side == side))
 
 
-def _fail(path: str, line: int, message: str) -> CassetteError:
+def _fail(path: Path, line: int, message: str) -> CassetteError:
     return CassetteError(path, line, message)
 
 
-def parse_header(path: str, line_no: int, obj: Any) -> dict[str, Any]:
+def parse_header(path: Path, line_no: int, obj: Any) -> dict[str, Any]:
     if not isinstance(obj, dict) or "codex_cassette" not in obj:
         raise _fail(path, line_no, "the first line must be the cassette header "
                     '{"codex_cassette": 1, "meta": {...}}; this file does not start with one '
@@ -166,7 +166,7 @@ def parse_header(path: str, line_no: int, obj: Any) -> dict[str, Any]:
     return meta
 
 
-def parse_event(path: str, line_no: int, obj: Any) -> Event:
+def parse_event(path: Path, line_no: int, obj: Any) -> Event:
     if not isinstance(obj, dict):
         raise _fail(path, line_no, f"an event must be a JSON object, not {type(obj).__name__}")
     side = obj.get("from")
@@ -231,7 +231,7 @@ def _seconds(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
-def _match_options(path: str, line_no: int, match: Any) -> dict[str, Any] | None:
+def _match_options(path: Path, line_no: int, match: Any) -> dict[str, Any] | None:
     """The per-event matching options, checked here so a replay never trips on them."""
     if match is None:
         return None
@@ -246,7 +246,7 @@ def _match_options(path: str, line_no: int, match: Any) -> dict[str, Any] | None
     return match
 
 
-def _fault(path: str, line_no: int, value: Any) -> dict[str, Any]:
+def _fault(path: Path, line_no: int, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in FAULT_KINDS:
         raise _fail(path, line_no, f"'fault' must be an object with one of {', '.join(FAULT_KINDS)}, "
                     f"not {quoted(value, 80)}")
@@ -260,7 +260,7 @@ def _fault(path: str, line_no: int, value: Any) -> dict[str, Any]:
     return value
 
 
-def _close_frame(path: str, line_no: int, value: Any) -> dict[str, Any] | None:
+def _close_frame(path: Path, line_no: int, value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
     code = value.get("code") if isinstance(value, dict) else None
@@ -304,7 +304,7 @@ def _writer_line(line_no: int, raw: bytes) -> Event | None:
     return event
 
 
-def read_event(path: str, line_no: int, raw: bytes) -> tuple[Event, bool]:
+def read_event(path: Path, line_no: int, raw: bytes) -> tuple[Event, bool]:
     """One event line, checked: the event, and whether the line said its ``i``."""
     event = _writer_line(line_no, raw)
     if event is not None:
@@ -316,7 +316,7 @@ def read_event(path: str, line_no: int, raw: bytes) -> tuple[Event, bool]:
     return parse_event(path, line_no, obj), "i" in obj
 
 
-def load_cassette(path: str | os.PathLike[str], lazy_from: int = LAZY_FROM) -> Cassette:
+def load_cassette(path: str | Path, lazy_from: int = LAZY_FROM) -> Cassette:
     """Load a cassette; every problem is a CassetteError naming file and line.
 
     A cassette whose header says ``complete: false`` was cut short while being
@@ -325,10 +325,9 @@ def load_cassette(path: str | os.PathLike[str], lazy_from: int = LAZY_FROM) -> C
     bytes or more is indexed, not parsed (harness.format.event_log): its events are
     decoded, and a bad line found, as they are played.
     """
-    path = os.fspath(path)
+    path = Path(path)
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        data = path.read_bytes()
     except OSError as exc:
         raise CassetteError(path, None, f"cannot read the cassette: {exc.strerror or exc}") from None
     if not data:

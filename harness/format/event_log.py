@@ -15,7 +15,10 @@ import re
 from array import array
 from bisect import bisect_left
 from itertools import islice
-from typing import Any, Callable, Iterator, Sequence, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar, overload
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 # What a line decodes to: harness.format.cassette's Event (this module sits below it).
 Event = TypeVar("Event")
@@ -35,7 +38,7 @@ class Order:
     side. (Across sides a recording may step back by microseconds: the proxy stamps the two
     directions from two threads.)"""
 
-    def __init__(self, path: str, fail: Callable[[str, int, str], Exception]) -> None:
+    def __init__(self, path: Path, fail: Callable[[Path, int, str], Exception]) -> None:
         self.path, self.fail = path, fail
         self.last_i: tuple[int, int] | None = None  # (i, line)
         self.last_t: dict[str, tuple[float, int]] = {}

@@ -237,4 +237,4 @@ def load_scenario(path: str | Path) -> Cassette:
     meta.setdefault("scenario", doc.get("name", path.stem))
     meta["complete"] = True
     meta["source"] = "scenario"
-    return Cassette(path=str(path), meta=meta, events=events)
+    return Cassette(path=path, meta=meta, events=events)
