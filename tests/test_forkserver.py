@@ -17,7 +17,7 @@ import pytest
 
 from fake_server import FakeCodexCommand, write_bin_dir
 from fake_server.forkserver import ForkServer, ensure_server, launcher_argv, start_server
-from harness.pytest.servers import _is_fake
+from fake_server.reports import is_fake
 from harness.replay.engine import DIVERGED_EXIT
 from harness.replay.report import ReplayReport
 from harness.format.wire import encode
@@ -179,7 +179,7 @@ def test_the_report_carries_the_launchers_pid(server: ForkServer, tmp_path: Path
         assert proc.stdout.readline() == b'{"method":"hello"}\n'
         running = ReplayReport.read(tmp_path / f"report-{proc.pid}.json")
         assert running.status == "running" and running.pid == proc.pid
-        assert _is_fake(proc.pid)  # so FakeCodex's teardown may stop it
+        assert is_fake(proc.pid)  # so FakeCodex's teardown may stop it
         assert child_of(proc) != proc.pid
     finally:
         finish(proc)
@@ -305,7 +305,7 @@ def test_a_bin_dir_codex_is_the_launcher_itself(server: ForkServer, tmp_path: Pa
     proc = start(["codex", "app-server"], env=env)
     try:
         assert proc.stdout.readline() == b'{"method":"hello"}\n'
-        assert _is_fake(proc.pid)
+        assert is_fake(proc.pid)
         assert ReplayReport.read(tmp_path / f"report-{proc.pid}.json").status == "running"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=WAIT) == DIVERGED_EXIT

@@ -27,7 +27,8 @@ from harness.faults.variants import FaultTiming, write_variant
 from harness.format.cassette import Cassette
 from harness.format.writer import dump_cassette
 from harness.replay.options import ReplayOptions
-from harness.replay.report import ReplayReport
+
+from fake_server.reports import alive, read_reports, signal_all, stop_running
 
 OUTPUT_TAIL = 64 * 1024   # bytes of a client's stderr kept for the verdict
 STOP_GRACE = 1.0          # seconds between SIGTERM and SIGKILL
@@ -102,7 +103,7 @@ class Sweep:
                 killed = True
                 _stop_tree(proc)
             seconds = time.monotonic() - start
-        _stop_fakes(run_dir)
+        stop_running(run_dir, STOP_GRACE, kill=True)  # a fake the client left (it outwaits the deadline)
         return judge_process(fault, returncode=proc.returncode, stderr=_tail(err_path), seconds=seconds,
                              deadline=deadline, killed=killed)
 
@@ -147,14 +148,6 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def _signal_all(pids: list[int], sig: int) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-
 def _stop_tree(proc: subprocess.Popen) -> None:
     """SIGTERM the client and everything it started (a fake relays it and writes its report),
     then SIGKILL whatever is left."""
@@ -163,7 +156,7 @@ def _stop_tree(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
-    _signal_all(tree, signal.SIGTERM)
+    signal_all(tree, signal.SIGTERM)
     try:
         proc.wait(timeout=STOP_GRACE)
     except subprocess.TimeoutExpired:
@@ -172,50 +165,13 @@ def _stop_tree(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    _signal_all([p for p in tree if _alive(p)], signal.SIGKILL)
+    signal_all([p for p in tree if alive(p)], signal.SIGKILL)
     proc.wait()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _reports(run_dir: Path) -> list[ReplayReport]:
-    found = []
-    for path in sorted(run_dir.glob("report-*.json")):
-        try:
-            found.append(ReplayReport.read(path))
-        except (OSError, ValueError, TypeError, KeyError):
-            continue  # half-written by a fake killed mid-write: nothing to learn from it
-    return found
-
-
-def _stop_fakes(run_dir: Path) -> None:
-    """A fake the client left running (it outwaits the deadline on purpose) is stopped, by the
-    pid its report names, once /proc confirms that pid still runs this run's fake."""
-    running = [r.pid for r in _reports(run_dir) if r.status == "running" and r.pid]
-    mine = []
-    for pid in running:
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if str(run_dir).encode() in cmdline:
-            mine.append(pid)
-    _signal_all(mine, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE
-    while time.monotonic() < deadline and any(_alive(p) for p in mine):
-        time.sleep(0.02)
-    _signal_all([p for p in mine if _alive(p)], signal.SIGKILL)
 
 
 def _server_note(run_dir: Path) -> str:
     """What the fake saw the client do wrong, when it diverged."""
-    for report in _reports(run_dir):
+    for report in read_reports(run_dir, torn_ok=True):
         if report.status == "diverged" and report.divergence is not None:
             return report.divergence.message[:300]
     return ""

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,8 @@ from harness.pytest.endings import end_process, end_remote, mark_failed, settle_
 from harness.record.process import spawn_owned
 from harness.replay.options import ReplayOptions
 from harness.replay.report import ReplayReport
+
+from fake_server.reports import read_reports, stop_running
 
 
 @dataclass
@@ -124,13 +124,7 @@ class FakeCodex:
 
     @property
     def reports(self) -> list[ReplayReport]:
-        found = [h.report for h in self._handles]
-        for path in sorted(self.workdir.glob("report-*.json"), key=_report_order):
-            try:
-                found.append(ReplayReport.read(path))
-            except (ValueError, TypeError, KeyError):
-                raise HarnessError(f"{path}: the fake codex wrote a report that cannot be read") from None
-        return found
+        return [h.report for h in self._handles] + read_reports(self.workdir)
 
     @property
     def report(self) -> ReplayReport | None:
@@ -169,28 +163,9 @@ class FakeCodex:
             handle.kill_if_running()
         if self._listener is not None:
             self._listener.stop()  # its sessions' and its own final reports get written
-        self._stop_running_subprocesses()
+        # A fake subprocess the test left running would linger: stopped, it writes its final report.
+        stop_running(self.workdir, grace=5.0)
 
-    def _stop_running_subprocesses(self, grace: float = 5.0) -> None:
-        """A fake subprocess the test left running would linger: stop it so it writes its final report."""
-        running = [r for r in self.reports[len(self._handles):]
-                   if r.status == "running" and r.pid and _is_fake(r.pid)]
-        for report in running:
-            try:
-                os.kill(report.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                continue
-        deadline = time.monotonic() + grace
-        for report in running:
-            path = self.workdir / f"report-{report.pid}.json"
-            while time.monotonic() < deadline:
-                try:
-                    if ReplayReport.read(path).status != "running":
-                        break
-                    os.kill(report.pid, 0)
-                except (ProcessLookupError, ValueError, OSError):
-                    break
-                time.sleep(0.02)
 
 
 def _report_key(report: ReplayReport) -> tuple[Any, ...]:
@@ -431,34 +406,3 @@ class CodexAppServer:
 
         recorder, self._recorder = self._recorder, None
         return stop_socket_recorder(recorder, self.cassette_path)
-
-
-def _report_order(path: Path) -> tuple[str, int]:
-    """report-PID.json before report-PID.K.json (a fake on a socket: the listener, then its
-    sessions in order), so `.report` is the last session's."""
-    pid, _, k = path.name[len("report-"):-len(".json")].partition(".")
-    return pid, int(k) if k.isdigit() else 0
-
-
-def _is_fake(pid: int) -> bool:
-    """Whether pid is still a fake codex (not a process that reused the number): the cold
-    fake or the warm launcher (both run a file of fake_server), or a bin dir's `codex`
-    that is the launcher itself (a script marked as ours in its first lines)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        return not Path("/proc/self").exists()  # no procfs to ask: trust the report
-    except OSError:
-        return False
-    if b"fake_server" in cmdline:
-        return True
-    from fake_server.paths import MARKER
-
-    for arg in cmdline.split(b"\0")[1:4]:  # python, its flags, then the script
-        if arg.endswith(b"/codex"):
-            try:
-                with open(arg, "rb") as script:
-                    return MARKER.encode() in script.read(512)
-            except OSError:
-                return False
-    return False
