@@ -18,7 +18,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from harness.format.secret_gate import GATE, GITLAB_PREFIXES  # noqa: F401 - GATE: redaction's look before the detectors
+from harness.format.secret_gate import GITLAB_PREFIXES
 
 MARKER = r"\{\{redacted:[^{}]*\}\}"
 
@@ -91,8 +91,6 @@ BUILTINS: tuple[Detector, ...] = (
              folded=("token", "key", "secret", "pass", "pwd", "credential", "cookie")),
 )
 NAMES: tuple[str, ...] = tuple(dict.fromkeys(d.name for d in BUILTINS))
-
-# The one look at a lowered text before any built-in is tried is harness.format.secret_gate.GATE.
 
 # A JSON key, as it is: only a token or a value in it (a key named like a secret is the walk's).
 KEY_GATE = re.compile(r"A(?:KIA|SIA|BIA|CCA|3T|Iza)|PRIVATE KEY|g(?:h[pousr]_|ithub_pat_|l(?:%s)-)"

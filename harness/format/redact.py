@@ -27,6 +27,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from harness.errors import CassetteError, UsageError
 from harness.format import detectors as det
+from harness.format.secret_gate import GATE
 from harness.format.rules import (KIND_RE, LiteralRule, PathRule, RegexRule, Rule, env_rule, parse_path, parse_rule_arg,
                                   scrub_path, secrets_from_environ)
 
@@ -160,7 +161,7 @@ class Redactor:
         """Whether any rule could match ``s`` (a superset: the cheap look before the real one)."""
         if self._always:
             return True
-        if len(self._alts) > len(self._literals) and det.GATE.search(s.lower()):
+        if len(self._alts) > len(self._literals) and GATE.search(s.lower()):
             return True
         return any(v in s for v in self._literals)
 
@@ -244,7 +245,7 @@ class Redactor:
         return self._walk(obj)
 
     def _may_match(self, source: str) -> bool:
-        if self._always or det.GATE.search(source.lower()):
+        if self._always or GATE.search(source.lower()):
             return True
         return any(v in source for v in self._json_literals)
 
