@@ -235,9 +235,8 @@ class SocketFake:
 def _check_close(engine: ReplayEngine, live: dict[str, Any]) -> None:
     """The client's close frame, matched like a message: a client that dropped the connection,
     or closed it with another code, where the cassette has its close frame diverged there."""
-    cassette = engine.cassette
-    ended = [e for e in (cassette.events[p] for p in range(len(cassette.events)) if cassette.side_of(p) == "client")
-             if e.eof]
+    events = engine.cassette.events
+    ended = [events[p] for p in range(len(events)) if engine.cassette.side_of(p) == "client" and events[p].eof]
     div = (closed_otherwise(engine.cassette, ended[-1], live, engine.options.peer, engine.for_report)
            if ended else None)
     if div is not None:

@@ -27,9 +27,9 @@ PAYLOADS = ("msg", "raw", "raw_b64", "eof", "exit", "fault")
 MATCH_MODES = ("exact", "subset", "method")
 # Modifiers on a payload: nonl (a raw line), binary (a raw WebSocket binary frame), close
 # (the close frame that ended a WebSocket connection: on eof).
+EVENT_KEYS = {"i", "from", "t", "match", "nonl", "note", "binary", "close", *PAYLOADS}
 # From this size a cassette is indexed and decoded as it plays, not parsed up front.
 LAZY_FROM = 4 << 20
-EVENT_KEYS = {"i", "from", "t", "match", "nonl", "note", "binary", "close", *PAYLOADS}
 
 
 @dataclass(slots=True)

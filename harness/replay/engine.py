@@ -71,10 +71,10 @@ class ReplayEngine(TolerantPlay):
         self._matched: set[int] = set()     # positions of peer events matched in their own set
         # Unprompted notifications (configWarning...) come whenever the peer is ready:
         # matched wherever they arrive, never a barrier for what we send.
-        self._floating = {n for n in (range(len(cassette.events)) if self.options.floating else ())
-                          if cassette.side_of(n) != self.role and isinstance(cassette.events[n].msg, dict)
-                          and "id" not in cassette.events[n].msg
-                          and cassette.events[n].msg.get("method") in self.options.floating}
+        peer = ((n, cassette.events[n].msg) for n in (range(len(cassette.events)) if self.options.floating else ())
+                if cassette.side_of(n) != self.role)
+        self._floating = {n for n, msg in peer if isinstance(msg, dict) and "id" not in msg
+                          and msg.get("method") in self.options.floating}
         self._last_t = 0.0
         self._write_closed = False
         self._peer_closed = False
@@ -107,6 +107,7 @@ class ReplayEngine(TolerantPlay):
             except WriteTimeout as stall:
                 self._stalled(stall, pos)
             except CassetteError as exc:  # a line of a big cassette, bad when the play reached it
+                # An event of no place in the cassette: nothing past an unreadable line is listed.
                 await self._diverge(divergence.unreadable(exc), Event(side=self.role))
         except _Stop:
             pass
