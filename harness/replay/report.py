@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from harness.format.safe_files import write_atomically
 from harness.format.wire import encode
 from harness.safe_text import CAP, clipped, for_people, printable
 
@@ -128,11 +129,7 @@ class ReplayReport:
         return asdict(self)
 
     def write(self, path: str | os.PathLike[str]) -> None:
-        path = os.fspath(path)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(json.dumps(self.to_json(), indent=2, default=str) + "\n")
-        os.replace(tmp, path)
+        write_atomically(path, (json.dumps(self.to_json(), indent=2, default=str) + "\n").encode("utf-8"))
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> "ReplayReport":
