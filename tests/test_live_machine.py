@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -137,3 +138,60 @@ def test_the_live_environment_is_fixed(tmp_path: Path) -> None:
     assert envs[0]["USER"] == envs[0]["LOGNAME"] == "codex" and envs[0]["TZ"] == "UTC"
     assert not {"TERM_PROGRAM", "TMPDIR", "SHELL", "OPENAI_API_KEY"} & set(envs[0])
     assert envs[0]["HOME"] == "ROOT/home" and envs[0]["PATH"] == "/usr/bin"
+
+
+def test_a_replayed_host_placeholder_says_this_machines_host_name(tmp_path: Path) -> None:
+    """A fake codex says `{{host}}` as codex would: with the host name of the machine it runs on."""
+    from fake_server.commands import FakeCodexCommand
+
+    cassette = tmp_path / "host.jsonl"
+    cassette.write_text(
+        '{"codex_cassette":1,"meta":{"complete":true,"placeholders":["host"]}}\n'
+        '{"i":1,"from":"client","t":0.0,"msg":{"id":1,"method":"initialize","params":{}}}\n'
+        '{"i":2,"from":"server","t":0.0,"msg":{"id":1,"result":{}}}\n'
+        '{"i":3,"from":"server","t":0.0,"msg":{"method":"remoteControl/status/changed",'
+        '"params":{"status":"disabled","serverName":"{{host}}"}}}\n'
+        '{"i":4,"from":"client","t":0.0,"eof":true}\n'
+        '{"i":5,"from":"server","t":0.0,"exit":0}\n')
+    argv = FakeCodexCommand(cassette, timeout=30).cold_argv()
+    done = subprocess.run(argv, input=b'{"id":1,"method":"initialize","params":{}}\n', capture_output=True,
+                          timeout=WAIT)
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert lines[-1]["params"]["serverName"] == socket.gethostname(), done.stderr.decode()
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("home", ["h", "a-home-whose-path-is-much-longer-than-the-recording-machines-was"])
+def test_drift_rerecord_of_the_shipped_cassettes_is_unchanged_under_any_home(tmp_path: Path, home: str) -> None:
+    """The compaction's token estimate (model_switch) counted the HOME's length; the resume
+    session has the documented thread/started race. Neither makes the check red."""
+    _codex_or_skip()
+    (tmp_path / home).mkdir()
+    env = {**os.environ, "HOME": str(tmp_path / home), "USER": "someone-else", "TZ": "Pacific/Chatham"}
+    env.pop("XDG_CACHE_HOME", None)
+    shipped = [f"cassettes/optio/{name}.jsonl" for name in ("model_switch", "resume", "approval_accepted")]
+    done = subprocess.run([sys.executable, "-m", "harness", "drift", "rerecord", *shipped], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=WAIT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 cassette(s): 4 same" in done.stdout, done.stdout
+
+
+@pytest.mark.live
+def test_the_thread_started_race_is_not_drift_in_either_order(tmp_path: Path) -> None:
+    """The shipped resume.jsonl has thread/started after the client's turn/start (the
+    re-record shows it "moved earlier; not drift"); a recording with the other order
+    (most recordings) must come out the same too: the engine sends turn/start only after
+    the server messages recorded before it, so it cannot come out later."""
+    _codex_or_skip()
+    shipped = ROOT / "cassettes" / "optio"
+    lines = (shipped / "resume.jsonl").read_text().splitlines(keepends=True)
+    at = next(n for n, line in enumerate(lines) if '"method":"turn/start"' in line)
+    turn, started = json.loads(lines[at]), json.loads(lines[at + 1])
+    assert started["msg"]["method"] == "thread/started"
+    turn["i"], started["i"], turn["t"], started["t"] = started["i"], turn["i"], started["t"], turn["t"]
+    lines[at:at + 2] = [json.dumps(e, separators=(",", ":")) + "\n" for e in (started, turn)]
+    (tmp_path / "resume.jsonl").write_text("".join(lines))
+    shutil.copyfile(shipped / "resume.2.jsonl", tmp_path / "resume.2.jsonl")
+    done = subprocess.run([sys.executable, "-m", "harness", "drift", "rerecord", str(tmp_path / "resume.jsonl")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=WAIT)
+    assert done.returncode == 0 and "2 cassette(s): 2 same" in done.stdout, done.stdout + done.stderr

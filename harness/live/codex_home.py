@@ -116,6 +116,9 @@ def render_config(
 # Written by codex-cassette: codex talks only to the loopback mock model.
 model = {_toml_str(model)}
 model_provider = "{MOCK_PROVIDER}"
+# No date or time zone in what codex tells the model: the zone's name comes from the machine
+# (/etc/localtime, not TZ), and codex counts those bytes in its token estimates.
+include_environment_context_time = false
 approval_policy = {_toml_str(approval_policy)}
 sandbox_mode = {_toml_str(sandbox_mode)}
 
