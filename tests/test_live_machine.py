@@ -24,8 +24,9 @@ import pytest
 
 from harness.drift.compare import VOLATILE_KEYS
 from harness.format.cassette import load_cassette
-from harness.format.placeholders import Placeholders, map_strings
+from harness.format.placeholders import Placeholders, host_name, map_strings
 from harness.live import find_codex_binary, make_codex_home
+from harness.record.tee import default_placeholders
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "cassettes" / "live"
@@ -123,6 +124,8 @@ def test_host_placeholder_replaces_the_name_only_where_it_stands_alone() -> None
     assert got == {"serverName": "{{host}}", "fqdn": "{{host}}.example.org", "who": "root@{{host}}:",
                    "words": "nvm, vmlinuz, vm-2, vm_x", "path": "{{home}}/x"}
     assert ph.templatize_bytes(b"\xff on vm, nvm") == b"\xff on {{host}}, nvm"
+    # Every recording (proxy, in-process, live) knows this machine's host name.
+    assert default_placeholders(env={}).values.get("host") == host_name() in (socket.gethostname(), None)
 
 
 def test_the_live_environment_is_fixed(tmp_path: Path) -> None:
