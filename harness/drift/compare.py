@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 from deepdiff import DeepDiff
 
-from harness.drift.align import ORDER, Ignore, align, join_path
+from harness.drift.align import ORDER, Ignore, align, is_mark, join_path
 from harness.format.cassette import Cassette
 from harness.format.placeholders import map_strings
 from harness.format.wire import request_key
@@ -55,9 +55,10 @@ def scrub_text(obj: Any) -> Any:
 @dataclass
 class FieldChange:
     path: str
-    kind: str          # changed | added | removed
+    kind: str          # changed | added | removed | moved (a mark to another entry, harness.drift.align)
     old: Any = None
     new: Any = None
+    entries: list[str] = field(default_factory=list)  # a summary's entries (harness.drift.rerecord_report)
 
 
 @dataclass
@@ -187,6 +188,8 @@ def field_changes(old: Any, new: Any, ignore: Ignore = Ignore()) -> list[FieldCh
             if ORDER in parts:  # the order of named entries: one change for the whole array
                 parts = parts[: parts.index(ORDER) + 1]
                 change = FieldChange(join_path(parts), "changed", _at(o, parts), _at(n, parts))
+            elif parts and is_mark(parts[-1]):
+                change = FieldChange(join_path(parts), "moved", level.t1, level.t2)
             else:
                 change = FieldChange(join_path(parts), kind, None if kind == "added" else level.t1,
                                      None if kind == "removed" else level.t2)
