@@ -23,7 +23,7 @@ from typing import Any
 from harness.drift.reach import KIND_LABEL, SENDERS, Use, reach, sender_of
 from harness.drift.shapes import COSMETIC, Bundle, Obj, Scalar, Shape, shape_of
 from harness.drift.snapshot import UNIONS, Snapshot, definition_names
-from harness.drift.verdicts import GATEABLE, RANK, SEVERITIES, VERDICTS, Gates, verdict
+from harness.drift.verdicts import GATEABLE, RANK, SEVERITIES, VERDICTS, Gates, experimental, verdict
 
 # Top-level keys of a method union's variants that are the envelope, not the method's data.
 _ENVELOPE = {"id", "method", "params", "jsonrpc"}
@@ -82,7 +82,7 @@ class Differ:
 
     def add(self, kind: str, path: str, detail: str, ctx: _Ctx, *, gate_texts: tuple[str, ...] = (),
             gate_names: tuple[str, ...] = (), severity: str | None = None) -> None:
-        gated = self.gates.gate(gate_texts, gate_names) if kind in GATEABLE else None
+        gated = (self.gates.gate(gate_texts, gate_names) or self._experimental(ctx)) if kind in GATEABLE else None
         sev = severity or verdict(kind, ctx.senders)
         if gated:
             sev = "additive"
@@ -93,6 +93,20 @@ class Differ:
         self.changes.append(Change(sev, kind, path, detail, sender_of(ctx.uses),
                                    sorted({u.label for u in ctx.uses}), _example(path, ctx), gated,
                                    at=_at(path, ctx), by_sender=_by_sender(ctx)))
+
+    def _experimental(self, ctx: _Ctx) -> str | None:
+        """`experimentalApi` when the change sits on an experimental surface: its definition,
+        or every method part that reaches it, is described "EXPERIMENTAL - ..."."""
+        docs = [self._doc(ctx.root)]
+        if ctx.uses and not experimental(docs[0]):
+            docs = [self._doc(self.new.methods(u.kind).get(u.method, {}).get(
+                "params_type" if u.part == "params" else "response_type") or "") for u in ctx.uses]
+        return "experimentalApi" if docs and all(map(experimental, docs)) else None
+
+    def _doc(self, name: str) -> str:
+        defs = self.new.bundle.get("definitions", {})
+        node = defs.get("v2", {}).get(name) or defs.get(name) or {}
+        return str(node.get("description", "")) if isinstance(node, dict) else ""
 
     # -- nodes and shapes
 
@@ -188,14 +202,17 @@ class Differ:
         pairs = [(k, olds[k], news[k]) for k in sorted(set(olds) & set(news))]
         gone = sorted(set(olds) - set(news))
         came = sorted(set(news) - set(olds))
+        split = ""  # how one object became a union (or the reverse), said with what all variants got
         if len(gone) == 1 and len(came) == 1 and (len(olds) == 1 or "object" in (gone[0], came[0])):
             pairs.append((came[0], olds[gone[0]], news[came[0]]))  # one object each side: the same one
             gone, came = [], []
         elif len(olds) == 1 and gone and len(came) > 1:
             pairs += self._split(olds[gone[0]], {k: news[k] for k in came}, path, ctx, old_side=True)
+            split = f"the object became a union of {_variants(came)}"
             gone, came = [], []
         elif len(news) == 1 and came and len(gone) > 1:
             pairs += self._split(news[came[0]], {k: olds[k] for k in gone}, path, ctx, old_side=False)
+            split = f"a union of {_variants(gone)} became one object"
             gone, came = [], []
         keyed = len(news) > 1 or len(olds) > 1
         for key in came:
@@ -228,7 +245,7 @@ class Differ:
         for rel in sorted(common):
             first = next(c for c in per_pair[0] if _rel(c, path) == rel)
             first.path = path + rel[1]
-            first.detail += f" (in all {len(per_pair)} variants)"
+            first.detail += f" ({_spread(rel, split, olds, news, len(per_pair))})"
             first.example = _example(first.path, ctx)
             first.at = _at(first.path, ctx)
             self.changes.append(first)
@@ -314,6 +331,32 @@ def _swap(old: Any, new: Any) -> tuple[str, str] | None:
     ro = old.get("$ref") if isinstance(old, dict) else None
     rn = new.get("$ref") if isinstance(new, dict) else None
     return (ro, rn) if ro and rn and ro != rn else None
+
+
+def _variants(keys: list[str]) -> str:
+    """`3 variants, mode=block|hide|show`: the tags of a union's variants."""
+    names = {k.split("=", 1)[0] for k in keys}
+    if len(names) == 1 and all("=" in k for k in keys):
+        return f"{len(keys)} variants, {names.pop()}=" + "|".join(sorted(k.split("=", 1)[1] for k in keys))
+    return f"{len(keys)} variants"
+
+
+def _spread(rel: tuple[str, str, str], split: str, olds: dict[str, Obj], news: dict[str, Obj], n: int) -> str:
+    """Where a change found alike in all `n` compared variants is, counted on the side it is
+    about: what was removed in the old variants, what was added in the new ones (a variant
+    new in NEW counts when it has the added field too)."""
+    kind, after = rel[0], rel[1]
+    removal = kind.endswith("-removed") or kind == "field-renamed"
+    if split:
+        return f"{split}; " + ("none has it" if removal else "all have it" if kind.startswith("field-added")
+                               else "in all of them")
+    side, other = (olds, news) if removal else (news, olds)
+    extra = [k for k in side if k not in other]
+    field_ = after[1:] if after.startswith(".") and after.count(".") == 1 and "[" not in after else None
+    if not extra or (not removal and kind.startswith("field-added") and field_
+                     and all(field_ in side[k].props for k in extra)):
+        return f"in all {len(side)} variants"
+    return f"in all {n} variants both versions have, {len(extra)} {'old' if removal else 'new'} ones aside"
 
 
 def _tag_name(variants: dict[str, Obj]) -> str | None:
@@ -444,10 +487,17 @@ def diff_snapshots(old: Snapshot, new: Snapshot) -> SchemaDiff:
     old_reach, new_reach = reach(old), reach(new)
     _methods(d, old, new)
     on, nn = definition_names(old.bundle), definition_names(new.bundle)
+    # A change shows in the messages of methods both versions have: a method new in NEW is
+    # reported as added (all of it is new), one gone from it as removed.
+    both = {(kind, m) for kind in SENDERS for m in set(old.methods(kind)) & set(new.methods(kind))}
+
+    def kept(uses: list[Use]) -> list[Use]:
+        return [u for u in uses if (u.kind, u.method) in both]
+
     for name in sorted(set(on) & set(nn)):
         if name in UNIONS or name.startswith("JSONRPC"):
             continue
-        ctx = _Ctx(new_reach.get(name) or old_reach.get(name) or [], name)
+        ctx = _Ctx(kept(new_reach.get(name, [])) or kept(old_reach.get(name, [])), name)
         d.node(old.resolve(on[name]), new.resolve(nn[name]), name, ctx)
     d.changes.sort(key=lambda c: (RANK[c.severity], c.path, c.kind, c.detail))
     return SchemaDiff(old.version, new.version, d.changes,
