@@ -370,7 +370,7 @@ def test_additions_gated_by_an_initialize_capability_are_marked(tmp_path):
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "cassettes" / "schema"
-REPORTS = [("0.144.4", "0.163.0"), ("0.153.4", "0.163.0"), ("0.163.0", "0.169.0")]
+REPORTS = [("0.144.4", "0.163.0"), ("0.153.4", "0.163.0"), ("0.163.0", "0.169.0"), ("0.169.0", "0.171.0")]
 
 
 def real(old: str, new: str):
