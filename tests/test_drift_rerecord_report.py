@@ -8,11 +8,16 @@ the missing message where it was, the default by model id, and the descriptions 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import pytest
+
 from harness.drift.compare import compare_cassettes
+from harness.drift.rerecord import check_cassette
 from harness.drift.rerecord_report import DriftResult, render_markdown, render_text
 from harness.format.load import open_cassette
+from harness.live.install import RECORD, cache_dir, install
 
 ROOT = Path(__file__).resolve().parent.parent
 OLD = ROOT / "cassettes" / "optio" / "file_change_approval.jsonl"
@@ -70,3 +75,19 @@ def test_only_a_flag_true_in_exactly_one_entry_of_each_side_is_a_mark():
     got = [(f.path, f.kind, f.old, f.new) for f in field_changes(models("a", ("b", "c")), models("b", ("c",)))]
     assert got == [("data[*].isDefault", "moved", "[id=a]", "[id=b]"),     # one true each side: which one
                    ("data[id=b].hidden", "changed", True, False)]          # two true in the old: per entry
+
+
+@pytest.mark.live
+def test_codex_0_171_0_itself_says_the_same(tmp_path):
+    """The fixture's origin, re-run: only where codex 0.171.0 is installed already
+    (`codex-cassette codex install 0.171.0`); nothing is fetched here."""
+    if not (cache_dir() / "0.171.0" / RECORD).is_file():
+        pytest.skip("codex 0.171.0 is not installed (codex-cassette codex install 0.171.0)")
+    binary = install("0.171.0").binary
+    result = asyncio.run(asyncio.wait_for(check_cassette(OLD, codex_bin=str(binary), out_dir=tmp_path), 300))
+    assert result.new_version == "0.171.0"
+    gone = [(c.label, c.old_at) for c in result.changes if c.kind == "removed"]
+    assert gone == [("turn/diff/updated", f"{OLD}:30")]
+    [catalogue] = [c for c in result.changes if c.label == "result of model/list"]
+    assert ("result.data[*].isDefault", "moved", "[id=gpt-6.1-sol]", "[id=gpt-6.2-sol]") in \
+        [(f.path, f.kind, f.old, f.new) for f in catalogue.fields]
