@@ -91,3 +91,16 @@ def test_codex_0_171_0_itself_says_the_same(tmp_path):
     [catalogue] = [c for c in result.changes if c.label == "result of model/list"]
     assert ("result.data[*].isDefault", "moved", "[id=gpt-6.1-sol]", "[id=gpt-6.2-sol]") in \
         [(f.path, f.kind, f.old, f.new) for f in catalogue.fields]
+
+
+def test_the_same_change_in_several_named_entries_is_one_line():
+    from harness.drift.compare import FieldChange
+    from harness.drift.rerecord_report import summarise
+
+    fields = [FieldChange("result.turns[id=t1].items[id=a].startedAtMs", "added", None, "<int>"),
+              FieldChange("result.turns[id=t1].items[id=b].startedAtMs", "added", None, "<int>"),
+              FieldChange("result.turns[id=t1].items[id=b].moderation", "added", None, None)]
+    assert [(f.path, f.kind, f.new, f.entries) for f in summarise(fields)] == [
+        ("result.turns[*].items[*].startedAtMs", "added", "<int>", []),
+        ("result.turns[id=t1].items[id=b].moderation", "added", None, []),
+    ]

@@ -114,7 +114,8 @@ def summarise(fields: list[FieldChange]) -> list[FieldChange]:
     """One message's field changes as a reviewer reads them: the named entries added to (or
     removed from) one array in one line, by name, not each entry's value cut off; a field
     that changed differently in several named entries (six model descriptions) in one line
-    naming the entries. The values stay in the JSON report."""
+    naming the entries, and alike in several in one line for all. The values stay in the
+    JSON report."""
     groups: dict[tuple[str, str], list[FieldChange]] = {}
     for f in fields:
         whole = _LAST_ENTRY.match(f.path)
@@ -132,8 +133,12 @@ def summarise(fields: list[FieldChange]) -> list[FieldChange]:
             group = groups[(whole.group(1), f.kind)]
         else:
             group = groups.get((general(f.path), f.kind), [])
-            if len(group) < 2 or len({json.dumps([g.old, g.new], sort_keys=True, default=str) for g in group}) < 2:
-                out.append(f)  # one entry, or the same change in each: `general` says it once already
+            if len(group) < 2:
+                out.append(f)
+                continue
+            if len({json.dumps([g.old, g.new], sort_keys=True, default=str) for g in group}) < 2:
+                done |= {id(g) for g in group}  # the same change in each entry: said once
+                out.append(FieldChange(general(f.path), f.kind, f.old, f.new))
                 continue
         done |= {id(g) for g in group}
         path = whole.group(1) if whole else general(f.path)
