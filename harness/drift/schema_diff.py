@@ -22,6 +22,7 @@ from typing import Any
 
 from harness.drift.reach import KIND_LABEL, SENDERS, Use, reach, sender_of
 from harness.drift.shapes import COSMETIC, Bundle, Obj, Scalar, Shape, shape_of
+from harness.drift.change_words import alternatives, facet_text, kinds, req_sets, spread, variant_tags
 from harness.drift.snapshot import UNIONS, Snapshot, definition_names
 from harness.drift.verdicts import GATEABLE, RANK, SEVERITIES, VERDICTS, Gates, experimental, verdict
 
@@ -129,9 +130,9 @@ class Differ:
     def shapes(self, o: Shape, n: Shape, path: str, ctx: _Ctx) -> None:
         if o.any or n.any:
             if n.any and not o.any:
-                self.add("type-widened", path, f"any JSON value now (was {_kinds(o)})", ctx, gate_texts=(n.doc,))
+                self.add("type-widened", path, f"any JSON value now (was {kinds(o)})", ctx, gate_texts=(n.doc,))
             elif o.any and not n.any:
-                self.add("type-narrowed", path, f"only {_kinds(n)} now (was any JSON value)", ctx)
+                self.add("type-narrowed", path, f"only {kinds(n)} now (was any JSON value)", ctx)
             return
         if o.null != n.null:
             self.add("became-nullable" if n.null else "became-non-nullable", path,
@@ -144,7 +145,7 @@ class Differ:
             self.add("range-narrowed", path, "number -> integer", ctx)
             ko, kn = ko - {"number"}, kn - {"integer"}
         if ko and kn and not ko & kn:
-            self.add("type-changed", path, f"{_kinds(o)} -> {_kinds(n)}", ctx)
+            self.add("type-changed", path, f"{kinds(o)} -> {kinds(n)}", ctx)
             return
         for k in sorted(kn - ko):
             via = n.via.get(k)
@@ -192,9 +193,9 @@ class Differ:
                 wider = lo_b <= lo_a and hi_b >= hi_a
                 narrower = lo_b >= lo_a and hi_b <= hi_a
                 kind = "range-widened" if wider else "range-narrowed" if narrower else "constraint-changed"
-                self.add(kind, path, f"{_facets(a.facets)} -> {_facets(b.facets)}", ctx)
+                self.add(kind, path, f"{facet_text(a.facets)} -> {facet_text(b.facets)}", ctx)
             return
-        self.add("constraint-changed", path, f"{_facets(a.facets)} -> {_facets(b.facets)}", ctx)
+        self.add("constraint-changed", path, f"{facet_text(a.facets)} -> {facet_text(b.facets)}", ctx)
 
     # -- objects and their variants
 
@@ -208,11 +209,11 @@ class Differ:
             gone, came = [], []
         elif len(olds) == 1 and gone and len(came) > 1:
             pairs += self._split(olds[gone[0]], {k: news[k] for k in came}, path, ctx, old_side=True)
-            split = f"the object became a union of {_variants(came)}"
+            split = f"the object became a union of {variant_tags(came)}"
             gone, came = [], []
         elif len(news) == 1 and came and len(gone) > 1:
             pairs += self._split(news[came[0]], {k: olds[k] for k in gone}, path, ctx, old_side=False)
-            split = f"a union of {_variants(gone)} became one object"
+            split = f"a union of {variant_tags(gone)} became one object"
             gone, came = [], []
         keyed = len(news) > 1 or len(olds) > 1
         for key in came:
@@ -245,7 +246,7 @@ class Differ:
         for rel in sorted(common):
             first = next(c for c in per_pair[0] if _rel(c, path) == rel)
             first.path = path + rel[1]
-            first.detail += f" ({_spread(rel, split, olds, news, len(per_pair))})"
+            first.detail += f" ({spread(rel, split, olds, news, len(per_pair))})"
             first.example = _example(first.path, ctx)
             first.at = _at(first.path, ctx)
             self.changes.append(first)
@@ -277,12 +278,12 @@ class Differ:
         for r in removed:
             kind = "required-field-removed" if r in a.required else "optional-field-removed"
             self.add(kind, f"{path}.{r}", "field removed", ctx)
-        alts = _alternatives(b)
+        alts = alternatives(b)
         for x in added:
             req = x in b.required
             node = b.node(x)
             self.add("field-added-required" if req else "field-added-optional", f"{path}.{x}",
-                     f"{'required' if req else 'optional'} field added ({_kinds(shape_of(node, self.new))})"
+                     f"{'required' if req else 'optional'} field added ({kinds(shape_of(node, self.new))})"
                      + (f"; {alts}" if alts and any(x in s for s in b.req_sets) else ""), ctx,
                      gate_texts=_docs(node, self.new), gate_names=(x,))
         per_field = False
@@ -312,7 +313,7 @@ class Differ:
             return
         kind = ("type-changed" if narrowed and widened else
                 "alternatives-narrowed" if narrowed else "alternatives-widened")
-        self.add(kind, path, f"required fields {_sets(tuple(olds))} -> {_sets(tuple(news))}", ctx)
+        self.add(kind, path, f"required fields {req_sets(tuple(olds))} -> {req_sets(tuple(news))}", ctx)
 
     def _additional(self, a: Any, b: Any, path: str, ctx: _Ctx) -> None:
         if isinstance(a, dict) and isinstance(b, dict):
@@ -331,32 +332,6 @@ def _swap(old: Any, new: Any) -> tuple[str, str] | None:
     ro = old.get("$ref") if isinstance(old, dict) else None
     rn = new.get("$ref") if isinstance(new, dict) else None
     return (ro, rn) if ro and rn and ro != rn else None
-
-
-def _variants(keys: list[str]) -> str:
-    """`3 variants, mode=block|hide|show`: the tags of a union's variants."""
-    names = {k.split("=", 1)[0] for k in keys}
-    if len(names) == 1 and all("=" in k for k in keys):
-        return f"{len(keys)} variants, {names.pop()}=" + "|".join(sorted(k.split("=", 1)[1] for k in keys))
-    return f"{len(keys)} variants"
-
-
-def _spread(rel: tuple[str, str, str], split: str, olds: dict[str, Obj], news: dict[str, Obj], n: int) -> str:
-    """Where a change found alike in all `n` compared variants is, counted on the side it is
-    about: what was removed in the old variants, what was added in the new ones (a variant
-    new in NEW counts when it has the added field too)."""
-    kind, after = rel[0], rel[1]
-    removal = kind.endswith("-removed") or kind == "field-renamed"
-    if split:
-        return f"{split}; " + ("none has it" if removal else "all have it" if kind.startswith("field-added")
-                               else "in all of them")
-    side, other = (olds, news) if removal else (news, olds)
-    extra = [k for k in side if k not in other]
-    field_ = after[1:] if after.startswith(".") and after.count(".") == 1 and "[" not in after else None
-    if not extra or (not removal and kind.startswith("field-added") and field_
-                     and all(field_ in side[k].props for k in extra)):
-        return f"in all {len(side)} variants"
-    return f"in all {n} variants both versions have, {len(extra)} {'old' if removal else 'new'} ones aside"
 
 
 def _tag_name(variants: dict[str, Obj]) -> str | None:
@@ -398,18 +373,6 @@ def _rel(c: Change, path: str) -> tuple[str, str, str]:
     return c.kind, after, c.detail
 
 
-def _kinds(s: Shape) -> str:
-    if s.any:
-        return "any"
-    parts = []
-    for k in sorted(s.kinds()):
-        sc = s.scalars.get(k)
-        parts.append(f"{k} enum" if sc is not None and sc.values is not None else k)
-    if s.null:
-        parts.append("null")
-    return " | ".join(parts) or "nothing"
-
-
 def _range(facets: dict[str, Any]) -> tuple[float, float]:
     lo, hi = _INT_RANGES.get(str(facets.get("format")), (float("-inf"), float("inf")))
     if "minimum" in facets:
@@ -417,22 +380,6 @@ def _range(facets: dict[str, Any]) -> tuple[float, float]:
     if "maximum" in facets:
         hi = min(hi, facets["maximum"])
     return lo, hi
-
-
-def _facets(f: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(f.items())) or "no constraint"
-
-
-def _sets(sets: tuple[frozenset[str], ...]) -> str:
-    return " | ".join("{" + ", ".join(sorted(s)) + "}" for s in sorted(set(sets), key=sorted))
-
-
-def _alternatives(b: Obj) -> str:
-    if len(set(b.req_sets)) < 2:
-        return ""
-    common = b.required
-    return "now one of " + " | ".join(
-        "{" + ", ".join(sorted(s - common)) + "}" for s in sorted(set(b.req_sets), key=sorted))
 
 
 def _docs(node: Any, bundle: Bundle) -> tuple[str, ...]:
