@@ -110,40 +110,45 @@ _NAMED = re.compile(r"\[([^\]=\[]+=[^\]]*)\]")      # a named entry: [id=gpt-6.1
 _LAST_ENTRY = re.compile(r"^(.*)\[([^\]=\[]+=[^\]]*)\]$")  # a path that ends with one
 
 
+def _group(f: FieldChange) -> tuple[str, bool] | None:
+    """What a field change is summarised under: (the array's path, True) for a whole named
+    entry added or removed, (the general path, False) for a field of a named entry."""
+    whole = _LAST_ENTRY.match(f.path)
+    if whole and f.kind in ("added", "removed"):
+        return whole.group(1), True
+    return (general(f.path), False) if _NAMED.search(f.path) else None
+
+
 def summarise(fields: list[FieldChange]) -> list[FieldChange]:
     """One message's field changes as a reviewer reads them: the named entries added to (or
     removed from) one array in one line, by name, not each entry's value cut off; a field
     that changed differently in several named entries (six model descriptions) in one line
     naming the entries, and alike in several in one line for all. The values stay in the
     JSON report."""
-    groups: dict[tuple[str, str], list[FieldChange]] = {}
+    groups: dict[tuple[str, bool, str], list[FieldChange]] = {}
     for f in fields:
-        whole = _LAST_ENTRY.match(f.path)
-        if whole and f.kind in ("added", "removed") and not f.entries:
-            groups.setdefault((whole.group(1), f.kind), []).append(f)
-        elif _NAMED.search(f.path) and not f.entries:
-            groups.setdefault((general(f.path), f.kind), []).append(f)
+        g = _group(f)
+        if g is not None:
+            groups.setdefault((*g, f.kind), []).append(f)
     out: list[FieldChange] = []
-    done: set[int] = set()
+    said: set[int] = set()
     for f in fields:
-        if id(f) in done:
+        g = _group(f)
+        group = groups[(*g, f.kind)] if g is not None else [f]
+        if g is None or (len(group) < 2 and not g[1]):
+            out.append(f)
             continue
-        whole = _LAST_ENTRY.match(f.path)
-        if whole and f.kind in ("added", "removed"):
-            group = groups[(whole.group(1), f.kind)]
+        if id(f) in said:
+            continue
+        said |= {id(x) for x in group}
+        path, whole = g
+        if whole:
+            names = [_LAST_ENTRY.match(x.path).group(2) for x in group]  # type: ignore[union-attr]
+            out.append(FieldChange(path, f.kind, entries=sorted(names)))
+        elif len({json.dumps([x.old, x.new], sort_keys=True, default=str) for x in group}) == 1:
+            out.append(FieldChange(path, f.kind, f.old, f.new))  # alike in each entry: said once
         else:
-            group = groups.get((general(f.path), f.kind), [])
-            if len(group) < 2:
-                out.append(f)
-                continue
-            if len({json.dumps([g.old, g.new], sort_keys=True, default=str) for g in group}) < 2:
-                done |= {id(g) for g in group}  # the same change in each entry: said once
-                out.append(FieldChange(general(f.path), f.kind, f.old, f.new))
-                continue
-        done |= {id(g) for g in group}
-        path = whole.group(1) if whole else general(f.path)
-        out.append(FieldChange(path, f.kind, entries=sorted("/".join(_NAMED.findall(g.path[len(path):] if whole
-                                                                               else g.path)) for g in group)))
+            out.append(FieldChange(path, f.kind, entries=sorted("/".join(_NAMED.findall(x.path)) for x in group)))
     return out
 
 
