@@ -365,6 +365,28 @@ def test_additions_gated_by_an_initialize_capability_are_marked(tmp_path):
     }
 
 
+def _item_union(*variants: dict[str, Any]) -> dict[str, Any]:
+    return with_types(DoneNotification=obj({"status": ref("Status"), "note": STR, "item": ref("Item")},
+                                           ["status", "note", "item"]), Item={"oneOf": list(variants)})
+
+
+def test_a_change_in_every_variant_is_counted_on_its_side(tmp_path):
+    old = _item_union(tagged("a", {"x": STR}), tagged("b", {"x": STR}))
+    new = _item_union(tagged("a", {"x": STR, "y": STR}), tagged("b", {"x": STR, "y": STR}), tagged("c"))
+    by_path = {c.path: c.detail for c in diff(tmp_path, old, new)}
+    # c is new and has no y: y was added to the two variants both versions have
+    assert by_path["Item.y"] == "optional field added (string) (in all 2 variants both versions have, 1 new one aside)"
+
+
+def test_a_union_that_became_one_object_is_said_so(tmp_path):
+    old = _item_union(tagged("a", {"x": STR}), tagged("b", {"x": STR}))
+    new = with_types(DoneNotification=obj({"status": ref("Status"), "note": STR, "item": ref("Item")},
+                                          ["status", "note", "item"]),
+                     Item=obj({"type": {"enum": ["a", "b"], "type": "string"}}, ["type"]))
+    by_path = {c.path: c.detail for c in diff(tmp_path, old, new)}
+    assert by_path["Item.x"] == "field removed (a union of 2 variants, type=a|b became one object)"
+
+
 # ---------------------------------------------------------------- real versions
 
 

@@ -22,16 +22,19 @@ def spread(rel: tuple[str, str, str], split: str, olds: dict[str, Obj], news: di
     new in NEW counts when it has the added field too)."""
     kind, after = rel[0], rel[1]
     removal = kind.endswith("-removed") or kind == "field-renamed"
-    if split:
+    if split.startswith("the object"):  # one object became a union: say what its variants have
         return f"{split}; " + ("none has it" if removal else "all have it" if kind.startswith("field-added")
                                else "in all of them")
+    if split:
+        return split
     side, other = (olds, news) if removal else (news, olds)
     extra = [k for k in side if k not in other]
     field_ = after[1:] if after.startswith(".") and after.count(".") == 1 and "[" not in after else None
     if not extra or (not removal and kind.startswith("field-added") and field_
                      and all(field_ in side[k].props for k in extra)):
         return f"in all {len(side)} variants"
-    return f"in all {n} variants both versions have, {len(extra)} {'old' if removal else 'new'} ones aside"
+    return (f"in all {n} variants both versions have, {len(extra)} {'old' if removal else 'new'} "
+            f"one{'' if len(extra) == 1 else 's'} aside")
 
 
 def kinds(s: Shape) -> str:
