@@ -8,6 +8,9 @@ from typing import Any
 
 # What a file name should not hold becomes '-' (pytest-recording's rule).
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\[\]=,+-]")
+# What `pytest -k` cannot take in an identifier (its grammar: word characters, ':', '+', '-', '.',
+# '[', ']', '\\', '/'), less the brackets and slashes a node id gives meaning to, becomes '-'.
+_NOT_FOR_K = re.compile(r"[^A-Za-z0-9_.:+-]")
 
 
 def default_cassette_name(test_name: str, cls: type | None) -> str:
@@ -25,13 +28,23 @@ def case_name(name: str, callspec: Any) -> str:
     return f"{name}[{callspec.id}]"
 
 
+def variant_param_id(fault: Any) -> str:
+    """The pytest id of one run of a sweep (a harness.faults.catalogue.Fault, None for the clean
+    run): ``fault:crash-23``, ``fault:crash-23:closed``, as the variant's cassette is named
+    (``NAME.crash-23.jsonl``), so ``-k "fault:crash-23"`` selects it."""
+    if fault is None:
+        return "fault:none"
+    name = f"{fault.kind}-{fault.point}{fault.suffix}" + (f":{fault.variant}" if fault.variant else "")
+    return "fault:" + _NOT_FOR_K.sub("-", name)
+
+
 def fault_param_id(node: Any) -> str | None:
     """The `fault:...` id this test carries in its name, if it is part of a sweep."""
     callspec = getattr(node, "callspec", None)
     if callspec is None or "codex_fault" not in callspec.params:
         return None
     active = callspec.params["codex_fault"]
-    return "fault:none" if active is None else f"fault:{active.id}"
+    return variant_param_id(None if active is None else active.fault)
 
 
 def without_fault_id(name: str, node: Any) -> str:
