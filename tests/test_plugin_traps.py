@@ -27,3 +27,37 @@ def test_a_fault_variant_is_selected_with_k(pytester: pytest.Pytester) -> None:
     assert outcomes(result) == {"test_client[fault:crash-7:closed]": "PASSED"}, result.stdout.str()
     result = pytester.runpytest("-p", "no:cacheprovider", "-rA", "-k", "fault:none or crash-2 and not closed")
     assert outcomes(result) == {"test_client[fault:none]": "PASSED", "test_client[fault:crash-2]": "PASSED"}
+
+
+def test_a_misspelt_cli_option_or_ini_key_names_the_one_meant(pytester: pytest.Pytester) -> None:
+    """(A misspelt marker option: tests/test_pytest_plugin.py::test_unknown_marker_option_fails_clearly.)"""
+    setup_project(pytester, "test_typo", """
+        def test_session(fake_codex):
+            pass
+        """, cassettes={"test_session.yaml": SCENARIO})
+    result = run(pytester, "--codex-replay-timout=3")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown option --codex-replay-timout (did you mean '--codex-replay-timeout'?)*"])
+
+    pytester.makeini("[pytest]\ncodex_record_mod = once\n")
+    result = run(pytester, "-k", "nothing")
+    result.stdout.fnmatch_lines(["*codex-cassette: unknown ini option codex_record_mod "
+                                 "(did you mean 'codex_record_mode'?)*"])
+
+
+def test_the_ini_timeout_has_its_options_name_and_the_old_one_still_works_with_a_warning(
+        pytester: pytest.Pytester) -> None:
+    setup_project(pytester, "test_ini", """
+        def test_session(fake_codex):
+            assert fake_codex.timeout == 4
+        """, cassettes={"test_session.yaml": SCENARIO})
+    ini = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+    pytester.makeini(ini + "codex_replay_timeout = 4\n")
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+    assert "deprecated" not in result.stdout.str()
+    pytester.makeini(ini + "codex_cassette_timeout = 4\n")
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*the ini option codex_cassette_timeout is deprecated; "
+                                 "call it codex_replay_timeout*"])

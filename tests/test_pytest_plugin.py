@@ -213,7 +213,7 @@ def test_unknown_marker_option_fails_clearly(pytester: pytest.Pytester) -> None:
     result = run(pytester)
     result.assert_outcomes(errors=1)
     out = result.stdout.str()  # (fnmatch would read the brackets as a character class)
-    assert "codex-cassette: unknown option(s) ['timout'] for test_opts.py::test_typo; known: [" in out
+    assert "codex-cassette: unknown option(s) ['timout'] for test_opts.py::test_typo (did you mean 'timeout'?); known: [" in out
 
 
 def test_async_test_with_an_in_process_handle(pytester: pytest.Pytester) -> None:
@@ -317,7 +317,7 @@ def test_options_show_in_help(pytester: pytest.Pytester) -> None:
         "*--codex-replay-timeout=SECONDS*",
         "*--codex-allow-unplayed*",
     ])
-    result.stdout.fnmatch_lines(["*codex_cassette_timeout*"])
+    result.stdout.fnmatch_lines(["*codex_replay_timeout*"])
 
 
 def test_marker_is_registered(pytester: pytest.Pytester) -> None:

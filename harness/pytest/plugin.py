@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from harness.errors import HarnessError
-from harness.pytest.options import ACTIVE_FAULT, FAULT_KEYS, add_options, check_options
+from harness.pytest.options import (ACTIVE_FAULT, FAULT_KEYS, add_options, check_args, check_ini, check_options,
+                                    did_you_mean, replay_timeout)
 
 # The engine, the fake and the recorder load on a codex fixture's first use: an installed
 # plugin must cost a pytest run that uses none of them nothing (bench/plugin_overhead.py).
@@ -70,9 +71,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
 
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    check_args(parser, args)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     check_options(config)
+    check_ini(config)
 
 
 def session_matchers(config: pytest.Config) -> MatcherRegistry:
@@ -186,7 +192,8 @@ def _options(request: pytest.FixtureRequest, config_options: dict[str, Any],
     merged = {**config_options, **marker_options}
     unknown = set(merged) - allowed
     if unknown:
-        pytest.fail(f"codex-cassette: unknown option(s) {sorted(unknown)} for {request.node.nodeid}; "
+        hints = "".join(did_you_mean(name, allowed) for name in sorted(unknown))
+        pytest.fail(f"codex-cassette: unknown option(s) {sorted(unknown)} for {request.node.nodeid}{hints}; "
                     f"known: {sorted(allowed)}", pytrace=False)
     return merged
 
@@ -195,8 +202,7 @@ def _replay_timeout(request: pytest.FixtureRequest, merged: dict[str, Any]) -> f
     """The marker's or config's timeout, else --codex-replay-timeout, else the ini value."""
     if "timeout" in merged:
         return float(merged["timeout"])
-    config = request.config
-    return config.getoption("--codex-replay-timeout") or float(config.getini("codex_cassette_timeout"))
+    return replay_timeout(request.config)
 
 
 def _replay_options(request: pytest.FixtureRequest, merged: dict[str, Any]) -> ReplayOptions:
