@@ -61,3 +61,18 @@ def test_the_ini_timeout_has_its_options_name_and_the_old_one_still_works_with_a
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*the ini option codex_cassette_timeout is deprecated; "
                                  "call it codex_replay_timeout*"])
+
+
+def test_fake_codex_says_it_only_replays_when_asked_to_record(pytester: pytest.Pytester) -> None:
+    setup_project(pytester, "test_rec", """
+        import pytest
+
+        @pytest.mark.codex_cassette("nothere", live="scenarios/hello.yaml")
+        def test_session(fake_codex):
+            pass
+        """)
+    result = run(pytester, "--codex-record-mode=once")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*no cassette 'nothere' for test_rec.py::test_session; looked for *; fake_codex "
+                                 "only replays (--codex-record-mode=once, live= not for it): "
+                                 "the codex_app_server fixture records*"])

@@ -265,15 +265,19 @@ def _served(path: Path, options: ReplayOptions, codex_fault: Any,
 
 @pytest.fixture
 def fake_codex(request: pytest.FixtureRequest, codex_cassette_dir: Path, codex_cassette_config: dict[str, Any],
-               tmp_path_factory: pytest.TempPathFactory, codex_fault: Any) -> Any:
+               codex_record_mode: str, tmp_path_factory: pytest.TempPathFactory, codex_fault: Any) -> Any:
     """The fake codex serving this test's cassette; fails the test at teardown if the client diverged
-    (under a fault variant the sweep's oracle judges instead)."""
+    (under a fault variant the sweep's oracle judges instead). It only replays: codex_app_server records."""
     name, marker_options = _marker_args(request)
     merged = _options(request, codex_cassette_config, marker_options,
                       OPTION_KEYS | RECORD_KEYS | FAULT_KEYS | {TRANSPORT_KEY})
     path = resolve_cassette(Path(codex_cassette_dir), name)
     if path is None:
-        _missing(request, Path(codex_cassette_dir), name)
+        asked = [f"--codex-record-mode={codex_record_mode}"] if codex_record_mode != "none" else []
+        asked += [f"{key}=" for key in sorted(RECORD_KEYS & set(merged))]
+        _missing(request, Path(codex_cassette_dir), name, hint=(
+            f"; fake_codex only replays ({', '.join(asked)} not for it): the codex_app_server fixture "
+            "records, and replays like fake_codex (.argv, .env, .handle())") if asked else "")
     path, options = _served(path, _replay_options(request, merged), codex_fault, tmp_path_factory)
     fake = _fake(request, path, options, tmp_path_factory, _transport(merged)).start()
     if codex_fault is None:  # under a fault, the fault's oracle judges the run, not the fake's verdict
