@@ -76,3 +76,32 @@ def test_fake_codex_says_it_only_replays_when_asked_to_record(pytester: pytest.P
     result.stdout.fnmatch_lines(["*no cassette 'nothere' for test_rec.py::test_session; looked for *; fake_codex "
                                  "only replays (--codex-record-mode=once, live= not for it): "
                                  "the codex_app_server fixture records*"])
+
+
+def test_a_cassette_is_shared_across_modules_inside_the_rootdir_and_never_beyond(
+        pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory) -> None:
+    setup_project(pytester, "test_driver", "def test_unused():\n    pass\n", cassettes={"approval.yaml": SCENARIO})
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "secret.yaml").write_text("steps: []\n")
+    directory = setup_project(pytester, "test_other", """
+        import pytest
+        from inner_helpers import drive
+
+        @pytest.mark.codex_cassette("../test_driver/approval")
+        def test_shared(fake_codex):
+            assert fake_codex.cassette_path.name == "approval.yaml"
+            assert drive(fake_codex.argv)[0] == 0
+
+        @pytest.mark.codex_cassette("../test_driver/approval")
+        def test_shared_by_the_app_server(codex_app_server):
+            assert drive(codex_app_server.argv)[0] == 0
+
+        @pytest.mark.codex_cassette("escape")
+        def test_symlink_out(fake_codex):
+            pass
+        """)
+    (directory / "escape.yaml").symlink_to(outside / "secret.yaml")
+    result = run(pytester, "test_other.py")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines([f"*cassette name 'escape' leads to {outside.resolve()}/secret.yaml, outside "
+                                 f"pytest's rootdir {pytester.path}*also not through a symlink*"])

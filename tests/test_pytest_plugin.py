@@ -139,7 +139,7 @@ def test_a_marker_name_cannot_leave_the_cassette_directory(pytester: pytest.Pyte
     setup_project(pytester, "test_escape", """
         import pytest
 
-        @pytest.mark.codex_cassette("../../x")
+        @pytest.mark.codex_cassette("../../../x")
         def test_up(fake_codex):
             pass
 
@@ -149,7 +149,8 @@ def test_a_marker_name_cannot_leave_the_cassette_directory(pytester: pytest.Pyte
         """, cassettes={"session.yaml": SCENARIO})
     result = run(pytester)
     result.assert_outcomes(errors=2)
-    result.stdout.fnmatch_lines(["*cassette name '../../x' must be a relative path inside the cassette directory*",
+    result.stdout.fnmatch_lines([f"*cassette name '../../../x' leads to {pytester.path.parent.resolve()}/x, outside "
+                                 f"pytest's rootdir {pytester.path}*",
                                  "*cassette name '/etc/passwd' must be a relative path*"])
 
 

@@ -98,7 +98,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "codex_fault" in metafunc.fixturenames:  # only a codex fixture's test can be swept
         from harness.pytest import faults
 
-        faults.generate(metafunc, resolve_cassette)
+        root = Path(str(metafunc.config.rootpath))
+
+        def resolve(directory: Path, name: str) -> Path | None:
+            try:
+                return resolve_cassette(directory, name, root)
+            except HarnessError:
+                return None  # refused: the fixture says why, at setup
+
+        faults.generate(metafunc, resolve)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -120,23 +128,50 @@ def codex_fault(request: pytest.FixtureRequest) -> Any:
     return faults.activate(request)
 
 
-def checked_name(name: str) -> str:
-    """A cassette name stays inside the cassette directory: no absolute path, no `..`."""
-    parts = Path(name).parts
-    if not parts or Path(name).is_absolute() or ".." in parts:
-        raise HarnessError(f"cassette name {name!r} must be a relative path inside the cassette directory "
-                           "(no leading '/', no '..')")
-    return name
+def _check_inside(path: Path, directory: Path, root: Path, name: str) -> None:
+    real = path.resolve()  # a symlink counts where it points
+    if not any(real.is_relative_to(base.resolve()) for base in (directory, root)):
+        raise HarnessError(f"cassette name {name!r} leads to {real}, outside pytest's rootdir {root} (and the "
+                           f"cassette directory {directory}): a name may reach any cassette inside the rootdir "
+                           "('../other_module/session'), none beyond it, also not through a symlink")
 
 
-def resolve_cassette(directory: Path, name: str | os.PathLike[str]) -> Path | None:
-    """The file a cassette name refers to, trying the known suffixes."""
-    base = directory / checked_name(os.fspath(name))
+def cassette_base(directory: Path, name: str, root: Path) -> Path:
+    """``directory/name`` (no suffix), refused when it leaves both the rootdir and the cassette directory."""
+    if not Path(name).parts or Path(name).is_absolute():
+        raise HarnessError(f"cassette name {name!r} must be a relative path, from the cassette directory {directory}")
+    base = directory / name
+    _check_inside(base, directory, root, name)
+    return base
+
+
+def resolve_cassette(directory: Path, name: str | os.PathLike[str], root: Path) -> Path | None:
+    """The file a cassette name refers to, trying the known suffixes; where it leads is checked
+    (``cassette_base``), the file found too, followed through symlinks."""
+    name = os.fspath(name)
+    base = cassette_base(directory, name, root)
     for suffix in SUFFIXES:
         candidate = base.with_name(base.name + suffix) if suffix else base
         if candidate.is_file():
+            _check_inside(candidate, directory, root, name)
             return candidate
     return None
+
+
+def _resolve(request: pytest.FixtureRequest, directory: Path, name: str, record: bool = False) -> Path | None:
+    """resolve_cassette for a fixture, a refused name failing the test; ``record``: the file a
+    recording writes (the cassette found when it is a .jsonl, else NAME.jsonl)."""
+    root = Path(str(request.config.rootpath))
+    try:
+        found = resolve_cassette(directory, name, root)
+        if record and (found is None or found.suffix != ".jsonl"):
+            found = cassette_base(directory, f"{name}.jsonl", root)
+        bad = None
+    except HarnessError as exc:
+        bad = str(exc)
+    if bad is not None:
+        pytest.fail(f"codex-cassette: {bad} ({request.node.nodeid})", pytrace=False)
+    return found
 
 
 def default_cassette_name(request: pytest.FixtureRequest) -> str:
@@ -158,13 +193,6 @@ def _marker_args(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
         name = given.pop("name", name)
         kwargs.update(given)
     name = str(name) if name is not None else default_cassette_name(request)
-    try:
-        checked_name(name)
-        bad = None
-    except HarnessError as exc:
-        bad = str(exc)
-    if bad is not None:
-        pytest.fail(f"codex-cassette: {bad} ({request.node.nodeid})", pytrace=False)
     return name, kwargs
 
 
@@ -271,7 +299,7 @@ def fake_codex(request: pytest.FixtureRequest, codex_cassette_dir: Path, codex_c
     name, marker_options = _marker_args(request)
     merged = _options(request, codex_cassette_config, marker_options,
                       OPTION_KEYS | RECORD_KEYS | FAULT_KEYS | {TRANSPORT_KEY})
-    path = resolve_cassette(Path(codex_cassette_dir), name)
+    path = _resolve(request, Path(codex_cassette_dir), name)
     if path is None:
         asked = [f"--codex-record-mode={codex_record_mode}"] if codex_record_mode != "none" else []
         asked += [f"{key}=" for key in sorted(RECORD_KEYS & set(merged))]
@@ -365,12 +393,12 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
                       OPTION_KEYS | RECORD_KEYS | FAULT_KEYS | {TRANSPORT_KEY})
     transport = _transport(merged)
     directory = Path(codex_cassette_dir)
-    existing = resolve_cassette(directory, name)
+    existing = _resolve(request, directory, name)
     lock = None
     if should_record(codex_record_mode, existing):
-        target = existing if existing is not None and existing.suffix == ".jsonl" else directory / f"{name}.jsonl"
+        target = _resolve(request, directory, name, record=True)
         lock = CassetteLock(target).acquire()
-        existing = resolve_cassette(directory, name)
+        existing = _resolve(request, directory, name)
         if not should_record(codex_record_mode, existing):  # another xdist worker recorded it meanwhile
             lock.release()
             lock = None
