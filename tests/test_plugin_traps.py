@@ -105,3 +105,44 @@ def test_a_cassette_is_shared_across_modules_inside_the_rootdir_and_never_beyond
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines([f"*cassette name 'escape' leads to {outside.resolve()}/secret.yaml, outside "
                                  f"pytest's rootdir {pytester.path}*also not through a symlink*"])
+
+
+def test_one_request_more_than_recorded_is_told_in_one_wording(pytester: pytest.Pytester) -> None:
+    project(pytester, """
+        import json, subprocess
+
+        def test_client(fake_codex):
+            msgs = [{"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "inner"}}},
+                    {"method": "initialized"},
+                    {"id": 2, "method": "thread/start", "params": {"cwd": "/work/inner"}},
+                    {"id": 3, "method": "thread/list", "params": {}}]
+            subprocess.run(fake_codex.argv, input="".join(json.dumps(m) + "\\n" for m in msgs), text=True,
+                           capture_output=True, timeout=20)
+    """)
+    (pytester.path / "cassettes" / "test_inner" / "test_client.jsonl").write_text(
+        (pytester.path / "cassettes" / "test_inner" / "session.jsonl").read_text())
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*3 peer messages matched, 6 of 8 events played",
+        "*unexpected message from the client: {\"id\": 3, \"method\": \"thread/list\", \"params\": {}} (the "
+        "cassette has 'client closes its stream' next: the client sent more than was recorded; last position "
+        "*test_client.jsonl:8).",
+        "*2 events never played, first:",
+        "*test_client.jsonl:8: client closes its stream"])
+    assert "expected nothing" not in result.stdout.str()
+
+
+def test_one_peer_message_is_singular(pytester: pytest.Pytester) -> None:
+    project(pytester, """
+        import json, subprocess
+
+        def test_client(fake_codex):
+            msg = {"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "inner"}}}
+            subprocess.run(fake_codex.argv, input=json.dumps(msg) + "\\n", text=True, capture_output=True, timeout=20)
+    """)
+    (pytester.path / "cassettes" / "test_inner" / "test_client.jsonl").write_text(
+        (pytester.path / "cassettes" / "test_inner" / "session.jsonl").read_text())
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*1 peer message matched, 2 of 8 events played"])

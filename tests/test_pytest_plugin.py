@@ -304,7 +304,7 @@ def test_unplayed_events_fail_unless_allowed(pytester: pytest.Pytester) -> None:
     strict = run(pytester)
     strict.assert_outcomes(failed=1)  # the fake had ended, unplayed events left: the test fails, once
     strict.stdout.fnmatch_lines(["*test_session.yaml as server: incomplete*",
-                                 "*3 event(s) never played*",
+                                 "*3 events never played*",
                                  "*test_session.yaml:8: client initialized*"])
     relaxed = run(pytester, "--codex-allow-unplayed")
     relaxed.assert_outcomes(passed=1)
