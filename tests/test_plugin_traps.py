@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from harness.format.cassette import load_cassette
 from test_faults_pytest import outcomes, project
 from test_pytest_plugin import SCENARIO, run, setup_project
+from test_record_modes import INNER, inner  # noqa: F401 (a fixture)
 
 pytest_plugins = ["pytester"]
 
@@ -146,3 +148,24 @@ def test_one_peer_message_is_singular(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*1 peer message matched, 2 of 8 events played"])
+
+
+def test_a_cassette_a_failing_test_recorded_warns_in_none_and_is_recorded_again_by_once(inner) -> None:
+    failing = INNER.replace('== "Hello!"', '== "Goodbye!"')
+    result, modes = inner("--codex-record-mode=once", tests=failing)
+    result.assert_outcomes(failed=1)
+    assert not load_cassette(inner.cassette).complete
+
+    result, modes = inner("-W", "default")  # none: it replays, green, but not silently
+    result.assert_outcomes(passed=1, warnings=1)
+    assert modes == ["replay"]
+    result.stdout.fnmatch_lines([f"*codex-cassette: {inner.cassette} is incomplete (the test failed while recording "
+                                 "(test_inner.py::test_one)*): test_inner.py::test_one replays it only as far as it "
+                                 "goes; record it again with pytest --codex-record-mode=once test_inner.py::test_one"])
+
+    result, modes = inner("--codex-record-mode=once")
+    result.assert_outcomes(passed=1)
+    assert modes == ["record"] and load_cassette(inner.cassette).complete
+    result, modes = inner()
+    result.assert_outcomes(passed=1)
+    assert "incomplete" not in result.stdout.str()

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -270,11 +271,28 @@ def _fake(request: pytest.FixtureRequest, path: Path, options: ReplayOptions,
     from harness.pytest.servers import FakeCodex
 
     try:
-        open_cassette(path)  # a broken cassette is the test's error, said once, up front
+        cassette = open_cassette(path)  # a broken cassette is the test's error, said once, up front
     except HarnessError as exc:
         pytest.fail(str(exc), pytrace=False)
+    if path.suffix == ".jsonl" and not cassette.complete:
+        _warn_incomplete(request, path, cassette.meta.get("end"))
     return FakeCodex(cassette_path=path, options=options,
                      workdir=tmp_path_factory.mktemp("fake_codex", numbered=True), transport=transport)
+
+
+def _warn_incomplete(request: pytest.FixtureRequest, path: Path, end: Any) -> None:
+    """A cassette whose recording did not end well replays as far as it goes: never silently."""
+    import shlex
+
+    from harness.record.ending import by_failed_test
+
+    mode = "once" if by_failed_test(end) else "new"
+    how = (f"pytest --codex-record-mode={mode} {shlex.quote(request.node.nodeid)}"
+           if "codex_app_server" in request.fixturenames else
+           f"pytest --codex-record-mode={mode} with a test that uses codex_app_server (fake_codex only replays)")
+    warnings.warn(pytest.PytestWarning(f"codex-cassette: {path} is incomplete ({end or 'no end given'}): "
+                                       f"{request.node.nodeid} replays it only as far as it goes; record it "
+                                       f"again with {how}"), stacklevel=2)
 
 
 def _missing(request: pytest.FixtureRequest, directory: Path, name: str, hint: str = "") -> NoReturn:
