@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from harness.format.cassette import load_cassette
+from harness.live.codex_home import render_config
 from test_faults_pytest import outcomes, project
 from test_pytest_plugin import SCENARIO, run, setup_project
 from test_record_modes import INNER, inner  # noqa: F401 (a fixture)
@@ -169,3 +170,119 @@ def test_a_cassette_a_failing_test_recorded_warns_in_none_and_is_recorded_again_
     result, modes = inner()
     result.assert_outcomes(passed=1)
     assert "incomplete" not in result.stdout.str()
+
+
+DIVERGING_CLIENT = """
+    import json, subprocess
+
+    def test_session(fake_codex):
+        msg = {"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "other"}}}
+        proc = subprocess.run(fake_codex.argv, input=json.dumps(msg) + "\\n", text=True, stdout=subprocess.PIPE,
+                              timeout=20)  # the fake's stderr is the test's
+        answer = json.loads(proc.stdout.splitlines()[-1])
+        assert "result" in answer, "the client got an error"
+"""
+
+
+def test_a_divergence_is_told_once_in_the_failure_and_once_in_its_section(pytester: pytest.Pytester) -> None:
+    project(pytester, DIVERGING_CLIENT)
+    directory = pytester.path / "cassettes" / "test_inner"
+    (directory / "test_session.jsonl").write_text((directory / "session.jsonl").read_text())
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert out.count("test_session.jsonl as server: diverged") == 1, out
+    assert "Captured stderr" not in out
+    result.stdout.fnmatch_lines(["*AssertionError: the client got an error*", "*- codex-cassette -*",
+                                 "*diff (recorded -> live):*"])
+
+
+def test_a_client_that_leaves_the_fake_running_gets_one_outcome(pytester: pytest.Pytester) -> None:
+    project(pytester, """
+        import json, subprocess
+
+        def test_session(fake_codex):
+            proc = subprocess.Popen(fake_codex.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            proc.stdin.write(json.dumps({"id": 1, "method": "initialize",
+                                         "params": {"clientInfo": {"name": "inner"}}}) + "\\n")
+            proc.stdin.flush()
+            assert json.loads(proc.stdout.readline())["id"] == 1   # and never waits for it to exit
+    """)
+    directory = pytester.path / "cassettes" / "test_inner"
+    (directory / "test_session.jsonl").write_text((directory / "session.jsonl").read_text())
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rA")
+    result.assert_outcomes(failed=1)
+    assert outcomes(result) == {"test_session": "FAILED"}
+    result.stdout.fnmatch_lines(["*_ test_session _*", "*the session was still running*"])
+
+
+
+
+def test_recording_from_a_codex_without_an_account_fails_in_seconds_and_leaves_no_cassette(
+        pytester: pytest.Pytester, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real codex, with no account: its default OpenAI provider, every way out pointed at a
+    dead loopback port (base URL and proxies), so it cannot reach the internet whatever it tries."""
+    import time
+
+    import codex_cli_bin
+
+    codex_home = tmp_path / "codex_home"
+    codex_home.mkdir()
+    offline = render_config("http://127.0.0.1:9/v1")  # the live kit's: no plugins, no analytics; and no mock
+    (codex_home / "config.toml").write_text(offline[offline.index("[analytics]"):])
+    (tmp_path / "home").mkdir()
+    for name in ("OPENAI_API_KEY", "CODEX_API_KEY", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    dead = "http://127.0.0.1:9"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CODEX_HOME", str(codex_home))
+    monkeypatch.setenv("OPENAI_BASE_URL", dead + "/v1")
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy"):
+        monkeypatch.setenv(name, dead)
+    pytester.makeini("[pytest]\nasyncio_mode = strict\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(test_inner=INNER.replace("log.write", "log and log.write").replace(
+        'open(os.environ["MODE_LOG"], "a")', 'open(os.devnull, "a")'))
+    started = time.monotonic()
+    result = pytester.runpytest_subprocess(f"--codex-bin={codex_cli_bin.bundled_codex_path()}", "-p",
+                                           "no:cacheprovider", "--codex-record-mode=once", timeout=120)
+    seconds = time.monotonic() - started
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*cannot record test_inner.py::test_one without live=: this codex (*) has no "
+                                 "account*live='path/to/scenario.yaml'*`codex login`*OPENAI_API_KEY*"
+                                 "Nothing was recorded.*"])
+    assert seconds < 30, seconds
+    directory = pytester.path / "cassettes" / "test_inner"
+    assert not directory.exists() or list(directory.iterdir()) == []
+
+
+def test_disable_recording_hands_out_the_real_codex_and_writes_nothing(inner) -> None:
+    """The "real codex" here is tests/test_record_modes.py's: a `codex` that serves a scenario."""
+    result, modes = inner("--codex-disable-recording", "--codex-record-mode=once")
+    result.assert_outcomes(passed=1)
+    assert modes == ["real"]
+    assert not inner.cassette.parent.exists() or list(inner.cassette.parent.iterdir()) == []
+
+
+def test_codex_cassette_name_is_overridable_like_default_cassette_name(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest("""
+        import pytest
+
+        @pytest.fixture
+        def codex_cassette_name(request):
+            return "shared/" + request.node.originalname.removeprefix("test_")
+        """)
+    directory = setup_project(pytester, "test_named", """
+        import pytest
+        from inner_helpers import drive
+
+        def test_session(fake_codex):
+            assert fake_codex.cassette_path.name == "session.yaml"
+            assert drive(fake_codex.argv)[0] == 0
+
+        @pytest.mark.codex_cassette("session")
+        def test_marker_wins(codex_app_server):
+            assert codex_app_server.cassette_path.name == "session.yaml"
+        """, cassettes={"session.yaml": SCENARIO})
+    (directory / "shared").mkdir()
+    (directory / "shared" / "session.yaml").write_text((directory / "session.yaml").read_text())
+    run(pytester).assert_outcomes(passed=2)

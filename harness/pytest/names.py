@@ -1,10 +1,17 @@
 """A test's default cassette name: what its codex fixture looks for, and what the fault sweep reads
-while collecting, made by one function so that both find the same file."""
+while collecting, made by one function so that both find the same file; and the file a name leads
+to, kept inside pytest's rootdir."""
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Any
+
+from harness.errors import HarnessError
+
+SUFFIXES = ("", ".jsonl", ".yaml", ".yml")
 
 # What a file name should not hold becomes '-' (pytest-recording's rule).
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\[\]=,+-]")
@@ -56,3 +63,33 @@ def without_fault_id(name: str, node: Any) -> str:
         if old in name:
             return name.replace(old, new, 1)
     return name
+
+
+def _check_inside(path: Path, directory: Path, root: Path, name: str) -> None:
+    real = path.resolve()  # a symlink counts where it points
+    if not any(real.is_relative_to(base.resolve()) for base in (directory, root)):
+        raise HarnessError(f"cassette name {name!r} leads to {real}, outside pytest's rootdir {root} (and the "
+                           f"cassette directory {directory}): a name may reach any cassette inside the rootdir "
+                           "('../other_module/session'), none beyond it, also not through a symlink")
+
+
+def cassette_base(directory: Path, name: str, root: Path) -> Path:
+    """``directory/name`` (no suffix), refused when it leaves both the rootdir and the cassette directory."""
+    if not Path(name).parts or Path(name).is_absolute():
+        raise HarnessError(f"cassette name {name!r} must be a relative path, from the cassette directory {directory}")
+    base = directory / name
+    _check_inside(base, directory, root, name)
+    return base
+
+
+def resolve_cassette(directory: Path, name: str | os.PathLike[str], root: Path) -> Path | None:
+    """The file a cassette name refers to, trying the known suffixes; where it leads is checked
+    (``cassette_base``), the file found too, followed through symlinks."""
+    name = os.fspath(name)
+    base = cassette_base(directory, name, root)
+    for suffix in SUFFIXES:
+        candidate = base.with_name(base.name + suffix) if suffix else base
+        if candidate.is_file():
+            _check_inside(candidate, directory, root, name)
+            return candidate
+    return None

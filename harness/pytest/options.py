@@ -38,6 +38,9 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--codex-record-mode", choices=MODES, default=None,
                     help="none (default): replay only, never start a real codex; once: record missing "
                          "cassettes; new: also re-record incomplete ones; all: re-record everything")
+    group.addoption("--codex-disable-recording", action="store_true", default=False,
+                    help="no fake, no cassette: the codex fixtures hand out the real codex (offline against "
+                         "the mock model with a marker's live=), as pytest-recording's --disable-recording")
     group.addoption("--codex-bin", default=None, metavar="PATH",
                     help="the real codex binary to record from (default: $CODEX_BIN, the pinned "
                          "openai-codex-cli-bin package, the npm package in ./node_modules, then PATH)")
