@@ -1,17 +1,20 @@
 """pytest plugin: a thin layer over the library, in the manner of pytest-recording.
 
 - ``@pytest.mark.codex_cassette("name", **options)`` picks the cassette (or YAML
-  scenario) a test replays; without a name, the test's class and full name (so each
-  parametrized case has its own). Markers on the module, class and function merge,
-  the closest winning.
+  scenario) a test replays; without a name, ``codex_cassette_name`` (overridable; by
+  default the test's class and full name, so each parametrized case has its own). A name
+  may reach any cassette inside pytest's rootdir. Markers on the module, class and
+  function merge, the closest winning.
 - ``codex_cassette_dir`` (overridable) says where cassettes live: by default
   ``cassettes/<module name>/`` beside the test module.
 - ``codex_cassette_config`` (overridable) gives replay options for a module or
   a whole suite; marker keywords override it per test.
-- ``fake_codex`` serves the cassette: as a command line, as a `codex` on PATH,
-  or in-process; at teardown it fails the test on divergence or unplayed events.
+- ``fake_codex`` serves the cassette (it only replays): as a command line, as a `codex`
+  on PATH, or in-process; the test fails, once, on divergence or unplayed events
+  (harness.pytest.verdict).
 - ``codex_app_server`` replays or records according to ``--codex-record-mode``
   (none, once, new, all), so one test body records once and replays forever.
+- ``--codex-disable-recording``: both hand out the real codex, nothing written.
 - ``--codex-faults`` (or ``faults=`` on the marker) runs each test using those fixtures
   once per fault variant of its cassette; ``codex_fault`` says which (harness.pytest.faults).
 """
