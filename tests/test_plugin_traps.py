@@ -42,7 +42,7 @@ def test_a_misspelt_cli_option_or_ini_key_names_the_one_meant(pytester: pytest.P
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*unknown option --codex-replay-timout (did you mean '--codex-replay-timeout'?)*"])
 
-    pytester.makeini("[pytest]\ncodex_record_mod = once\n")
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\ncodex_record_mod = once\n")
     result = run(pytester, "-k", "nothing")
     result.stdout.fnmatch_lines(["*codex-cassette: unknown ini option codex_record_mod "
                                  "(did you mean 'codex_record_mode'?)*"])
