@@ -55,6 +55,11 @@ def _shorten(value: Any) -> Any:
     return value
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 event``, ``2 events``."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 @dataclass
 class Divergence:
     kind: str                    # mismatch | unexpected | timeout | stalled | duplicate_id | error
@@ -107,20 +112,21 @@ class ReplayReport:
 
     def summary(self) -> str:
         head = f"replay of {self.cassette} as {self.role}: {self.status}"
-        lines = [head, f"  {self.matched} peer messages matched, {self.played} events played of {self.total}"]
+        lines = [head, f"  {counted(self.matched, 'peer message')} matched, {self.played} of "
+                       f"{counted(self.total, 'event')} played"]
         if self.divergence:
             lines.append("  " + self.divergence.message.replace("\n", "\n  "))
             if self.divergence.diff:
                 lines.append("  diff (recorded -> live):")
                 lines.extend("    " + d for d in self.divergence.diff.splitlines())
         if self.status in ("running", "stopped") and self.played < self.total and not self.awaiting_close:
-            lines.append(f"  the session was still running: {self.total - self.played} event(s) not reached")
+            lines.append(f"  the session was still running: {counted(self.total - self.played, 'event')} not reached")
         if self.notes:
             kinds = sorted({n["kind"] for n in self.notes})
-            lines.append(f"  {len(self.notes)} note(s) from tolerant play: " + ", ".join(
+            lines.append(f"  {counted(len(self.notes), 'note')} from tolerant play: " + ", ".join(
                 f"{sum(n['kind'] == k for n in self.notes)} {k}" for k in kinds))
         if self.unplayed:
-            lines.append(f"  {len(self.unplayed)} event(s) never played, first:")
+            lines.append(f"  {counted(len(self.unplayed), 'event')} never played, first:")
             lines.extend(f"    {u['at']}: {u['event']}" for u in self.unplayed[:5])
         # Cassette paths and event names come from files and peers too.
         return printable("\n".join(lines), keep="\n")
