@@ -163,3 +163,17 @@ def test_a_test_that_fails_while_recording_leaves_its_cassette_incomplete_so_new
     assert modes == ["record"]
     again = load_cassette(inner.cassette)
     assert again.complete and again.meta["end"] == "clean"
+
+
+def test_a_failed_test_comes_first_in_the_end_of_a_cassette_already_cut_short(inner):
+    # The client signals its codex while still connected (the proxy notes it, `complete: false`),
+    # then the test fails: docs/recording.md puts the test's failure first, the earlier reason kept.
+    cut_short = AS_COMMAND.replace(
+        "    await client.close()\n",
+        "    proc.terminate()\n    await asyncio.wait_for(proc.wait(), 30)\n    await client.close()\n").replace(
+        'assert await drive(codex_app_server) == "Hello!"', 'assert await drive(codex_app_server) == "Goodbye!"')
+    result, modes = inner("--codex-record-mode=once", tests=cut_short)
+    result.assert_outcomes(failed=1)
+    end = load_cassette(inner.cassette).meta["end"]
+    assert end.startswith("the test failed while recording (test_inner.py::test_one)"), end
+    assert end.endswith("the recording itself ended so: the recorder got SIGTERM and passed it on to the server"), end

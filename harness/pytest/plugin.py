@@ -47,6 +47,7 @@ _CALL_REPORT = pytest.StashKey["pytest.TestReport"]()  # the call phase's report
 MATCHERS_KEY = pytest.StashKey["MatcherRegistry"]()
 FAKE_KEY = pytest.StashKey["FakeCodex"]()  # the fake serving a test, for its report hook
 DIVERGED = "codex-cassette: the session diverged from the cassette"
+SAW = "codex-cassette: what the fake codex saw"
 MARKER_HELP = (
     "codex_cassette(name=None, **options): the cassette or YAML scenario the fake codex serves "
     "to this test (default: Class.test_name[params]). Options: timeout (seconds one expected client "
@@ -295,12 +296,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         fake.close()  # the test failed anyway: stop its fake now, so its report can say what it saw
     try:
         bad = fake.untold_failures(ended_only=not report.failed)
+        told = fake.untold_reports() if report.failed else bad  # a failed test hears what the fake saw
     except HarnessError:
         return  # an unreadable report: teardown says so
-    if not bad:
+    if not told:
         return
-    fake.mark_told(bad)
-    text = DIVERGED + "\n\n" + "\n\n".join(r.summary() for r in bad)
+    fake.mark_told(told)
+    text = (DIVERGED if bad else SAW) + "\n\n" + "\n\n".join(r.summary() for r in told)
     if not report.failed:
         report.outcome = "failed"
         report.longrepr = text

@@ -141,6 +141,11 @@ class FakeCodex:
         return [r for r in self.failures() if _report_key(r) not in self._told
                 and not (ended_only and r.status in ("running", "stopped"))]
 
+    def untold_reports(self) -> list[ReplayReport]:
+        """Every session's report not told yet, failed or not: a test that failed on its own
+        (its client hung after everything was played) is told what the fake saw."""
+        return [r for r in self.reports if _report_key(r) not in self._told]
+
     def mark_told(self, reports: list[ReplayReport]) -> None:
         self._told.update(_report_key(r) for r in reports)
 

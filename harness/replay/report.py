@@ -91,6 +91,7 @@ class ReplayReport:
     exit_code: int | None = None
     notes: list[dict[str, Any]] = field(default_factory=list)  # tolerant play: what differed
     awaiting_close: bool = False  # all that is left is the peer hanging up (and our exit)
+    last_received: Any = None     # the peer's last message (scrubbed, capped): what a hung client last said
     pid: int | None = None        # the fake server process that wrote this report
     started: float = field(default_factory=time.time)
     seconds: float = 0.0
@@ -115,6 +116,14 @@ class ReplayReport:
                 lines.extend("    " + d for d in self.divergence.diff.splitlines())
         if self.status in ("running", "stopped") and self.played < self.total and not self.awaiting_close:
             lines.append(f"  the session was still running: {self.total - self.played} event(s) not reached")
+        elif self.status in ("running", "stopped"):
+            lines.append(f"  all {self.total} events played; the client was still connected when the test ended "
+                         "(it never hung up)")
+        if self.last_received is not None:
+            said = self.last_received
+            if not isinstance(said, str):
+                said = encode(said)[:-1].decode("utf-8", "replace")
+            lines.append("  the client's last message: " + clipped(said, 2000))
         if self.notes:
             kinds = sorted({n["kind"] for n in self.notes})
             lines.append(f"  {len(self.notes)} note(s) from tolerant play: " + ", ".join(
