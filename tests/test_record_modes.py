@@ -177,3 +177,19 @@ def test_a_failed_test_comes_first_in_the_end_of_a_cassette_already_cut_short(in
     end = load_cassette(inner.cassette).meta["end"]
     assert end.startswith("the test failed while recording (test_inner.py::test_one)"), end
     assert end.endswith("the recording itself ended so: the recorder got SIGTERM and passed it on to the server"), end
+
+
+def test_in_process_too_a_failed_test_comes_first_and_the_recording_s_own_end_is_kept(inner):
+    # The same rule for a handle(): the server killed before the client hung up, then the test fails.
+    killed = INNER.replace(
+        "    await client.close()\n",
+        "    handle.kill()\n    await asyncio.wait_for(handle.wait(), 30)\n").replace(
+        "    client = ScriptedClient(await codex_app_server.handle(), timeout=10)",
+        "    import asyncio\n    handle = await codex_app_server.handle()\n"
+        "    client = ScriptedClient(handle, timeout=10)").replace(
+        'assert await drive(codex_app_server) == "Hello!"', 'assert await drive(codex_app_server) == "Goodbye!"')
+    result, modes = inner("--codex-record-mode=once", tests=killed)
+    result.assert_outcomes(failed=1)
+    end = load_cassette(inner.cassette).meta["end"]
+    assert end.startswith("the test failed while recording (test_inner.py::test_one)"), end
+    assert end.endswith("the recording itself ended so: the server ended by SIGKILL"), end

@@ -18,7 +18,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.format.cassette import Cassette
-from harness.format.connections import LaunchCounter, connection_path
+from harness.format.connections import Launch, LaunchCounter, connection_path
 from harness.format.load import open_cassette
 from harness.pytest.endings import end_process, end_remote, mark_failed, settle_proxies
 from harness.record.process import spawn_owned
@@ -450,14 +450,14 @@ class CodexAppServer:
             else:
                 status, stopped = end_process(recorder, proc, grace)
                 problems += [f"{stopped}; {recorder.writer.path} is marked incomplete"] if stopped else []
-            recorder.finish(exit=status, stopped=failed or stopped)
+            recorder.finish(exit=status, stopped=stopped)  # the recording's own end; a failed test's comes below
             if recorder.writer.failure is not None:
                 problems.append(recorder.writer.failure_message())
         if self.recording:
-            launched = [launch for launch in self.launches.launches() if launch.pid]
-            problems += settle_proxies(launched)
-            if failed:
-                problems += mark_failed([self.connection_path(launch.number) for launch in launched], failed)
+            launches = self.launches.launches()
+            problems += settle_proxies([launch for launch in launches if launch.pid])
+            if failed:  # every door alike: the test's failure first, each cassette's own end kept
+                problems += mark_failed(self._recorded(launches), failed)
         if self._live is not None:
             self._live.stop()
             self._live = None
@@ -465,6 +465,17 @@ class CodexAppServer:
             self.fake.close()
             problems += [r.summary() for r in self.fake.untold_failures() if not self.fake._expected_failure]
         return problems
+
+    def _recorded(self, launches: list[Launch]) -> list[Path]:
+        """The cassettes this test recorded: one per launch or handle(), and on a socket one
+        per session (NAME.jsonl, NAME.2.jsonl, ... as the recorder wrote them)."""
+        paths = [self.connection_path(launch.number) for launch in launches]
+        if self.transport != "stdio":
+            n = 1
+            while self.connection_path(n).is_file():
+                paths.append(self.connection_path(n))
+                n += 1
+        return list(dict.fromkeys(paths))
 
     def _connected(self) -> bool:
         """Whether a client reached the recorder: a launch of the recording `codex` (or a
