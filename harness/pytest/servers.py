@@ -20,7 +20,7 @@ from harness.errors import HarnessError
 from harness.format.cassette import Cassette
 from harness.format.connections import Launch, LaunchCounter, connection_path
 from harness.format.load import open_cassette
-from harness.pytest.endings import end_process, end_remote, mark_failed, settle_proxies
+from harness.pytest.endings import end_process, end_remote, mark_failed, never_connected, settle_proxies
 from harness.record.process import spawn_owned
 from harness.replay.options import ReplayOptions
 from harness.replay.report import ReplayReport
@@ -442,7 +442,7 @@ class CodexAppServer:
         if self._recorder is not None:
             problems += self._stop_socket_recorder()
         if self.recording and failed is None and not self._connected():
-            problems.append(self.never_connected())
+            problems.append(never_connected(self.cassette_path, self.transport))
         for recorder, proc in self._recorders:
             if hasattr(proc, "exit_value"):  # a harness.record.process.DriverHandle (codex over SSH)
                 status, stopped, problem = end_remote(proc)
@@ -481,18 +481,6 @@ class CodexAppServer:
         """Whether a client reached the recorder: a launch of the recording `codex` (or a
         handle()), or a session on the socket recorder."""
         return bool(self.launches.launches()) or connection_path(self.cassette_path, 1).is_file()
-
-    def never_connected(self) -> str:
-        """The failure of a recording test whose client never reached the recorder."""
-        doors = ["`.argv` (the command to launch instead of `codex app-server`)",
-                 "`.env` (its PATH finds the recording `codex` first)",
-                 "`.bin_dir` (its `codex`, for a client that takes a codex path such as CODEX_BIN and adds "
-                 "`app-server` itself)", "`await .handle()` (in-process)"]
-        url = "`.url` (the socket a WebSocket client connects to)"
-        doors = [url, *doors] if self.transport != "stdio" else [*doors, url + " with transport='ws' or 'unix'"]
-        return (f"no client connected to codex_app_server while the test recorded, so nothing was recorded to "
-                f"{self.cassette_path} (a client that starts the real codex by itself is not recorded). A client "
-                "reaches the recorder through one of codex_app_server's doors: " + "; ".join(doors) + ".")
 
     def _stop_socket_recorder(self) -> list[str]:
         from harness.pytest.sockets import stop_socket_recorder
