@@ -376,7 +376,8 @@ class CodexAppServer:
         wanted = live.env if live is not None else dict(os.environ)
         own = {"PATH", "PYTHONPATH"}
         script = ExecScript(
-            command=self._proxy_argv(), when="app-server" if self.ssh is None else None, otherwise=[self._binary()],
+            command=self._proxy_argv(), when="app-server",
+            otherwise=None if self.ssh is not None else [self._binary()],  # over SSH every launch records
             comment="the codex of a test recording its cassette: app-server runs behind the recording proxy",
             unset=tuple(sorted(k for k in os.environ if k not in wanted and k not in own and _SHELL_NAME.match(k))),
             setenv={k: v for k, v in wanted.items() if os.environ.get(k) != v and k not in own

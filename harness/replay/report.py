@@ -117,9 +117,10 @@ class ReplayReport:
         if self.status in ("running", "stopped") and self.played < self.total and not self.awaiting_close:
             lines.append(f"  the session was still running: {self.total - self.played} event(s) not reached")
         elif self.status in ("running", "stopped"):
-            lines.append(f"  all {self.total} events played; the client was still connected when the test ended "
-                         "(it never hung up)")
-        if self.last_received is not None:
+            played = (f"all {self.total} events played" if self.played >= self.total else
+                      f"all but the hang-up played ({self.played} of {self.total} events)")
+            lines.append(f"  {played}; the client was still connected when the test ended (it never hung up)")
+        if self.last_received is not None and self.divergence is None:  # a divergence shows it already
             said = self.last_received
             if not isinstance(said, str):
                 said = encode(said)[:-1].decode("utf-8", "replace")
