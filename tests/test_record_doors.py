@@ -187,7 +187,7 @@ def test_a_recording_test_whose_client_never_connected_fails_naming_the_doors(py
     pytester.makepyfile(test_inner=NEVER.format(scenario=str(SCENARIO), real=str(find_codex_binary(None)),
                                                 secrets=secrets))
     result = run(pytester, "--codex-record-mode=once")
-    result.assert_outcomes(passed=3, errors=3)
+    result.assert_outcomes(failed=3)  # one outcome per test: the teardown finding is the failure
     text = result.stdout.str()
     assert text.count("no client connected to codex_app_server while the test recorded") == 3, text
     for door in ("`.argv`", "`.env`", "`.bin_dir`", "CODEX_BIN", "`await .handle()`", "`.url`"):
