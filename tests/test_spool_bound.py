@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -107,3 +108,39 @@ def test_a_recorded_stderr_burst_is_bounded_and_copied_whole(tmp_path: Path) -> 
     assert peak <= BOUND, f"the spool peaked at {peak / MIB:.1f} MiB"
     assert (tmp_path / "err.txt").stat().st_size == mib * MIB // len(line) * len(line)
     assert load_cassette(tmp_path / "c.jsonl").complete
+
+
+def test_a_wire_waiting_for_a_killed_recorder_goes_on(tmp_path: Path) -> None:
+    """The wait is for a living recorder only: SIGKILL it while the spool is full, and every
+    byte still reaches the client; the proxy says what was kept."""
+    mib = 160
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+    proc = subprocess.Popen([PY, "-m", "harness", "record", "-o", "c.jsonl", "--", *burst("stdout", mib, JSON_LINE)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=tmp_path, env=env)
+    received: list[int] = []
+    reader = threading.Thread(target=lambda: received.append(len(proc.stdout.read())), daemon=True)  # type: ignore[union-attr]
+    reader.start()  # a client that reads: the wire moves, the spool fills
+    try:
+        deadline = time.monotonic() + WAIT
+        while spool_bytes(proc.pid) < 30 * MIB and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        assert proc.poll() is None, "the burst ended before the spool filled"
+        with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
+            own = f.read()
+        recorders = []
+        for pid in _children(proc.pid):  # the recorder is a fork of the proxy: the same command line
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if f.read() == own:
+                    recorders.append(pid)
+        assert len(recorders) == 1
+        os.kill(recorders[0], 9)
+        reader.join(WAIT)
+        err = proc.stderr.read()  # type: ignore[union-attr]
+        proc.wait(WAIT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert received == [mib * MIB // len(JSON_LINE) * len(JSON_LINE)]
+    assert b"the recorder process ended without an answer" in err and b"Traceback" not in err
