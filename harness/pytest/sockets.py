@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from harness.errors import HarnessError
+from harness.format.safe_files import open_private
 
 TRANSPORTS = ("stdio", "ws", "unix")
 READY_TIMEOUT = 30.0
@@ -58,7 +59,7 @@ class ListeningProcess:
               cwd: str | None = None, timeout: float = READY_TIMEOUT,
               scratch: Path | None = None) -> "ListeningProcess":
         """Start ``argv`` (which listens at ``url``) and wait until it accepts, bounded."""
-        with open(stderr_path, "wb") as err:
+        with open_private(stderr_path) as err:  # never through a planted link
             proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                     env=dict(env), cwd=cwd)
         started = cls(proc, url, stderr_path, scratch)

@@ -209,10 +209,12 @@ class RecordingProxy:
         while True:
             chunk = await self.process.stderr.read(CHUNK)
             if not chunk:
-                self._put("stderr", "eof")
+                if self.recorder.copies_stderr:
+                    self._put("stderr", "eof")
                 return
             await self.err_out.write(chunk)
-            self._put("stderr", "data", chunk)
+            if self.recorder.copies_stderr:  # else nothing reads it: spooling it would only cost memory
+                self._put("stderr", "data", chunk)
 
     @property
     def _threaded(self) -> bool:
