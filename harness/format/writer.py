@@ -26,6 +26,7 @@ from typing import Any, BinaryIO, Iterator
 from harness.errors import HarnessError
 from harness.format.cassette import FORMAT_VERSION, Cassette, Event
 from harness.format.locks import MODE, FileLock
+from harness.format.minted import DEFAULT, MintedValues
 from harness.format.wire import decode, encode
 
 
@@ -61,8 +62,13 @@ class CassetteWriter:
     """
 
     def __init__(self, path: str | Path, meta: dict[str, Any] | None = None, *,
-                 clock: Any = time.monotonic) -> None:
+                 clock: Any = time.monotonic, fresh: bool = False,
+                 minted: MintedValues = DEFAULT) -> None:
         self.path = Path(path)
+        # Over an existing cassette, finish keeps the old lines whose meaning is unchanged
+        # (harness.format.stable) unless fresh: the old file is then not read.
+        self.fresh = fresh
+        self.minted = minted
         if self.path.is_dir() or not self.path.name:
             raise CassettePathError(f"cannot write the cassette {self.path}: it is a directory. "
                                     "Give a file name such as session.jsonl (the -o/--output option).")
@@ -215,17 +221,39 @@ class CassetteWriter:
     def _move_into_place(self) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
+            old = None if self.fresh else _old_cassette(self.path)
             with open(self.partial, "rb") as src, open_private(tmp) as dst:
                 src.readline()  # the provisional header
-                dst.write(encode(self._header()))
-                while chunk := src.read(1 << 20):
-                    dst.write(chunk)
+                if old is not None:
+                    from harness.format.stable import stable_bytes  # only when re-recording
+
+                    new = encode(self._header()) + src.read()
+                    try:
+                        kept = stable_bytes(old, new, self.minted)
+                    except (ValueError, TypeError, RecursionError):
+                        kept = None  # an old file we cannot read as a cassette is replaced whole
+                    dst.write(new if kept is None else kept.data)
+                else:
+                    dst.write(encode(self._header()))
+                    while chunk := src.read(1 << 20):
+                        dst.write(chunk)
                 dst.flush()
                 os.fsync(dst.fileno())
             os.replace(tmp, self.path)
         except OSError as exc:
             self.failure = exc
             tmp.unlink(missing_ok=True)
+
+
+def _old_cassette(path: Path) -> bytes | None:
+    """The bytes of the cassette a recording is about to replace, if it is a regular file."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
 
 
 def mark_incomplete(path: str | Path, reason: str) -> bool:
@@ -261,8 +289,9 @@ def mark_incomplete(path: str | Path, reason: str) -> bool:
 
 
 def dump_cassette(cassette: Cassette, path: str | Path) -> Path:
-    """Write a whole cassette atomically (compiled scenarios, rewrites)."""
-    writer = CassetteWriter(path, cassette.meta)
+    """Write a whole cassette atomically (compiled scenarios, rewrites): exactly these
+    events, whatever the file held before (fresh)."""
+    writer = CassetteWriter(path, cassette.meta, fresh=True)
     for event in cassette.events:
         writer.write(event)
     return writer.finish(complete=cassette.meta.get("complete", True))
