@@ -141,3 +141,13 @@ def _collect_uuids(into: list[Any]) -> Callable[[str], str]:
 
 
 DEFAULT = MintedValues()
+
+
+def add_rerecord_flags(parser: Any) -> None:
+    """``--fresh`` and ``--volatile`` on a command that records (record, record-live)."""
+    parser.add_argument("--fresh", action="store_true",
+                        help="write the recording as it is: do not read the cassette already at -o "
+                             "(by default its lines whose meaning is unchanged are kept byte for byte)")
+    parser.add_argument("--volatile", action="append", default=[], metavar="KEY|PATH",
+                        help="a key name (anywhere) or dotted path (params.thread.preview, * for any "
+                             "key or index) whose value a re-record does not compare; repeatable")

@@ -21,7 +21,7 @@ import stat
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator, Sequence
 
 from harness.errors import HarnessError
 from harness.format.cassette import FORMAT_VERSION, Cassette, Event
@@ -63,12 +63,13 @@ class CassetteWriter:
 
     def __init__(self, path: str | Path, meta: dict[str, Any] | None = None, *,
                  clock: Any = time.monotonic, fresh: bool = False,
-                 minted: MintedValues = DEFAULT) -> None:
+                 volatile: Sequence[str] = (), baseline: str | Path | None = None) -> None:
         self.path = Path(path)
-        # Over an existing cassette, finish keeps the old lines whose meaning is unchanged
-        # (harness.format.stable) unless fresh: the old file is then not read.
+        # Over an existing cassette (or the baseline given), finish keeps the old lines whose
+        # meaning is unchanged (harness.format.stable) unless fresh: no old file is then read.
         self.fresh = fresh
-        self.minted = minted
+        self.baseline = Path(baseline) if baseline is not None else self.path
+        self.minted = MintedValues(tuple(volatile)) if volatile else DEFAULT
         if self.path.is_dir() or not self.path.name:
             raise CassettePathError(f"cannot write the cassette {self.path}: it is a directory. "
                                     "Give a file name such as session.jsonl (the -o/--output option).")
@@ -221,7 +222,7 @@ class CassetteWriter:
     def _move_into_place(self) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            old = None if self.fresh else _old_cassette(self.path)
+            old = None if self.fresh else _old_cassette(self.baseline)
             with open(self.partial, "rb") as src, open_private(tmp) as dst:
                 src.readline()  # the provisional header
                 if old is not None:
