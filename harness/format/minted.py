@@ -39,7 +39,7 @@ def _id_key(key: str) -> bool:
 
 def _volatile_key(key: str) -> bool:
     # Times (createdAt, emittedAtMs, durationMs) and token counts (totalTokens).
-    return key.endswith(("At", "AtMs", "Ms", "Tokens")) or key == "t"
+    return key.endswith(("At", "AtMs", "Ms", "Tokens"))
 
 
 @dataclass(frozen=True)

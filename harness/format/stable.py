@@ -64,6 +64,9 @@ def _lines(data: bytes) -> tuple[bytes, list[_Line]] | None:
     parts = data.splitlines(keepends=True)
     if not parts or not parts[-1].endswith(b"\n"):
         return None
+    header = _meta_without_date(parts[0])
+    if not isinstance(header, dict) or "codex_cassette" not in header:
+        return None
     out: list[_Line] = []
     for raw in parts[1:]:
         if not raw.strip():
@@ -83,6 +86,11 @@ def _lines(data: bytes) -> tuple[bytes, list[_Line]] | None:
 
 def _body(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("i", "t")}
+
+
+def _on_msg(body: dict[str, Any], change: Any) -> dict[str, Any]:
+    """``body`` with its message (paths are counted from it) passed through ``change``."""
+    return {**body, "msg": change(body["msg"])} if "msg" in body else body
 
 
 def _meta_without_date(header: bytes) -> Any:
@@ -163,7 +171,7 @@ def _renaming(old: list[_Line], new: list[_Line], pairs: dict[int, int],
               minted: MintedValues) -> dict[Any, Any]:
     found: list[tuple[Any, Any]] = []
     for j, n in pairs.items():
-        minted.id_pairs(_body(new[j].obj), _body(old[n].obj), found)
+        minted.id_pairs(new[j].obj.get("msg"), old[n].obj.get("msg"), found)
     names: dict[Any, Any] = {}
     back: dict[Any, Any] = {}
     bad: set[Any] = set()
@@ -172,9 +180,9 @@ def _renaming(old: list[_Line], new: list[_Line], pairs: dict[int, int],
         if nk[0] is not ok[0]:
             bad.add(nk)
             continue
-        if names.setdefault(nk, ov) != ov or back.setdefault(ok, nv) != nv:
-            bad.add(nk)
-            bad.add((type(back[ok]), back[ok]))
+        forward, backward = names.setdefault(nk, ov), back.setdefault(ok, nv)
+        if forward != ov or backward != nv:
+            bad.update((nk, (type(backward), backward)))
     for key in bad:
         names.pop(key, None)
     return names
@@ -230,7 +238,7 @@ def stable_bytes(old_data: bytes, new_data: bytes, minted: MintedValues = DEFAUL
     (old_header, old), (new_header, new) = old_parsed, new_parsed
     interned: dict[bytes, int] = {}
     for line in (*old, *new):
-        body = minted.masked(_body(line.obj), ids=True)
+        body = _on_msg(_body(line.obj), lambda m: minted.masked(m, ids=True))
         line.key = interned.setdefault(encode(body), len(interned))
     pairs = _match(old, new)
     names = _renaming(old, new, pairs, minted)
@@ -241,10 +249,10 @@ def stable_bytes(old_data: bytes, new_data: bytes, minted: MintedValues = DEFAUL
     last_old = -1.0
     for j, line in enumerate(new):
         body = _body(line.obj)
-        renamed = minted.renamed(body, names) if names else body
+        renamed = _on_msg(body, lambda m: minted.renamed(m, names)) if names else body
         n = pairs.get(j)
-        if n is not None and (minted.masked(renamed, ids=False)
-                              == minted.masked(_body(old[n].obj), ids=False)):
+        if n is not None and (_on_msg(renamed, lambda m: minted.masked(m, ids=False))
+                              == _on_msg(_body(old[n].obj), lambda m: minted.masked(m, ids=False))):
             chosen.append((old[n], True, line.t, None))
             old_pos.append(float(n))
             last_old = float(n)
