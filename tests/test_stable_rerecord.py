@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from harness.format import stable
 from harness.format.cassette import load_cassette
 from harness.format.minted import MintedValues
 from harness.format.stable import stable_bytes
@@ -29,6 +30,7 @@ from harness.format.writer import CassetteWriter
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "cassettes" / "optio").glob("*.jsonl")) + [ROOT / "cassettes" / "openai_sdk" / "approval.jsonl"]
+DIFFLIB_UP_TO = stable.DIFFLIB_UP_TO
 TEXT_TURN = ROOT / "cassettes" / "optio" / "text_turn.jsonl"
 UUID_RE = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 TIMES_RE = re.compile(rb'"(emittedAtMs|startedAtMs|completedAtMs|createdAt|updatedAt|recencyAt|startedAt|'
@@ -86,6 +88,15 @@ def loads(tmp_path: Path, data: bytes):
     return load_cassette(path)
 
 
+@pytest.fixture(params=["difflib", "greedy"])
+def aligner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways of aligning what is left between the common head and tail: difflib, and
+    the greedy walk that big cassettes get."""
+    if request.param == "greedy":
+        monkeypatch.setattr(stable, "DIFFLIB_UP_TO", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_a_rerecord_of_a_shipped_cassette_gives_the_old_bytes_back(path: Path, tmp_path: Path):
     old = path.read_bytes()
@@ -96,7 +107,7 @@ def test_a_rerecord_of_a_shipped_cassette_gives_the_old_bytes_back(path: Path, t
     assert result.header_kept and result.written == 0
 
 
-def test_one_changed_event_is_the_only_new_line_and_carries_the_old_ids(tmp_path: Path):
+def test_one_changed_event_is_the_only_new_line_and_carries_the_old_ids(tmp_path: Path, aligner: str):
     old = TEXT_TURN.read_bytes()
     evs = events(remint(old, seed=3))
     delta = next(n for n, e in enumerate(evs) if e.get("msg", {}).get("params", {}).get("delta") == "Hello")
@@ -131,7 +142,7 @@ def test_a_client_message_quoting_a_server_minted_id_gets_the_old_id(tmp_path: P
     loads(tmp_path, result.data)
 
 
-def test_a_race_keeps_the_old_order(tmp_path: Path):
+def test_a_race_keeps_the_old_order(tmp_path: Path, aligner: str):
     """Two server notifications swapped, and a server notification that came before the
     client's request this time (thread/started vs turn/start, as resume.jsonl races)."""
     old = TEXT_TURN.read_bytes()
@@ -230,9 +241,9 @@ def test_the_writer_keeps_old_lines_unless_fresh(tmp_path: Path):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32), edits=st.lists(st.tuples(st.sampled_from(["drop", "dup", "swap", "text"]),
                                                              st.integers(0, 10_000)), max_size=4),
-       which=st.sampled_from(SHIPPED))
-def test_whatever_changes_the_result_loads_and_unchanged_lines_stay(seed: int, edits, which: Path,
-                                                                    tmp_path: Path):
+       which=st.sampled_from(SHIPPED), greedy=st.booleans())
+def test_whatever_changes_the_result_loads_and_unchanged_lines_stay(seed: int, edits, which: Path, greedy: bool,
+                                                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Dropped, duplicated, swapped or edited events: the result is always a valid cassette
     (header, `i` from 1, `t` never back on one side), and with no edit it is the old file."""
     old = which.read_bytes()
@@ -250,6 +261,7 @@ def test_whatever_changes_the_result_loads_and_unchanged_lines_stay(seed: int, e
         elif kind == "text" and "msg" in evs[n]:
             evs[n]["msg"]["zz"] = "edited"
         touched = True
+    monkeypatch.setattr(stable, "DIFFLIB_UP_TO", 0 if greedy else DIFFLIB_UP_TO)
     result = stable_bytes(old, write_events(new.splitlines(keepends=True)[0], evs))
     assert result is not None
     loaded = loads(tmp_path, result.data)

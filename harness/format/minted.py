@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any, Callable
+from typing import Any
 
 UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 # A date or a date and time inside a string: a rollout file's name and folders.
@@ -55,89 +55,88 @@ class MintedValues:
         object.__setattr__(self, "_names", frozenset(v for v in self.volatile if "." not in v))
         object.__setattr__(self, "_paths", tuple(v for v in self.volatile if "." in v))
 
-    def extended(self, *volatile: str) -> "MintedValues":
-        return MintedValues(tuple(dict.fromkeys((*self.volatile, *volatile))))
-
     def is_volatile(self, key: str, path: str) -> bool:
         if _volatile_key(key) or key in self._names:
             return True
         return any(fnmatchcase(path, p) for p in self._paths)
 
-    def walk(self, value: Any, on_id: Callable[[Any], Any], on_text: Callable[[str], str],
-             on_volatile: Callable[[Any], Any], path: str = "") -> Any:
-        """``value`` rebuilt with each minted value replaced by what the callbacks give:
-        ``on_id`` for a value under an id-named key, ``on_volatile`` for a volatile one,
-        ``on_text`` for every other string."""
+    def signature(self, msg: Any) -> tuple[Any, list[Any]]:
+        """``msg`` with every minted value masked, and the ids it masked, in order: two
+        messages mean the same when their masked forms are equal and their ids are
+        renamings of each other."""
+        ids: list[Any] = []
+        return self._sig(msg, "", ids), ids
+
+    def _sig(self, value: Any, path: str, ids: list[Any]) -> Any:
+        if isinstance(value, dict):
+            out = {}
+            paths = self._paths
+            for key, item in value.items():
+                sub = (f"{path}.{key}" if path else str(key)) if paths else ""
+                kind = _KINDS.get(key) if isinstance(key, str) else ""
+                if kind is None:
+                    kind = _KINDS[key] = "v" if _volatile_key(key) else "i" if _id_key(key) else ""
+                if kind == "v" or key in self._names or (paths and any(fnmatchcase(sub, p) for p in paths)):
+                    out[key] = item if item is None else VOLATILE_MASK
+                elif kind == "i" and isinstance(item, (str, int)) and not isinstance(item, bool):
+                    ids.append(item)
+                    out[key] = ID_MASK
+                elif isinstance(item, str):
+                    out[key] = _masked_text(item, ids)
+                elif isinstance(item, (dict, list)):
+                    out[key] = self._sig(item, sub, ids)
+                else:
+                    out[key] = item
+            return out
+        if isinstance(value, list):
+            if not self._paths:
+                return [self._sig(item, "", ids) for item in value]
+            return [self._sig(item, f"{path}.{n}" if path else str(n), ids) for n, item in enumerate(value)]
+        if isinstance(value, str):
+            return _masked_text(value, ids)
+        return value
+
+    def renamed(self, value: Any, names: dict[Any, Any], path: str = "") -> Any:
+        """``value`` with every minted id that ``names`` knows replaced by its old name."""
         if isinstance(value, dict):
             out = {}
             for key, item in value.items():
                 sub = f"{path}.{key}" if path else str(key)
                 if self.is_volatile(key, sub):
-                    out[key] = item if item is None else on_volatile(item)
+                    out[key] = item
                 elif _id_key(key) and isinstance(item, (str, int)) and not isinstance(item, bool):
-                    out[key] = on_id(item)
+                    out[key] = names.get((type(item), item), item)
+                    if out[key] is item and isinstance(item, str):
+                        out[key] = rename_text(item, names)
                 else:
-                    out[key] = self.walk(item, on_id, on_text, on_volatile, sub)
+                    out[key] = self.renamed(item, names, sub)
             return out
         if isinstance(value, list):
-            return [self.walk(item, on_id, on_text, on_volatile, f"{path}.{n}" if path else str(n))
-                    for n, item in enumerate(value)]
+            return [self.renamed(item, names, f"{path}.{n}" if path else str(n)) for n, item in enumerate(value)]
         if isinstance(value, str):
-            return on_text(value)
+            return rename_text(value, names)
         return value
 
-    def masked(self, value: Any, *, ids: bool) -> Any:
-        """``value`` with volatile values (and, with ``ids``, ids too) replaced by a mask."""
-        def text(s: str) -> str:
-            if ids:
-                return _MINTED_TEXT.sub(lambda m: ID_MASK if m.group(1) else STAMP_MASK, s)
-            return _MINTED_TEXT.sub(lambda m: m.group(1) or STAMP_MASK, s)
-        return self.walk(value, (lambda v: ID_MASK) if ids else text_or_same(text),
-                         text, lambda v: VOLATILE_MASK)
 
-    def id_pairs(self, new: Any, old: Any, out: list[tuple[Any, Any]]) -> None:
-        """The (new, old) pairs of minted ids at the same places of two values whose
-        id-masked forms are equal: the renaming they suggest."""
-        news: list[Any] = []
-        olds: list[Any] = []
-        self.walk(new, _collect(news), _collect_uuids(news), lambda v: v)
-        self.walk(old, _collect(olds), _collect_uuids(olds), lambda v: v)
-        if len(news) == len(olds):
-            out.extend(zip(news, olds))
-
-    def renamed(self, value: Any, names: dict[Any, Any]) -> Any:
-        """``value`` with every minted id that ``names`` knows replaced by its old name."""
-        def one(v: Any) -> Any:
-            key = (type(v), v)
-            if key in names:
-                return names[key]
-            return rename_text(v, names) if isinstance(v, str) else v
-        return self.walk(value, one, lambda s: rename_text(s, names), lambda v: v)
+_KINDS: dict[str, str] = {}  # key name -> "v" (volatile), "i" (id) or "": asked once per name
 
 
-def text_or_same(text: Callable[[str], str]) -> Callable[[Any], Any]:
-    return lambda v: text(v) if isinstance(v, str) else v
+def _masked_text(s: str, ids: list[Any]) -> str:
+    if "-" not in s and "/" not in s:  # every UUID and date has one
+        return s
+
+    def mask(m: re.Match[str]) -> str:
+        if m.group(1):
+            ids.append(m.group(1))
+            return ID_MASK
+        return STAMP_MASK
+    return _MINTED_TEXT.sub(mask, s)
 
 
 def rename_text(s: str, names: dict[Any, Any]) -> str:
     if "-" not in s:
         return s
     return _UUID_TEXT.sub(lambda m: names.get((str, m.group(0)), m.group(0)), s)
-
-
-def _collect(into: list[Any]) -> Callable[[Any], Any]:
-    def take(v: Any) -> Any:
-        into.append(v)
-        return v
-    return take
-
-
-def _collect_uuids(into: list[Any]) -> Callable[[str], str]:
-    def take(s: str) -> str:
-        if "-" in s:
-            into.extend(m.group(0) for m in _UUID_TEXT.finditer(s))
-        return s
-    return take
 
 
 DEFAULT = MintedValues()

@@ -29,7 +29,8 @@ The header keeps its old bytes when only ``recorded_at`` would change.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from bisect import bisect_left
+from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import Any
 
@@ -44,10 +45,12 @@ _PAYLOADS = ("msg", "raw", "raw_b64", "eof", "exit", "fault")
 @dataclass(slots=True)
 class _Line:
     data: bytes           # the line as the file holds it, newline included
-    obj: dict[str, Any]   # parsed
     side: str
     t: float
+    payload: bytes | None  # what follows i, from and t in the writer's layout (None: another layout)
+    obj: dict[str, Any] | None = None  # parsed, when it had to be
     key: int = 0          # the masked body, interned
+    ids: list[Any] = field(default_factory=list)  # the minted ids it masked, in order
 
 
 @dataclass(slots=True)
@@ -69,28 +72,64 @@ def _lines(data: bytes) -> tuple[bytes, list[_Line]] | None:
         return None
     out: list[_Line] = []
     for raw in parts[1:]:
-        if not raw.strip():
+        head = _HEAD.match(raw)
+        if head is not None:
+            try:
+                out.append(_Line(raw, head.group(2).decode(), float(head.group(3)), raw[head.end():]))
+                continue
+            except ValueError:
+                pass  # not a number after all: parsed below
+        line = _Line(raw, "", 0.0, None)
+        if _parse(line) is None:
             return None
+        out.append(line)
+    return parts[0], out
+
+
+def _parse(line: _Line) -> dict[str, Any] | None:
+    """The event of ``line`` (parsed once, when first needed); None if it is no event."""
+    if line.obj is None:
         try:
-            obj = decode(raw)
+            obj = decode(line.data)
         except (NotJSON, ValueError, RecursionError):
             return None
         if not isinstance(obj, dict) or obj.get("from") not in ("client", "server"):
             return None
         t = obj.get("t", 0.0)
-        if type(t) not in (int, float):
+        if type(t) not in (int, float) or isinstance(t, bool):
             return None
-        out.append(_Line(raw, obj, obj["from"], float(t)))
-    return parts[0], out
+        if line.payload is not None and (obj["from"] != line.side or float(t) != line.t):
+            return None
+        line.obj, line.side, line.t = obj, obj["from"], float(t)
+    return line.obj
+
+
+def _sign(lines: list[_Line], minted: MintedValues, interned: dict[bytes, int],
+          seen: dict[bytes, tuple[int, list[Any]]]) -> bool:
+    """Give each line its key and ids; False when one is not an event. A payload met before
+    (a big answer with nothing minted in it is the same bytes in both recordings) is
+    neither parsed nor masked again."""
+    for line in lines:
+        known = seen.get(line.payload) if line.payload is not None else None
+        if known is not None:
+            line.key, line.ids = known
+            continue
+        obj = _parse(line)
+        if obj is None:
+            return False
+        body = _body(obj)
+        if "msg" in body:  # paths are counted from the message
+            body["msg"], line.ids = minted.signature(body["msg"])
+        line.key = interned.setdefault(encode(body), len(interned))
+        if line.payload is not None:
+            seen[line.payload] = (line.key, line.ids)
+    return True
 
 
 def _body(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("i", "t")}
 
 
-def _on_msg(body: dict[str, Any], change: Any) -> dict[str, Any]:
-    """``body`` with its message (paths are counted from it) passed through ``change``."""
-    return {**body, "msg": change(body["msg"])} if "msg" in body else body
 
 
 def _meta_without_date(header: bytes) -> Any:
@@ -128,12 +167,63 @@ def _match(old: list[_Line], new: list[_Line]) -> dict[int, int]:
         tail += 1
     mid_a, mid_b = a[head:len(a) - tail], b[head:len(b) - tail]
     if mid_a and mid_b:
-        matcher = SequenceMatcher(None, mid_a, mid_b, autojunk=False)
-        for block in matcher.get_matching_blocks():
-            for k in range(block.size):
-                pairs[head + block.b + k] = head + block.a + k
+        found = _greedy(mid_a, mid_b) if max(len(mid_a), len(mid_b)) > DIFFLIB_UP_TO else _difflib(mid_a, mid_b)
+        pairs.update((head + j, head + i) for j, i in found)
     _pair_races(old, new, pairs)
     return pairs
+
+
+# Up to this many events left between the common head and tail, difflib aligns them (its
+# matching blocks are the longest runs); past it, difflib's time grows with the square of
+# a key's repeats (a long session repeats the same masked delta thousands of times), so
+# a greedy walk that resynchronises on the nearest confirmed match takes over.
+DIFFLIB_UP_TO = 2000
+CONFIRM = 3  # keys after a resynchronisation point that must agree too
+REPLACED_UP_TO = 8  # events changed in place that the greedy walk looks past
+
+
+def _difflib(a: list[int], b: list[int]) -> list[tuple[int, int]]:
+    matcher = SequenceMatcher(None, a, b, autojunk=False)
+    return [(block.b + k, block.a + k) for block in matcher.get_matching_blocks() for k in range(block.size)]
+
+
+def _greedy(a: list[int], b: list[int]) -> list[tuple[int, int]]:
+    """(new, old) pairs walking both sequences: equal keys pair; at a difference, the
+    nearest place where the two agree again (for CONFIRM more keys) is where they go on;
+    none: both events count as changed."""
+    where_a: dict[int, list[int]] = {}
+    where_b: dict[int, list[int]] = {}
+    for n, key in enumerate(a):
+        where_a.setdefault(key, []).append(n)
+    for n, key in enumerate(b):
+        where_b.setdefault(key, []).append(n)
+
+    def agree(i: int, j: int) -> bool:
+        k = min(CONFIRM, len(a) - i, len(b) - j)
+        return k > 0 and a[i:i + k] == b[j:j + k] or i == len(a) and j == len(b)
+
+    def next_at(places: list[int], after: int) -> int | None:
+        k = bisect_left(places, after)
+        return places[k] if k < len(places) else None
+
+    found: list[tuple[int, int]] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        if a[i] == b[j]:
+            found.append((j, i))
+            i, j = i + 1, j + 1
+            continue
+        # The cheapest explanation that the next keys confirm: r events changed in place,
+        # or a run of new events, or a run of events gone.
+        options = [(r, i + r, j + r) for r in range(1, REPLACED_UP_TO + 1) if agree(i + r, j + r)][:1]
+        inserted = next_at(where_b.get(a[i], []), j)   # b[j:inserted] are new events
+        if inserted is not None and agree(i, inserted):
+            options.append((inserted - j, i, inserted))
+        deleted = next_at(where_a.get(b[j], []), i)    # a[i:deleted] are gone
+        if deleted is not None and agree(deleted, j):
+            options.append((deleted - i, deleted, j))
+        _, i, j = min(options) if options else (0, i + 1, j + 1)
+    return found
 
 
 def _pair_races(old: list[_Line], new: list[_Line], pairs: dict[int, int]) -> None:
@@ -167,11 +257,12 @@ def _pair_races(old: list[_Line], new: list[_Line], pairs: dict[int, int]) -> No
 RACE_WINDOW = 8
 
 
-def _renaming(old: list[_Line], new: list[_Line], pairs: dict[int, int],
-              minted: MintedValues) -> dict[Any, Any]:
+def _renaming(old: list[_Line], new: list[_Line], pairs: dict[int, int]) -> dict[Any, Any]:
+    """new id -> old id, from the ids at the same places of paired events (their masked
+    forms are equal, so their ids line up one to one)."""
     found: list[tuple[Any, Any]] = []
     for j, n in pairs.items():
-        minted.id_pairs(new[j].obj.get("msg"), old[n].obj.get("msg"), found)
+        found.extend(zip(new[j].ids, old[n].ids))
     names: dict[Any, Any] = {}
     back: dict[Any, Any] = {}
     bad: set[Any] = set()
@@ -186,6 +277,12 @@ def _renaming(old: list[_Line], new: list[_Line], pairs: dict[int, int],
     for key in bad:
         names.pop(key, None)
     return names
+
+
+def _same_ids(new: list[Any], old: list[Any], names: dict[Any, Any]) -> bool:
+    """Whether each id of a paired new event is renamed to the old event's id there."""
+    missing = object()
+    return all(names.get((type(nv), nv), missing) == ov and type(nv) is type(ov) for nv, ov in zip(new, old))
 
 
 def _fit_times(out: list[tuple[_Line, bool, float]]) -> list[float]:
@@ -221,7 +318,7 @@ def _number(number: int, t: float, line: _Line, renamed: Any | None) -> bytes:
             return line.data
         return (b'{"i":%d,"from":"%s","t":%s,' % (number, head.group(2), repr(t).encode())
                 + line.data[head.end():])
-    obj = dict(line.obj)
+    obj = dict(_parse(line) or {})
     if renamed is not None:
         obj.update(renamed)
     return encode({"i": number, "from": line.side, "t": t,
@@ -237,22 +334,19 @@ def stable_bytes(old_data: bytes, new_data: bytes, minted: MintedValues = DEFAUL
         return None
     (old_header, old), (new_header, new) = old_parsed, new_parsed
     interned: dict[bytes, int] = {}
-    for line in (*old, *new):
-        body = _on_msg(_body(line.obj), lambda m: minted.masked(m, ids=True))
-        line.key = interned.setdefault(encode(body), len(interned))
+    seen: dict[bytes, tuple[int, list[Any]]] = {}
+    if not (_sign(old, minted, interned, seen) and _sign(new, minted, interned, seen)):
+        return None
     pairs = _match(old, new)
-    names = _renaming(old, new, pairs, minted)
+    names = _renaming(old, new, pairs)
 
     # Decide per new event: kept (old line) or written new (renamed).
     old_pos: list[float] = []
     chosen: list[tuple[_Line, bool, float, Any | None]] = []
     last_old = -1.0
     for j, line in enumerate(new):
-        body = _body(line.obj)
-        renamed = _on_msg(body, lambda m: minted.renamed(m, names)) if names else body
         n = pairs.get(j)
-        if n is not None and (_on_msg(renamed, lambda m: minted.masked(m, ids=False))
-                              == _on_msg(_body(old[n].obj), lambda m: minted.masked(m, ids=False))):
+        if n is not None and _same_ids(line.ids, old[n].ids, names):
             chosen.append((old[n], True, line.t, None))
             old_pos.append(float(n))
             last_old = float(n)
@@ -261,7 +355,9 @@ def stable_bytes(old_data: bytes, new_data: bytes, minted: MintedValues = DEFAUL
             last_old = float(n)
         last_old += 1e-6
         old_pos.append(n if n is not None else last_old)
-        chosen.append((line, False, line.t, renamed if renamed != body else None))
+        msg = _parse(line).get("msg")  # type: ignore[union-attr]
+        renamed = minted.renamed(msg, names) if names and msg is not None else msg
+        chosen.append((line, False, line.t, {"msg": renamed} if renamed != msg else None))
     order = sorted(range(len(new)), key=lambda k: (old_pos[k], k))
     out = [chosen[k] for k in order]
     times = _fit_times([(line, kept, t) for line, kept, t, _ in out])
