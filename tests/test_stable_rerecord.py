@@ -207,6 +207,30 @@ def test_an_old_file_that_is_no_cassette_keeps_nothing(tmp_path: Path):
         assert stable_bytes(old, new) is None
 
 
+def test_an_old_secret_is_never_kept_nor_renamed_to(tmp_path: Path):
+    """An old cassette recorded before its secret could be recognised: the new recording
+    has the marker there (in an id, a time, a text); stable keeps none of the old secret."""
+    from harness.format.redact import Redactor
+
+    aws = "AKIA" + "Z7Q3M5N8P2R4T6V9"
+    gh = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+    old = TEXT_TURN.read_bytes()
+    old = re.sub(rb'"installationId":"[^"]*"', f'"installationId":"{aws}"'.encode(), old)
+    old = old.replace(b'"recencyAt":', f'"secretAt":"{gh}","recencyAt":'.encode())
+    old = old.replace(b'"delta":"Hello"', f'"delta":"Hello {gh}"'.encode())
+    assert aws.encode() in old and old.count(gh.encode()) >= 3
+    redactor = Redactor.default(env={})
+    header, *lines = remint(old, seed=13).splitlines(keepends=True)
+    new = header + b"".join(
+        json.dumps(redactor.scrub(json.loads(line)), separators=(",", ":")).encode() + b"\n" for line in lines)
+    assert aws.encode() not in new and gh.encode() not in new
+    result = stable_bytes(old, new)
+    assert result is not None
+    assert aws.encode() not in result.data and gh.encode() not in result.data
+    assert b"{{redacted:aws_access_key_id}}" in result.data and b"{{redacted:github_token}}" in result.data
+    loads(tmp_path, result.data)
+
+
 def _write(path: Path, data: bytes, **kwargs) -> bytes:
     cassette = load_cassette(_tmp_copy(path.parent, data))
     writer = CassetteWriter(path, cassette.meta, **kwargs)

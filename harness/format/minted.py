@@ -28,6 +28,9 @@ UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]
 STAMP = r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}[:-]\d{2}[:-]\d{2}(?:\.\d+)?Z?)?|\d{4}/\d{2}/\d{2}"
 _MINTED_TEXT = re.compile(f"({UUID})|({STAMP})")
 _UUID_TEXT = re.compile(UUID)
+# A redaction marker's opening (harness.format.redact): a value holding one is compared as
+# it is, so an old line with the secret in an id or a time is never kept, nor renamed to.
+REDACTED = "{{redacted:"
 ID_MASK = "\x00id"
 VOLATILE_MASK = "\x00v"
 STAMP_MASK = "\x00d"
@@ -76,7 +79,9 @@ class MintedValues:
                 kind = _KINDS.get(key) if isinstance(key, str) else ""
                 if kind is None:
                     kind = _KINDS[key] = "v" if _volatile_key(key) else "i" if _id_key(key) else ""
-                if kind == "v" or key in self._names or (paths and any(fnmatchcase(sub, p) for p in paths)):
+                if isinstance(item, str) and REDACTED in item:
+                    out[key] = item  # a redaction marker is never minted: an old secret there differs
+                elif kind == "v" or key in self._names or (paths and any(fnmatchcase(sub, p) for p in paths)):
                     out[key] = item if item is None else VOLATILE_MASK
                 elif kind == "i" and isinstance(item, (str, int)) and not isinstance(item, bool):
                     ids.append(item)
@@ -102,7 +107,7 @@ class MintedValues:
             out = {}
             for key, item in value.items():
                 sub = f"{path}.{key}" if path else str(key)
-                if self.is_volatile(key, sub):
+                if self.is_volatile(key, sub) or isinstance(item, str) and REDACTED in item:
                     out[key] = item
                 elif _id_key(key) and isinstance(item, (str, int)) and not isinstance(item, bool):
                     out[key] = names.get((type(item), item), item)
