@@ -339,6 +339,19 @@ def test_one_reply_word_changed_changes_only_the_lines_that_carry_it(tmp_path: P
     assert set(UUID_RE.findall(second)) == old_thread  # new lines carry the old ids
 
 
+def test_drift_rerecord_writes_the_old_lines_of_the_cassette_it_replays(tmp_path: Path):
+    """`drift rerecord --out-dir` aligns the new recording with the cassette it replays (not
+    with whatever the out-dir held), so accepting it is a diff of what changed: here nothing."""
+    shipped = ROOT / "cassettes" / "optio" / "approval_accepted.jsonl"
+    out = tmp_path / "out"
+    home = tmp_path / "a-home-of-another-length"
+    home.mkdir()
+    subprocess.run([sys.executable, "-m", "harness", "drift", "rerecord", str(shipped), "--out-dir", str(out)],
+                   env={**os.environ, "HOME": str(home)}, capture_output=True, timeout=180, cwd=ROOT)
+    written = out / "cassettes" / "optio" / shipped.name
+    assert written.read_bytes().splitlines()[1:] == shipped.read_bytes().splitlines()[1:]
+
+
 PLUGIN_TEST = '''
 import pytest
 from harness.live.client import ScriptedClient
