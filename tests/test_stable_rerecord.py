@@ -367,11 +367,34 @@ async def test_turn(codex_app_server):
 '''
 
 
+# The same through the recording proxy: the client launches codex_app_server.argv
+# (`python -m harness record ... [--fresh]`), as the openai-codex SDK does.
+PLUGIN_PROXY_TEST = '''
+import asyncio, pytest
+from harness.live.client import ScriptedClient
+
+
+@pytest.mark.asyncio
+@pytest.mark.codex_cassette("session", live={scenario!r}, **{options})
+async def test_turn(codex_app_server):
+    proc = await asyncio.create_subprocess_exec(*codex_app_server.argv, env=codex_app_server.env,
+                                                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    client = ScriptedClient(proc, timeout=30)
+    await client.start({{}}, codex_app_server.cwd)
+    await client.run([{{"turn": "Say hello"}}])
+    await client.close()
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
+'''
+
+
 @pytest.mark.parametrize("fresh", [False, True])
-def test_the_plugin_rerecords_stably_unless_the_marker_says_fresh(pytester: pytest.Pytester, fresh: bool):
+@pytest.mark.parametrize("launch", ["handle", "argv"])
+def test_the_plugin_rerecords_stably_unless_the_marker_says_fresh(pytester: pytest.Pytester, fresh: bool,
+                                                                 launch: str):
     pytester.makeini("[pytest]\nasyncio_mode = strict\n")
-    pytester.makepyfile(test_inner=PLUGIN_TEST.format(scenario=str(LIVE / "text.yaml"),
-                                                      options="{'fresh': True}" if fresh else "{}"))
+    body = PLUGIN_TEST if launch == "handle" else PLUGIN_PROXY_TEST
+    pytester.makepyfile(test_inner=body.format(scenario=str(LIVE / "text.yaml"),
+                                               options="{'fresh': True}" if fresh else "{}"))
     cassette = pytester.path / "cassettes" / "test_inner" / "session.jsonl"
     pytester.runpytest_subprocess("-p", "no:cacheprovider", "--codex-record-mode=all",
                                   timeout=180).assert_outcomes(passed=1)
