@@ -409,4 +409,14 @@ def test_the_plugin_rerecords_stably_unless_the_marker_says_fresh(pytester: pyte
     pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=180).assert_outcomes(passed=1)  # replays
 
 
+def test_a_bad_volatile_option_is_said_in_one_line(pytester: pytest.Pytester):
+    pytester.makeini("[pytest]\nasyncio_mode = strict\n")
+    pytester.makepyfile(test_inner=PLUGIN_TEST.format(scenario=str(LIVE / "text.yaml"), options="{'volatile': 3}"))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--codex-record-mode=all", timeout=120)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*volatile must be a key name, a dotted path or a list of them, not 3*"])
+    assert "Traceback" not in result.stdout.str()
+    assert not list(pytester.path.glob("cassettes/**/*.lock"))  # no lock left behind
+
+
 pytest_plugins = ["pytester"]

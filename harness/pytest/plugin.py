@@ -367,6 +367,7 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
     merged = _options(request, codex_cassette_config, marker_options,
                       OPTION_KEYS | RECORD_KEYS | FAULT_KEYS | {TRANSPORT_KEY})
     transport = _transport(merged)
+    volatile = _volatile(request, merged.get("volatile", ()))  # said before any lock is taken
     directory = Path(codex_cassette_dir)
     existing = resolve_cassette(directory, name)
     lock = None
@@ -400,7 +401,7 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
                                 codex_bin=request.config.getoption("--codex-bin"), live_scenario=live,
                                 ssh=merged.get("ssh"), transport=transport,
                                 fresh=bool(merged.get("fresh", False)),
-                                volatile=_volatile(request, merged.get("volatile", ())))
+                                volatile=volatile)
     else:
         if existing is None:
             _missing(request, directory, name, hint=f" (record mode {codex_record_mode!r}; run with "
