@@ -6,22 +6,21 @@ event that means the same as an old one; a new line only where the meaning chang
 
 How (docs/recording.md, "Re-recording over a cassette"):
 
-1. Each event gets a key: sender, payload kind, and its body with every minted value
-   masked (harness.format.minted). The two key sequences are aligned
-   (difflib.SequenceMatcher, after the common head and tail are taken off), then the
-   events left over on both sides are paired by key when they sit among the same events
-   of the other side (a race: two server notifications swapped, a notification before or
-   after the client's next request).
-2. From each pair, the minted ids at the same places give a renaming new -> old. A value
-   that would take two names (or two values one name) is no renaming and is left out.
-3. The renaming is applied to every new event, client messages included (a client
-   quoting a server's thread id gets the old id too). A pair whose renamed new event
-   equals the old one once volatile values (times, token counts) are masked keeps the
-   old line; its ``t`` is the old ``t``. Any other event is a new line, renamed, with a
-   ``t`` fitted between its kept neighbours (``t`` never goes back on one side).
-4. Events are written in the old order where they were paired (a race keeps the old
-   order) and numbered again (``i``); a line whose number moved keeps its bytes but
-   the number.
+1. Each event gets a key: sender, payload kind, and its message with every minted value
+   masked (harness.format.minted), and the list of ids it masked. The key sequences are
+   aligned: the common head and tail, then difflib (or, for a long stretch between them,
+   a greedy walk that resynchronises on the nearest confirmed match). Events left over
+   on both sides are paired by key when they moved a few events at most: a race.
+2. From each pair, the ids at the same places give a renaming new -> old. A value that
+   would take two names (or two values one name) is no renaming and is left out.
+3. A pair whose ids all rename to the old event's keeps the old line, byte for byte
+   (its ``t``, times and counts are the old ones). Any other event is a new line with
+   the renaming applied to its message, client messages included (a client quoting a
+   server's thread id gets the old id too), and a ``t`` fitted between its kept
+   neighbours (``t`` never goes back on one side).
+4. Paired events are written in the old order (a race keeps the old order), a new one
+   after the event before it, and numbered again (``i``); a kept line whose number
+   moved keeps its bytes but the number.
 
 The header keeps its old bytes when only ``recorded_at`` would change.
 """
@@ -38,8 +37,6 @@ from harness.format.minted import DEFAULT, MintedValues
 from harness.format.wire import NotJSON, decode, encode
 
 _HEAD = re.compile(rb'\{"i":(\d+),"from":"(client|server)","t":([0-9.eE+-]+),')
-# Only the last seconds of a changed stretch can be fitted between kept lines.
-_PAYLOADS = ("msg", "raw", "raw_b64", "eof", "exit", "fault")
 
 
 @dataclass(slots=True)
@@ -227,8 +224,8 @@ def _greedy(a: list[int], b: list[int]) -> list[tuple[int, int]]:
 
 
 def _pair_races(old: list[_Line], new: list[_Line], pairs: dict[int, int]) -> None:
-    """Pair the leftovers of the same key that moved only among events of their own side
-    or across events of the other side that were not themselves changed: a race."""
+    """Pair the leftovers of the same key that moved by RACE_WINDOW events at most (two
+    notifications swapped, one before or after the client's next request): a race."""
     used = set(pairs.values())
     waiting: dict[int, list[int]] = {}
     for n, line in enumerate(old):
