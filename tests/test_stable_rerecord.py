@@ -320,6 +320,18 @@ def test_record_live_twice_under_different_homes_changes_nothing(tmp_path: Path)
     assert UUID_RE.findall(out.read_bytes()) != UUID_RE.findall(first)  # --fresh: the old file not read
 
 
+def test_record_live_volatile_flag_keeps_a_line_that_differs_only_there(tmp_path: Path):
+    out = tmp_path / "x.jsonl"
+    record_live(LIVE / "text.yaml", out, tmp_path / "h")
+    edited = re.sub(rb'"serverName":"[^"]*"', b'"serverName":"elsewhere"', out.read_bytes())
+    out.write_bytes(edited)
+    record_live(LIVE / "text.yaml", out, tmp_path / "h", "--volatile", "serverName")
+    assert out.read_bytes() == edited
+    record_live(LIVE / "text.yaml", out, tmp_path / "h")
+    assert changed_lines(edited, out.read_bytes()) == [
+        n for n, line in enumerate(edited.splitlines()) if b'"serverName":"elsewhere"' in line]
+
+
 def test_one_reply_word_changed_changes_only_the_lines_that_carry_it(tmp_path: Path):
     out = tmp_path / "x.jsonl"
     record_live(LIVE / "text.yaml", out, tmp_path / "h")
