@@ -180,6 +180,28 @@ def test_a_value_that_would_take_two_names_is_no_renaming(tmp_path: Path):
     loads(tmp_path, result.data)
 
 
+def test_a_renaming_never_makes_two_ids_one(tmp_path: Path):
+    """An extra request shifts the client's request ids by one: renaming 3 -> 2 would clash
+    with the new request's own 2, so the shifted ones are written as recorded."""
+    old = TEXT_TURN.read_bytes()
+    new = remint(old, seed=17)
+    evs = events(new)
+    for ev in evs:
+        msg = ev.get("msg", {})
+        if isinstance(msg.get("id"), int) and msg["id"] >= 2:
+            msg["id"] += 1
+    at = next(n for n, e in enumerate(evs) if e.get("msg", {}).get("method") == "account/read")
+    answer = next(n for n, e in enumerate(evs) if n > at and e.get("msg", {}).get("id") == 3
+                  and "result" in e["msg"])
+    evs[at:at] = [{**evs[at], "msg": {**evs[at]["msg"], "id": 2}},
+                  {**evs[answer], "msg": {**evs[answer]["msg"], "id": 2}}]
+    result = stable_bytes(old, write_events(new.splitlines(keepends=True)[0], evs))
+    assert result is not None
+    loaded = loads(tmp_path, result.data)
+    requests = [e.msg["id"] for e in loaded.events if e.side == "client" and e.msg and "id" in e.msg]
+    assert len(requests) == len(set(requests)) == 6
+
+
 def test_the_header_is_new_only_when_more_than_recorded_at_changed():
     old = TEXT_TURN.read_bytes()
     new = remint(old)

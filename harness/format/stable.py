@@ -273,6 +273,17 @@ def _renaming(old: list[_Line], new: list[_Line], pairs: dict[int, int]) -> dict
             bad.update((nk, (type(backward), backward)))
     for key in bad:
         names.pop(key, None)
+    # A renaming onto a value the new recording also holds unrenamed would make two ids
+    # one (request ids shifted by an extra request): none of those is a renaming either.
+    present = {(type(v), v) for line in new for v in line.ids}
+    clashing = True
+    while clashing:
+        clashing = False
+        for key, value in list(names.items()):
+            target = (type(value), value)
+            if target != key and target in present and target not in names:
+                del names[key]
+                clashing = True
     return names
 
 
