@@ -251,10 +251,15 @@ def _old_cassette(path: Path) -> bytes | None:
         return None
 
 
+EARLIER_END = "; the recording itself ended so: "  # joins mark_incomplete's reason to a cassette's own end
+
+
 def mark_incomplete(path: str | Path, reason: str) -> bool:
     """Say in a finished cassette's header that it is not to be trusted (``complete:
-    false``, ``end: reason``), so ``--codex-record-mode=new`` records it again.
-    False when there is nothing to mark (no such file, or it already says incomplete)."""
+    false``, ``end: reason``), so ``--codex-record-mode=new`` records it again. A cassette
+    already cut short keeps its own end after the reason, which comes first
+    (docs/recording.md: a failed test is the first reason). False when there is nothing
+    to mark (no such file, or its end already begins with the reason)."""
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
     tmp = path.with_name(path.name + ".tmp")
@@ -264,8 +269,10 @@ def mark_incomplete(path: str | Path, reason: str) -> bool:
         with open(path, "rb") as src:
             header = decode(src.readline())
             meta = header.get("meta") if isinstance(header, dict) else None
-            if not isinstance(meta, dict) or not meta.get("complete"):
+            if not isinstance(meta, dict) or str(meta.get("end", "")).startswith(reason):
                 return False
+            if not meta.get("complete") and meta.get("end"):
+                reason = f"{reason}{EARLIER_END}{meta['end']}"
             meta["complete"] = False
             meta["end"] = reason
             with open_private(tmp) as dst:

@@ -141,15 +141,13 @@ def start_socket_recorder(record_argv: Sequence[str], transport: str, env: Mappi
         raise
 
 
-def stop_socket_recorder(recorder: ListeningProcess, cassette: Path) -> list[str]:
+def stop_socket_recorder(recorder: ListeningProcess) -> list[str]:
     """Stop it (codex stops with it; the sessions still open are written as cut short) and say
-    what went wrong, for the fixture to fail the test with."""
+    what went wrong, for the fixture to fail the test with (a test whose client never
+    connected is told by the fixture, which knows its doors)."""
     code = recorder.stop()
     problems = []
     if code not in (0, -signal.SIGTERM):
         problems.append(f"the recorder in front of codex ended with {code}: {recorder.stderr_tail()}")
-    elif not cassette.is_file():
-        problems.append(f"no client opened a WebSocket session on {recorder.url}, so nothing was recorded to "
-                        f"{cassette}")
     recorder.remove_scratch()
     return problems

@@ -96,6 +96,7 @@ class ReplayReport:
     exit_code: int | None = None
     notes: list[dict[str, Any]] = field(default_factory=list)  # tolerant play: what differed
     awaiting_close: bool = False  # all that is left is the peer hanging up (and our exit)
+    last_received: Any = None     # the peer's last message (scrubbed, capped): what a hung client last said
     pid: int | None = None        # the fake server process that wrote this report
     started: float = field(default_factory=time.time)
     seconds: float = 0.0
@@ -121,6 +122,15 @@ class ReplayReport:
                 lines.extend("    " + d for d in self.divergence.diff.splitlines())
         if self.status in ("running", "stopped") and self.played < self.total and not self.awaiting_close:
             lines.append(f"  the session was still running: {counted(self.total - self.played, 'event')} not reached")
+        elif self.status in ("running", "stopped"):
+            played = (f"all {counted(self.total, 'event')} played" if self.played >= self.total else
+                      f"all but the hang-up played ({self.played} of {self.total} events)")
+            lines.append(f"  {played}; the client was still connected when the test ended (it never hung up)")
+        if self.last_received is not None and self.divergence is None:  # a divergence shows it already
+            said = self.last_received
+            if not isinstance(said, str):
+                said = encode(said)[:-1].decode("utf-8", "replace")
+            lines.append("  the client's last message: " + clipped(said, 2000))
         if self.notes:
             kinds = sorted({n["kind"] for n in self.notes})
             lines.append(f"  {counted(len(self.notes), 'note')} from tolerant play: " + ", ".join(
