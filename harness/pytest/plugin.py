@@ -44,7 +44,9 @@ if TYPE_CHECKING:
 OPTION_KEYS = {"timeout", "linger", "pace", "pace_scale", "strict", "bindings", "ignore", "learn", "match_on"}
 # live: a live scenario (codex + model parts) to record against, offline;
 # ssh: {"target": "user@host:port", "identity": [...], "known_hosts": ...}: record a codex on another host
-RECORD_KEYS = {"live", "ssh"}
+# fresh: record without reading the old cassette; volatile: more minted keys or paths
+# a re-record does not compare (harness.format.minted, docs/recording.md)
+RECORD_KEYS = {"live", "ssh", "fresh", "volatile"}
 # transport: "stdio" (default), "ws" or "unix": the fixture listens there and hands out .url
 TRANSPORT_KEY = "transport"
 
@@ -60,7 +62,9 @@ MARKER_HELP = (
     "'module:function', in order), live (a live scenario to record against), ssh (record a codex on "
     "another host), faults ('all' or kinds: run once per fault variant, docs/faults.md), faults_max "
     "(at most this many variants), faults_deadline (seconds a test has under a fault), transport "
-    "('ws' or 'unix': the fixture listens on a socket, at its .url)")
+    "('ws' or 'unix': the fixture listens on a socket, at its .url), fresh (True: a re-record does not "
+    "keep the old cassette's unchanged lines), volatile (key names or dotted paths a re-record does not "
+    "compare)")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -205,6 +209,15 @@ def _options(request: pytest.FixtureRequest, config_options: dict[str, Any],
         pytest.fail(f"codex-cassette: unknown option(s) {sorted(unknown)} for {request.node.nodeid}{hints}; "
                     f"known: {sorted(allowed)}", pytrace=False)
     return merged
+
+
+def _volatile(request: pytest.FixtureRequest, value: Any) -> tuple[str, ...]:
+    """The marker's or config's ``volatile``: a key name or dotted path, or a list of them."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) and v for v in items):
+        pytest.fail(f"codex-cassette: volatile must be a key name, a dotted path or a list of them, "
+                    f"not {value!r} ({request.node.nodeid})", pytrace=False)
+    return tuple(items)
 
 
 def _replay_timeout(request: pytest.FixtureRequest, merged: dict[str, Any]) -> float:
@@ -415,6 +428,7 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path, c
         yield from _real_codex(request, merged, Path(codex_cassette_dir))
         return
     transport = _transport(merged)
+    volatile = _volatile(request, merged.get("volatile", ()))  # said before any lock is taken
     directory = Path(codex_cassette_dir)
     existing = _resolve(request, directory, name)
     lock = None
@@ -448,7 +462,9 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path, c
             _check_account(request, lock)
         server = CodexAppServer(cassette_path=target, recording=True, workdir=tmp_path_factory.mktemp("codex_app_server"),
                                 codex_bin=request.config.getoption("--codex-bin"), live_scenario=live,
-                                ssh=merged.get("ssh"), transport=transport)
+                                ssh=merged.get("ssh"), transport=transport,
+                                fresh=bool(merged.get("fresh", False)),
+                                volatile=volatile)
     else:
         if existing is None:
             _missing(request, directory, name, hint=f" (record mode {codex_record_mode!r}; run with "

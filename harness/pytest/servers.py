@@ -201,6 +201,8 @@ class CodexAppServer:
     ssh: dict[str, Any] | None = None  # {"target": "user@host:port", ...}: record a codex on another host
     timeout: float = 10.0              # the replay timeout in force (as FakeCodex.timeout), in either mode
     transport: str = "stdio"           # ws or unix: clients connect to .url, each connection a cassette
+    fresh: bool = False                # True: a recording does not keep the old cassette's unchanged lines
+    volatile: tuple[str, ...] = ()     # more values a re-record does not compare (harness.format.minted)
     _recorder: Any = None              # harness.pytest.sockets.ListeningProcess (recording a socket)
     _live: Any = None                  # harness.live.session.LiveCodex, started by start()
     _recorders: list[tuple[Any, Any]] = field(default_factory=list)
@@ -332,6 +334,7 @@ class CodexAppServer:
         each launch records the connection whose number it takes from the launch counter."""
         argv = [sys.executable, "-m", "harness", "record", "-o", str(self.cassette_path),
                 "--connections", str(self.launches.path)]
+        argv += ["--fresh"] * self.fresh + [f"--volatile={v}" for v in self.volatile]
         live = self._live_codex()
         if live is not None:
             argv += [f"--placeholder={name}={value}" for name, value in live.placeholders().values.items()]
@@ -427,7 +430,8 @@ class CodexAppServer:
         # Offline recording must never go on once codex falls back to a real provider.
         guard = ProviderGuard("mock") if live is not None else None
         recorder = RecordingHandle(proc, path, placeholders=placeholders,
-                                   command=["codex", "app-server"], env=self.env, guard=guard)
+                                   command=["codex", "app-server"], env=self.env, guard=guard,
+                                   fresh=self.fresh, volatile=self.volatile)
         recorder.writer.meta.update({**self._recording_meta(), **ssh_meta})
         self._recorders.append((recorder, proc))
         return recorder
