@@ -87,7 +87,7 @@ class ReplayReport:
     divergence: Divergence | None = None
     unplayed: list[dict[str, Any]] = field(default_factory=list)
     bindings: dict[str, str] = field(default_factory=dict)
-    exit_code: int | None = None
+    exit_code: int | str | None = None  # the cassette's exit: a code, or a signal's name (SIGKILL)
     notes: list[dict[str, Any]] = field(default_factory=list)  # tolerant play: what differed
     awaiting_close: bool = False  # all that is left is the peer hanging up (and our exit)
     pid: int | None = None        # the fake server process that wrote this report
