@@ -31,7 +31,8 @@ def load_error(path: Path) -> CassetteError:
     err = info.value
     assert isinstance(err, HarnessError)
     text = str(err)
-    assert "\n" not in text, "an error is one paragraph"
+    assert "\n" not in err.headline, "an error is one paragraph"
+    assert text == err.headline + (f"\n{err.excerpt}" if err.excerpt else "")  # a broken line shown under it
     assert "Traceback" not in text
     return err
 

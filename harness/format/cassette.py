@@ -8,12 +8,13 @@ or a YAML scenario by its file name in harness.format.load.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from harness.safe_text import quoted
+from harness.safe_text import pointed, quoted
 from harness.errors import CassetteError
 from harness.format.event_log import EventLog, Order
 from harness.format.values import problem, seconds
@@ -300,8 +301,30 @@ def read_event(path: Path, line_no: int, raw: bytes) -> tuple[Event, bool]:
     try:
         obj = decode(raw)
     except NotJSON as exc:
-        raise _fail(path, line_no, f"not valid JSON: {exc}") from None
+        raise _not_json(path, line_no, raw, exc) from None
     return parse_event(path, line_no, obj), "i" in obj
+
+
+def _not_json(path: Path, line_no: int, raw: bytes, exc: NotJSON) -> CassetteError:
+    """The error of a line that is not JSON, with the line's text around the column and a caret:
+    a hand-edited cassette's missing comma is found by looking, not by counting columns."""
+    if exc.column is None:
+        return _fail(path, line_no, f"not valid JSON: {exc}")
+    try:
+        text = raw.decode("utf-8")
+        before, after = text[:exc.column - 1], text[exc.column - 1:]  # the parser counted characters
+    except UnicodeDecodeError:  # the column is the bad byte's
+        before = raw[:exc.column - 1].decode("utf-8", "replace")
+        after = raw[exc.column - 1:].decode("utf-8", "replace")
+    message = f"not valid JSON: {exc}"
+    # A hand-edited line may hold a secret: shown scrubbed, as everything the harness prints.
+    from harness.format.redact import Redactor  # only for a broken line
+
+    scrub = Redactor.widened({}, os.environ).scrub_raw
+    shown_before, shown_after = scrub(before), scrub(after)
+    if shown_before + shown_after != scrub(before + after):  # a secret across the column: not cut in two
+        return _fail(path, line_no, message + " (the line is not shown: it holds a secret)")
+    return CassetteError(path, line_no, message, pointed(shown_before + shown_after, len(shown_before)))
 
 
 def load_cassette(path: str | Path, lazy_from: int = LAZY_FROM) -> Cassette:
@@ -328,7 +351,7 @@ def load_cassette(path: str | Path, lazy_from: int = LAZY_FROM) -> Cassette:
     try:
         header = decode(data[:end])
     except NotJSON as exc:
-        raise _fail(path, 1, f"not valid JSON: {exc}") from None
+        raise _not_json(path, 1, data[:end], exc) from None
     cassette = Cassette(path=path, meta=parse_header(path, 1, header))
 
     def torn(raw: bytes) -> bool:  # the final write of an interrupted recording

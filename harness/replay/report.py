@@ -63,11 +63,13 @@ class Divergence:
     received: Any = None
     matcher: str | None = None
     diff: str = ""
+    excerpt: str = ""            # a file's line at fault, and a caret under the column (a broken cassette)
 
     def __post_init__(self) -> None:
         # The one place every divergence, made here or read back, is bounded and made safe.
         self.message = report_text(self.message, keep="")
         self.diff = report_text(self.diff)
+        self.excerpt = report_text(self.excerpt)
         self.expected = report_value(self.expected)
         self.received = report_value(self.received)
         if self.expected_at is not None:
@@ -109,6 +111,8 @@ class ReplayReport:
         lines = [head, f"  {self.matched} peer messages matched, {self.played} events played of {self.total}"]
         if self.divergence:
             lines.append("  " + self.divergence.message.replace("\n", "\n  "))
+            if self.divergence.excerpt:
+                lines.extend("  " + e for e in self.divergence.excerpt.splitlines())
             if self.divergence.diff:
                 lines.append("  diff (recorded -> live):")
                 lines.extend("    " + d for d in self.divergence.diff.splitlines())
