@@ -129,6 +129,20 @@ def test_a_wrong_value_in_a_cassette_event_is_refused(tmp_path: Path, event: dic
     refused(path, 2, *words)
 
 
+@pytest.mark.parametrize("meta,words", [
+    ({"complete": "no"}, ("'meta.complete'", "'no'", "true or false")),
+    ({"complete": 1}, ("'meta.complete'", "1")),
+    ({"complete": True, "codex_version": [0, 163]}, ("'meta.codex_version'", "[0, 163]")),
+], ids=["complete-a-word", "complete-a-number", "version-a-list"])
+def test_a_wrong_value_in_the_header_is_refused(tmp_path: Path, meta: dict, words: tuple[str, ...]) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({"codex_cassette": 1, "meta": meta}) + "\n")
+    refused(path, 1, *words)
+    yaml_path = scenario(tmp_path, f"meta: {json.dumps(meta)}\nsteps:\n  - expect: x\n")
+    if "codex_version" in meta:  # a scenario's header is complete by definition; its version is read
+        refused(yaml_path, 1, *words)
+
+
 def test_the_delay_cap_is_inclusive_and_documented(tmp_path: Path) -> None:
     path = scenario(tmp_path, f"steps:\n  - fault: {{delay: {MAX_SECONDS:g}}}\n  - fault: {{stall: 0}}\n")
     assert [e.fault for e in open_cassette(path).events] == [{"delay": MAX_SECONDS}, {"stall": 0}]

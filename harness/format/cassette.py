@@ -29,6 +29,8 @@ MATCH_MODES = ("exact", "subset", "method")
 # Modifiers on a payload: nonl (a raw line), binary (a raw WebSocket binary frame), close
 # (the close frame that ended a WebSocket connection: on eof).
 EVENT_KEYS = {"i", "from", "t", "match", "nonl", "note", "binary", "close", *PAYLOADS}
+# What the harness reads of a header's meta (the rest is for people): checked by its rule.
+HEADER_FIELDS = ("complete", "codex_version")
 # From this size a cassette is indexed and decoded as it plays, not parsed up front.
 LAZY_FROM = 4 << 20
 
@@ -164,6 +166,9 @@ def parse_header(path: Path, line_no: int, obj: Any) -> dict[str, Any]:
     meta = obj.get("meta", {})
     if not isinstance(meta, dict):
         raise _fail(path, line_no, "the header's meta must be an object")
+    for key in HEADER_FIELDS:
+        if key in meta:
+            _check(path, line_no, "meta." + key, meta[key])
     return meta
 
 

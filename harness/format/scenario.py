@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from harness.errors import ScenarioError
-from harness.format.cassette import FAULT_KINDS, MATCH_MODES, Cassette, Event
+from harness.format.cassette import FAULT_KINDS, HEADER_FIELDS, MATCH_MODES, Cassette, Event
 from harness.format.values import problem
 from harness.format.yaml_reader import LINE_KEY, read_yaml, strip_lines
 
@@ -243,8 +243,11 @@ def load_scenario(path: str | Path) -> Cassette:
     unknown = set(doc) - {"name", "description", "meta", "match", "steps", "model", "client", LINE_KEY}
     if unknown:
         raise ScenarioError(path, line, f"unknown top-level key(s) {sorted(unknown)}")
-    for key in ("name", "description", "meta"):
-        said = problem(key, doc[key]) if key in doc else None
+    meta = doc.get("meta", {})
+    fields = [(key, doc[key]) for key in ("name", "description", "meta") if key in doc]
+    fields += [("meta." + key, meta[key]) for key in HEADER_FIELDS if isinstance(meta, dict) and key in meta]
+    for key, value in fields:
+        said = problem(key, value)
         if said is not None:
             raise ScenarioError(path, line, said)
     events = _Compiler(path, doc).compile()

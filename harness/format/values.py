@@ -169,6 +169,9 @@ RULES: dict[str, Rule] = {
     "name": TEXT,
     "description": TEXT,
     "meta": Rule("a mapping", _object),
+    # the header's meta, what is read of it
+    "meta.complete": BOOLEAN,
+    "meta.codex_version": Rule("a codex version such as 0.163.0 (a string)", _text),
     # an event's fields
     "i": Rule("the event's number (an integer, 0 or more)", _count),
     "t": Rule("a number of seconds (0 or more)", seconds),
