@@ -113,3 +113,22 @@ def test_pytest_says_a_broken_cassette_once_with_its_line(pytester: pytest.Pytes
     assert "During handling of the above exception" not in out
     assert out.count(f"{path}:{HEADLINE}") == 1, out
     assert f"{EXCERPT}\n{CARET}" in out
+
+
+def test_the_fault_sweep_says_a_broken_cassette_once_without_a_traceback(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(test_inner=textwrap.dedent("""
+        import pytest
+
+        @pytest.mark.codex_cassette("broken")
+        def test_replays(fake_codex, codex_fault):
+            pass
+        """))
+    directory = pytester.path / "cassettes" / "test_inner"
+    directory.mkdir(parents=True)
+    path = broken(directory)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--codex-faults=crash")
+    result.assert_outcomes(errors=1)
+    out = result.stdout.str()
+    assert "Traceback" not in out and "faults.py" not in out, out
+    assert out.count(f"{path}:{HEADLINE}") == 1 and f"{EXCERPT}\n{CARET}" in out, out
