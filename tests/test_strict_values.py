@@ -313,3 +313,18 @@ def test_any_value_in_any_cassette_field_is_an_error_or_plays(tmp_path: Path, sl
     path = tmp_path / "c.jsonl"
     path.write_text(HEADER + json.dumps(event) + "\n")
     _plays_without_a_traceback(path)
+
+
+@pytest.mark.parametrize("flag,value", [("--timeout", "1e300"), ("--timeout", "nan"), ("--timeout", "-1"),
+                                        ("--linger", "1e300"), ("--linger", "inf"), ("--pace-scale", "inf")])
+def test_a_wait_on_the_fake_command_line_is_bounded_too(tmp_path: Path, flag: str, value: str) -> None:
+    path = scenario(tmp_path, KILLED % "0")
+    command = FakeCodexCommand(path, extra=[flag, value])
+    proc = subprocess.run(command.cold_argv(), input=INITIALIZE.decode(), capture_output=True, text=True, timeout=WAIT * 2,
+                          env=command.env())
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"argument {flag}: takes" in proc.stderr and repr(value) in proc.stderr
+    env = {**command.env(), "CODEX_CASSETTE_TIMEOUT": "1e300"}
+    proc = subprocess.run(FakeCodexCommand(path).cold_argv(), input=INITIALIZE.decode(), capture_output=True, text=True,
+                          timeout=WAIT * 2, env=env)
+    assert proc.returncode == 2 and "argument --timeout: takes" in proc.stderr, proc.stderr
