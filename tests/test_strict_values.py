@@ -73,6 +73,7 @@ BAD_STEPS = {
     "expect-error-code-a-string": ("- request: r\n  expect_error: {code: 'x'}", "'expect_error'", "'x'"),
     "no-reply-a-word": ("- request: r\n  no_reply: 'yes'", "'no_reply'", "'yes'"),
     "request-flag-a-word": ("- expect: {method: x, request: 'yes'}", "'request'", "'yes'"),
+    "request-false-with-a-reply": ("- expect: {method: x, request: false}\n  reply: {}", "'request: false'", "'reply'"),
     "id-a-list": ("- expect: {method: x, id: [1]}\n  reply: {}", "'id'", "[1]"),
     "id-a-boolean": ("- request: {method: r, id: true}\n  no_reply: true", "'id'", "True"),
     "method-empty": ("- notify: ''", "'method'", "''"),
@@ -241,6 +242,8 @@ SCENARIO_SLOTS: dict[str, Any] = {
     "no_reply": [{"request": "r", "no_reply": V}], "match": [{"expect": "x", "params": {}, "match": V}],
     "ignore": [{"expect": "x", "params": {}, "ignore": V}], "id": [{"expect": {"method": "x", "id": V}, "reply": {}}],
     "request-flag": [{"expect": {"method": "x", "request": V}}],
+    "request-flag-answered": [{"expect": {"method": "x", "request": V}, "reply": {}}],
+    "request-flag-labelled": [{"expect": {"method": "x", "request": V}, "as": "a"}, {"reply_to": "a", "result": 1}],
     "method": [{"notify": {"method": V}}], "notify-field": [{"notify": {"method": "x", "emittedAtMs": V}}],
 }
 TOP_SLOTS = ("name", "description", "meta", "match", "model", "client")

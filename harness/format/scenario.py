@@ -133,6 +133,9 @@ class _Compiler:
         label = step.get("as")
         replies = [k for k in ("reply", "error") if k in step]
         is_request = spec.get("request", bool(replies) or label is not None)
+        if not is_request and (replies or label is not None):
+            self.fail(line, "'request: false' expects a notification, which has no answer: drop "
+                      f"{' and '.join(repr(k) for k in [*replies, *(['as'] if label is not None else [])])} or the flag")
         msg: dict[str, Any] = {}
         if is_request:
             self.client_id += 1
