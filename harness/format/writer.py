@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +24,8 @@ from typing import Any, BinaryIO, Iterator
 
 from harness.errors import HarnessError
 from harness.format.cassette import FORMAT_VERSION, Cassette, Event
-from harness.format.locks import MODE, FileLock
+from harness.format.locks import FileLock
+from harness.format.safe_files import UnsafePath, open_private, refuse_link, replace_atomically, unlink_ours
 from harness.format.wire import decode, encode
 
 
@@ -33,17 +33,9 @@ class CassettePathError(HarnessError):
     """A cassette path that cannot be written (said before anything starts)."""
 
 
-def open_private(path: str | Path, mode: str = "wb") -> BinaryIO:
-    """A file of ours (a cassette, a stderr copy) opened for writing with mode 0600
-    whatever the umask; a device or pipe given as the path is left as it is."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if "a" in mode else os.O_TRUNC)
-    fd = os.open(path, flags, MODE)
-    if stat.S_ISREG(os.fstat(fd).st_mode):
-        os.fchmod(fd, MODE)
-    return os.fdopen(fd, mode)
-
-
-def _path_problem(path: Path, exc: OSError) -> CassettePathError:
+def _path_problem(path: Path, exc: OSError) -> HarnessError:
+    if isinstance(exc, UnsafePath):
+        return exc  # names the link itself
     reason = exc.strerror or str(exc)
     if exc.errno in (errno.ENOTDIR, errno.EEXIST):
         reason = "a part of the path is a file, not a directory"
@@ -67,6 +59,7 @@ class CassetteWriter:
             raise CassettePathError(f"cannot write the cassette {self.path}: it is a directory. "
                                     "Give a file name such as session.jsonl (the -o/--output option).")
         self.partial = self.path.with_name(self.path.name + ".partial")
+        self._tmp = self.path.with_name(self.path.name + ".tmp")
         self.meta = dict(meta or {})
         self.meta.setdefault("recorded_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         self.meta["complete"] = False
@@ -78,12 +71,13 @@ class CassetteWriter:
         self.failure: OSError | None = None  # the write error that stopped the writing
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            for ours in (self.path, self._tmp):  # said now, not after the session
+                refuse_link(ours)
             self._lock = FileLock(self.partial).acquire(purpose=f"record {self.path.name}")
         except OSError as exc:
             raise _path_problem(self.path, exc) from None
         assert self._lock.fd is not None
         os.ftruncate(self._lock.fd, 0)  # a stale .partial of a killed recording: start afresh
-        os.fchmod(self._lock.fd, MODE)
         self._fh: BinaryIO = os.fdopen(os.dup(self._lock.fd), "wb")
         self._line(self._header())
         if self.failure is not None:
@@ -213,7 +207,7 @@ class CassetteWriter:
         return self.partial if self.failure is not None else self.path
 
     def _move_into_place(self) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp = self._tmp
         try:
             with open(self.partial, "rb") as src, open_private(tmp) as dst:
                 src.readline()  # the provisional header
@@ -222,10 +216,10 @@ class CassetteWriter:
                     dst.write(chunk)
                 dst.flush()
                 os.fsync(dst.fileno())
-            os.replace(tmp, self.path)
+                replace_atomically(tmp, dst, self.path)
         except OSError as exc:
             self.failure = exc
-            tmp.unlink(missing_ok=True)
+            unlink_ours(tmp)
 
 
 def mark_incomplete(path: str | Path, reason: str) -> bool:
@@ -251,12 +245,12 @@ def mark_incomplete(path: str | Path, reason: str) -> bool:
                     dst.write(chunk)
                 dst.flush()
                 os.fsync(dst.fileno())
-        os.replace(tmp, path)
+                replace_atomically(tmp, dst, path)
         return True
     except (FileNotFoundError, ValueError):
         return False
     finally:
-        tmp.unlink(missing_ok=True)
+        unlink_ours(tmp)
         lock.release(remove=True)
 
 

@@ -29,7 +29,8 @@ from typing import Any, BinaryIO
 from harness.errors import HarnessError
 from harness.format.redact import Redactor
 from harness.format.wire import LineSplitter
-from harness.format.writer import CassetteWriter, open_private
+from harness.format.safe_files import UnsafePath, open_private
+from harness.format.writer import CassetteWriter
 from harness.record.quiet import MAX_LAG, QUIET, QUIET_MAX
 from harness.record.spool import Frame, Spool, SpoolReader, SpoolWriter
 from harness.record.tee import Tee
@@ -272,6 +273,8 @@ def open_stderr_copy(path: str | Path, redactor: Redactor) -> StderrCopy:
     """``--stderr-file``, opened (0600) before the server starts, so a bad path is said first."""
     try:
         return StderrCopy(open_private(path), redactor, str(path))
+    except UnsafePath:
+        raise
     except OSError as exc:
         raise HarnessError(f"cannot write the stderr copy {path}: {exc.strerror or exc}. Pick a "
                            "path in a directory this user can write (--stderr-file).") from None

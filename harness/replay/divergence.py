@@ -85,7 +85,10 @@ def for_line(cassette: Cassette, ctx: MatchContext, line: Heard, pool: list[Even
     received: Any = live if is_json else scrub(line.data.decode("utf-8", "replace"))
     nearest = min(pool, key=lambda e: distance(e, live, ctx)) if is_json else pool[0]
     if kind == "unexpected" or nearest.msg is None:
-        matcher, why, diff = None, "the cassette expected nothing from the peer here", ""
+        # What the cassette holds next is said as the list of unplayed events will say it.
+        matcher, diff = None, ""
+        why = (f"the cassette has '{nearest.describe()}' next: the {peer} sent more than was recorded"
+               if nearest.msg is None and nearest.raw is None else "the cassette expected nothing from the peer here")
     else:
         found = compare(nearest, strip_transport(live), ctx) if isinstance(live, dict) else None
         matcher = found.matcher if found else "kind"

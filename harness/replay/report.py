@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from harness.format.safe_files import write_atomically
 from harness.format.wire import encode
 from harness.safe_text import CAP, clipped, for_people, printable
 
@@ -52,6 +53,11 @@ def _shorten(value: Any) -> Any:
     if isinstance(value, list):
         return [_shorten(v) for v in value]
     return value
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 event``, ``2 events``."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 @dataclass
@@ -108,7 +114,8 @@ class ReplayReport:
 
     def summary(self) -> str:
         head = f"replay of {self.cassette} as {self.role}: {self.status}"
-        lines = [head, f"  {self.matched} peer messages matched, {self.played} events played of {self.total}"]
+        lines = [head, f"  {counted(self.matched, 'peer message')} matched, {self.played} of "
+                       f"{counted(self.total, 'event')} played"]
         if self.divergence:
             lines.append("  " + self.divergence.message.replace("\n", "\n  "))
             if self.divergence.excerpt:
@@ -117,13 +124,13 @@ class ReplayReport:
                 lines.append("  diff (recorded -> live):")
                 lines.extend("    " + d for d in self.divergence.diff.splitlines())
         if self.status in ("running", "stopped") and self.played < self.total and not self.awaiting_close:
-            lines.append(f"  the session was still running: {self.total - self.played} event(s) not reached")
+            lines.append(f"  the session was still running: {counted(self.total - self.played, 'event')} not reached")
         if self.notes:
             kinds = sorted({n["kind"] for n in self.notes})
-            lines.append(f"  {len(self.notes)} note(s) from tolerant play: " + ", ".join(
+            lines.append(f"  {counted(len(self.notes), 'note')} from tolerant play: " + ", ".join(
                 f"{sum(n['kind'] == k for n in self.notes)} {k}" for k in kinds))
         if self.unplayed:
-            lines.append(f"  {len(self.unplayed)} event(s) never played, first:")
+            lines.append(f"  {counted(len(self.unplayed), 'event')} never played, first:")
             lines.extend(f"    {u['at']}: {u['event']}" for u in self.unplayed[:5])
         # Cassette paths and event names come from files and peers too.
         return printable("\n".join(lines), keep="\n")
@@ -132,11 +139,7 @@ class ReplayReport:
         return asdict(self)
 
     def write(self, path: str | os.PathLike[str]) -> None:
-        path = os.fspath(path)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(json.dumps(self.to_json(), indent=2, default=str) + "\n")
-        os.replace(tmp, path)
+        write_atomically(path, (json.dumps(self.to_json(), indent=2, default=str) + "\n").encode("utf-8"))
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> "ReplayReport":
