@@ -8,7 +8,7 @@ from pathlib import Path
 from harness.format.cassette import Cassette
 
 from harness.format.load import open_cassette
-from harness.format.values import signal_number
+from harness.format.values import returncode
 from harness.replay.aio_channels import memory_pair
 from harness.replay.engine import DIVERGED_EXIT, ReplayEngine
 from harness.replay.options import ReplayOptions
@@ -57,9 +57,7 @@ class InProcessCodex:
             return -9  # killed, as a process by SIGKILL
         if self.report.failed(self.options.strict):  # as the fake subprocess exits
             return DIVERGED_EXIT
-        status = self.report.exit_code or 0
-        # A recorded death by a signal reads as a process killed by it would: -N.
-        return -(signal_number(status) or 9) if isinstance(status, str) else status
+        return returncode(self.report.exit_code or 0)  # a recorded death by signal N: -N, as a process's
 
     async def wait(self, timeout: float | None = None) -> int:
         try:

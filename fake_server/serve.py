@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from harness.format.load import open_cassette
-from harness.format.values import signal_number
+from harness.format.values import returncode
 from harness.replay.channel import StdioChannel, Stopped, run_sync, write_mode, write_within
 from harness.replay.engine import DIVERGED_EXIT, ReplayEngine
 from harness.replay.options import ReplayOptions
@@ -148,9 +148,10 @@ def serve_stdio(cassette_path: str | os.PathLike[str], options: ReplayOptions | 
         status = report.exit_code or 0
     finally:
         signals.restore()
-    if isinstance(status, str):  # the recorded server died of this signal: so does the fake
-        _die_of(signal_number(status))
-    return status
+    code = returncode(status)
+    if code < 0:  # the recorded server died of this signal: so does the fake
+        _die_of(-code)
+    return code
 
 
 def tell(text: str, deadline: float = STDERR_DEADLINE) -> None:

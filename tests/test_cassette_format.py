@@ -58,7 +58,8 @@ BAD_CASES = [
     ("event-not-object", [HEADER, GOOD_EVENT, '"just a string"'], 3, "json object"),
     ("msg-not-object", [HEADER, '{"i": 1, "from": "client", "t": 0, "msg": [1]}'], 2, "'msg' takes a JSON-RPC message object, not [1]"),
     ("bad-eof", [HEADER, '{"i": 1, "from": "client", "t": 0, "eof": false}'], 2, "'eof' takes true, not False"),
-    ("bad-exit", [HEADER, '{"i": 1, "from": "server", "t": 0, "exit": true}'], 2, "'exit' takes an exit code 0-255 or the name of a signal"),
+    ("bad-exit", [HEADER, '{"i": 1, "from": "server", "t": 0, "exit": true}'], 2,
+     "'exit' takes an exit code 0-255, the name of a signal"),
     ("bad-t", [HEADER, '{"i": 1, "from": "server", "t": "soon", "exit": 0}'], 2, "'t' takes a number of seconds (0 or more), not 'soon'"),
     ("unknown-field", [HEADER, '{"i": 1, "from": "server", "t": 0, "exit": 0, "colour": "red"}'], 2, "colour"),
 ]

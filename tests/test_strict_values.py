@@ -204,6 +204,16 @@ def test_a_recorded_death_by_signal_replays_from_a_cassette(tmp_path: Path) -> N
     assert proc.returncode == -signal.SIGKILL, proc.stderr
 
 
+def test_an_ssh_recording_whose_connection_was_lost_replays_as_ssh_exits(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_text(HEADER + '{"i": 1, "from": "server", "t": 0, "exit": "connection lost"}\n')
+    command = FakeCodexCommand(path, timeout=WAIT)
+    proc = subprocess.run(command.cold_argv(), input=b"", capture_output=True, timeout=WAIT * 2, env=command.env())
+    assert proc.returncode == 255, proc.stderr  # as ssh(1) and the recorder exited (docs/ssh.md)
+    path.write_text(HEADER + '{"i": 1, "from": "server", "t": 0, "fault": {"exit": "connection lost"}}\n')
+    refused(path, 2, "fault exit")  # a scenario's crash is a code or a signal
+
+
 def test_an_in_process_fake_that_dies_of_a_signal_reads_as_killed(tmp_path: Path) -> None:
     path = scenario(tmp_path, KILLED % "SIGTERM")
 

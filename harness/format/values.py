@@ -25,10 +25,14 @@ _NOT_DEADLY = frozenset({"SIGCHLD", "SIGCLD", "SIGCONT", "SIGSTOP", "SIGTSTP", "
                          "SIGURG", "SIGWINCH"})
 _NUMBERED = re.compile(r"SIG([1-9][0-9]?)")  # how a recording names a signal without a name (SIG35)
 JSONRPC_ERROR_KEYS = ("code", "message", "data")
+# An SSH recording whose connection died: the real outcome is unknown, and the recorder, as
+# ssh(1), exited with LOST_EXIT (docs/ssh.md).
+CONNECTION_LOST = "connection lost"
+LOST_EXIT = 255
 LINE_KEY = "__line__"  # the line the YAML reader notes in every mapping it reads
 
 
-def signal_number(name: Any) -> int | None:
+def deadly_signal(name: Any) -> int | None:
     """The number of a signal a process can die of, by its name (SIGKILL, or SIG35 as a
     recording names a real-time one); None for anything else."""
     if not isinstance(name, str) or not name.startswith("SIG") or name in _NOT_DEADLY:
@@ -48,6 +52,16 @@ def signal_number(name: Any) -> int | None:
     return int(member) if isinstance(member, signal.Signals) else None
 
 
+def returncode(status: int | str) -> int:
+    """What a client sees of a valid ``exit``: the code, -N for a death by signal N (as
+    subprocess says it), LOST_EXIT for a lost connection."""
+    if isinstance(status, int):
+        return status
+    if status == CONNECTION_LOST:
+        return LOST_EXIT
+    return -(deadly_signal(status) or 9)
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -64,7 +78,7 @@ def _duration(value: Any) -> bool:
 def _exit(value: Any) -> bool:
     if type(value) is int:
         return value in EXIT_CODES
-    return signal_number(value) is not None
+    return value == CONNECTION_LOST or deadly_signal(value) is not None
 
 
 def _text(value: Any) -> bool:
@@ -81,10 +95,6 @@ def _true(value: Any) -> bool:
 
 def _boolean(value: Any) -> bool:
     return isinstance(value, bool)
-
-
-def _integer(value: Any) -> bool:
-    return type(value) is int
 
 
 def _count(value: Any) -> bool:
@@ -143,11 +153,12 @@ RULES: dict[str, Rule] = {
     "fault delay": SECONDS,
     "fault stall": SECONDS,
     "fault exit": Rule("an exit code 0-255 or the name of a signal the process dies of, such as SIGKILL",
-                       _exit),
+                       lambda value: value != CONNECTION_LOST and _exit(value)),
     "fault garbage": Rule("the text of the line to send (a string)", _text),
     "fault partial": Rule("the text to send without a newline (a string)", _text),
     "fault close_stdout": TRUE,
-    "exit": Rule("an exit code 0-255 or the name of a signal the process dies of, such as SIGKILL", _exit),
+    "exit": Rule("an exit code 0-255, the name of a signal the process dies of (such as SIGKILL), or "
+                 f"{CONNECTION_LOST!r} (an SSH recording's)", _exit),
     "raw": Rule("the text of the line to send (a string)", _text),
     "close": TRUE,
     "expect_close": TRUE,
