@@ -265,8 +265,11 @@ def _fake(request: pytest.FixtureRequest, path: Path, options: ReplayOptions,
 
     try:
         cassette = open_cassette(path)  # a broken cassette is the test's error, said once, up front
+        bad = None
     except HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        bad = str(exc)
+    if bad is not None:  # failed outside the handler: pytest would print the error again as its context
+        pytest.fail(bad, pytrace=False)
     if path.suffix == ".jsonl" and not cassette.complete:
         _warn_incomplete(request, path, cassette.meta.get("end"))
     return FakeCodex(cassette_path=path, options=options,

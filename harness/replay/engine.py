@@ -208,11 +208,7 @@ class ReplayEngine(TolerantPlay):
         elif event.eof:
             await self._close_write(event)
         elif event.exit is not None:
-            self.report.played += 1
-            self.report.exit_code = event.exit if isinstance(event.exit, int) else 1
-            self._finish_unplayed(event)
-            self.report.status = "ok"
-            raise _Stop
+            self._exit(event, event.exit)
         elif event.fault is not None:
             await self._fault(event)
         self.report.played += 1
@@ -295,11 +291,16 @@ class ReplayEngine(TolerantPlay):
                 raise _Stop
             await self._diverge_on(line, [], event, "unexpected", unplayed_after=event)
         elif kind == "exit":
-            self.report.exit_code = int(arg)
-            self.report.played += 1
-            self._finish_unplayed(event)
-            self.report.status = "ok"
-            raise _Stop
+            self._exit(event, arg)
+
+    def _exit(self, event: Event, status: int | str) -> NoReturn:
+        """End the play as the cassette says: an exit code, or death by a signal (its name),
+        which whoever runs the engine carries out (fake_server.serve dies of it)."""
+        self.report.exit_code = status
+        self.report.played += 1
+        self._finish_unplayed(event)
+        self.report.status = "ok"
+        raise _Stop
 
     async def _close_write(self, ending: Event | None = None) -> None:
         if not self._write_closed:

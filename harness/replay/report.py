@@ -69,11 +69,13 @@ class Divergence:
     received: Any = None
     matcher: str | None = None
     diff: str = ""
+    excerpt: str = ""            # a file's line at fault, and a caret under the column (a broken cassette)
 
     def __post_init__(self) -> None:
         # The one place every divergence, made here or read back, is bounded and made safe.
         self.message = report_text(self.message, keep="")
         self.diff = report_text(self.diff)
+        self.excerpt = report_text(self.excerpt)
         self.expected = report_value(self.expected)
         self.received = report_value(self.received)
         if self.expected_at is not None:
@@ -93,7 +95,7 @@ class ReplayReport:
     divergence: Divergence | None = None
     unplayed: list[dict[str, Any]] = field(default_factory=list)
     bindings: dict[str, str] = field(default_factory=dict)
-    exit_code: int | None = None
+    exit_code: int | str | None = None  # the cassette's exit: a code, or a signal's name (SIGKILL)
     notes: list[dict[str, Any]] = field(default_factory=list)  # tolerant play: what differed
     awaiting_close: bool = False  # all that is left is the peer hanging up (and our exit)
     last_received: Any = None     # the peer's last message (scrubbed, capped): what a hung client last said
@@ -117,6 +119,8 @@ class ReplayReport:
                        f"{counted(self.total, 'event')} played"]
         if self.divergence:
             lines.append("  " + self.divergence.message.replace("\n", "\n  "))
+            if self.divergence.excerpt:
+                lines.extend("  " + e for e in self.divergence.excerpt.splitlines())
             if self.divergence.diff:
                 lines.append("  diff (recorded -> live):")
                 lines.extend("    " + d for d in self.divergence.diff.splitlines())
