@@ -160,6 +160,27 @@ def test_a_race_keeps_the_old_order(tmp_path: Path, aligner: str):
     assert result is not None and result.data == old
 
 
+def test_a_changed_event_that_raced_keeps_the_old_order_ids_and_times(tmp_path: Path, aligner: str):
+    """configWarning and remoteControl/status/changed race at start-up; when the latter also
+    changed (another serverName), only its line changes: the race keeps the old order, and
+    the changed line has the old installationId and emittedAtMs (minted, not meaning)."""
+    old = TEXT_TURN.read_bytes()
+    new = remint(old, seed=11)
+    evs = events(new)
+    methods = [e.get("msg", {}).get("method") for e in evs]
+    a = methods.index("configWarning")
+    assert methods[a + 1] == "remoteControl/status/changed"
+    evs[a], evs[a + 1] = evs[a + 1], evs[a]
+    evs[a]["msg"]["params"]["serverName"] = "elsewhere"
+    result = stable_bytes(old, write_events(new.splitlines(keepends=True)[0], evs))
+    assert result is not None
+    assert changed_lines(old, result.data) == [a + 2]
+    before, after = (json.loads(d.splitlines()[a + 2]) for d in (old, result.data))
+    assert after["msg"]["params"]["serverName"] == "elsewhere"
+    assert after["msg"] == {**before["msg"], "params": {**before["msg"]["params"], "serverName": "elsewhere"}}
+    loads(tmp_path, result.data)
+
+
 def test_a_value_that_would_take_two_names_is_no_renaming(tmp_path: Path):
     """The new user-message item id is the same as the new turn id: an id cannot stand for
     two old ones, so the lines carrying it are written new, with it as recorded."""

@@ -123,6 +123,26 @@ class MintedValues:
         return value
 
 
+    def volatile_from(self, value: Any, old: Any, path: str = "") -> Any:
+        """``value`` with each volatile value that ``old`` holds at the same place, of the
+        same type, taken from ``old``: a changed event keeps its old times and counts."""
+        if isinstance(value, dict) and isinstance(old, dict):
+            out = {}
+            for key, item in value.items():
+                sub = f"{path}.{key}" if path else str(key)
+                was = old.get(key)
+                if (key in old and self.is_volatile(key, sub) and type(was) is type(item) and item is not None
+                        and not any(isinstance(v, str) and REDACTED in v for v in (item, was))):
+                    out[key] = was
+                else:
+                    out[key] = self.volatile_from(item, was, sub)
+            return out
+        if isinstance(value, list) and isinstance(old, list):
+            return [self.volatile_from(item, old[n] if n < len(old) else None, f"{path}.{n}" if path else str(n))
+                    for n, item in enumerate(value)]
+        return value
+
+
 _KINDS: dict[str, str] = {}  # key name -> "v" (volatile), "i" (id) or "": asked once per name
 
 

@@ -10,14 +10,17 @@ How (docs/recording.md, "Re-recording over a cassette"):
    masked (harness.format.minted), and the list of ids it masked. The key sequences are
    aligned: the common head and tail, then difflib (or, for a long stretch between them,
    a greedy walk that resynchronises on the nearest confirmed match). Events left over
-   on both sides are paired by key when they moved a few events at most: a race.
+   on both sides are paired by key when they moved a few events at most: a race. What
+   is still left is paired by sender and method near the same place: an event that
+   changed in place (it is written new, but where its old self stood).
 2. From each pair, the ids at the same places give a renaming new -> old. A value that
    would take two names (or two values one name) is no renaming and is left out.
 3. A pair whose ids all rename to the old event's keeps the old line, byte for byte
    (its ``t``, times and counts are the old ones). Any other event is a new line with
    the renaming applied to its message, client messages included (a client quoting a
    server's thread id gets the old id too), and a ``t`` fitted between its kept
-   neighbours (``t`` never goes back on one side).
+   neighbours (``t`` never goes back on one side). A new line that has an old self
+   takes its volatile values (times, counts), so its diff shows only what changed.
 4. Paired events are written in the old order (a race keeps the old order), a new one
    after the event before it, and numbered again (``i``); a kept line whose number
    moved keeps its bytes but the number.
@@ -47,6 +50,7 @@ class _Line:
     payload: bytes | None  # what follows i, from and t in the writer's layout (None: another layout)
     obj: dict[str, Any] | None = None  # parsed, when it had to be
     key: int = 0          # the masked body, interned
+    shape: int = 0        # sender, payload kind and method, interned: what a changed event still shares
     ids: list[Any] = field(default_factory=list)  # the minted ids it masked, in order
 
 
@@ -102,14 +106,14 @@ def _parse(line: _Line) -> dict[str, Any] | None:
 
 
 def _sign(lines: list[_Line], minted: MintedValues, interned: dict[bytes, int],
-          seen: dict[bytes, tuple[int, list[Any]]]) -> bool:
+          seen: dict[bytes, tuple[int, list[Any], int]]) -> bool:
     """Give each line its key and ids; False when one is not an event. A payload met before
     (a big answer with nothing minted in it is the same bytes in both recordings) is
     neither parsed nor masked again."""
     for line in lines:
         known = seen.get(line.payload) if line.payload is not None else None
         if known is not None:
-            line.key, line.ids = known
+            line.key, line.ids, line.shape = known
             continue
         obj = _parse(line)
         if obj is None:
@@ -118,13 +122,21 @@ def _sign(lines: list[_Line], minted: MintedValues, interned: dict[bytes, int],
         if "msg" in body:  # paths are counted from the message
             body["msg"], line.ids = minted.signature(body["msg"])
         line.key = interned.setdefault(encode(body), len(interned))
+        line.shape = interned.setdefault(encode(_shape(body)), len(interned))
         if line.payload is not None:
-            seen[line.payload] = (line.key, line.ids)
+            seen[line.payload] = (line.key, line.ids, line.shape)
     return True
 
 
 def _body(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("i", "t")}
+
+
+def _shape(body: dict[str, Any]) -> list[Any]:
+    """What an event whose meaning changed still has in common with its old self."""
+    msg = body.get("msg")
+    kind = (msg.get("method") or ("error" if "error" in msg else "result")) if isinstance(msg, dict) else None
+    return ["shape", body.get("from"), sorted(k for k in body if k != "msg"), kind]
 
 
 
@@ -150,7 +162,7 @@ def _epochs(lines: list[_Line]) -> list[tuple[int, int]]:
 
 
 def _match(old: list[_Line], new: list[_Line]) -> dict[int, int]:
-    """new index -> old index for the events that stand for each other."""
+    """new index -> old index for the events that mean the same."""
     pairs: dict[int, int] = {}
     a = [x.key for x in old]
     b = [x.key for x in new]
@@ -166,8 +178,17 @@ def _match(old: list[_Line], new: list[_Line]) -> dict[int, int]:
     if mid_a and mid_b:
         found = _greedy(mid_a, mid_b) if max(len(mid_a), len(mid_b)) > DIFFLIB_UP_TO else _difflib(mid_a, mid_b)
         pairs.update((head + j, head + i) for j, i in found)
-    _pair_races(old, new, pairs)
+    _pair_leftovers(old, new, pairs, pairs, shaped=False)
     return pairs
+
+
+def _replacements(old: list[_Line], new: list[_Line], pairs: dict[int, int]) -> dict[int, int]:
+    """new index -> old index for the events left unpaired that changed in place: the same
+    sender and method near the same place. Not the same meaning, so written new, but in
+    the old one's place, with its ids and times."""
+    replaced: dict[int, int] = {}
+    _pair_leftovers(old, new, pairs, replaced, shaped=True)
+    return replaced
 
 
 # Up to this many events left between the common head and tail, difflib aligns them (its
@@ -223,14 +244,16 @@ def _greedy(a: list[int], b: list[int]) -> list[tuple[int, int]]:
     return found
 
 
-def _pair_races(old: list[_Line], new: list[_Line], pairs: dict[int, int]) -> None:
-    """Pair the leftovers of the same key that moved by RACE_WINDOW events at most (two
-    notifications swapped, one before or after the client's next request): a race."""
-    used = set(pairs.values())
+def _pair_leftovers(old: list[_Line], new: list[_Line], pairs: dict[int, int], into: dict[int, int],
+                    shaped: bool) -> None:
+    """Pair leftovers of the same key (or, ``shaped``, the same sender and method: an event
+    whose meaning changed) that moved by RACE_WINDOW events at most (two notifications
+    swapped, one before or after the client's next request): a race, or a change in place."""
+    used = set(pairs.values()) | set(into.values())
     waiting: dict[int, list[int]] = {}
     for n, line in enumerate(old):
         if n not in used:
-            waiting.setdefault(line.key, []).append(n)
+            waiting.setdefault(line.shape if shaped else line.key, []).append(n)
     if not waiting:
         return
     # Where the new event sits among the paired ones: between the old positions of its
@@ -241,22 +264,33 @@ def _pair_races(old: list[_Line], new: list[_Line], pairs: dict[int, int]) -> No
         if j in pairs:
             last_old = pairs[j]
             continue
-        candidates = waiting.get(line.key)
+        if j in into:
+            continue
+        candidates = waiting.get(line.shape if shaped else line.key)
         if not candidates:
             continue
         best = min(candidates, key=lambda n: abs(n - last_old))
         if abs(best - last_old) <= RACE_WINDOW:
             candidates.remove(best)
-            pairs[j] = best
+            into[j] = best
 
 
 # How far (in events) a paired event may have moved for its old place to be kept.
 RACE_WINDOW = 8
 
 
-def _renaming(old: list[_Line], new: list[_Line], pairs: dict[int, int]) -> dict[Any, Any]:
+def _renaming(old: list[_Line], new: list[_Line], pairs: dict[int, int],
+              replaced: dict[int, int] | None = None) -> dict[Any, Any]:
     """new id -> old id, from the ids at the same places of paired events (their masked
-    forms are equal, so their ids line up one to one)."""
+    forms are equal, so their ids line up one to one); then, for ids still unnamed, from
+    events changed in place that mask as many ids (a guess the clash rules still check)."""
+    if replaced:
+        names = _renaming(old, new, pairs)
+        taken = set(names.values())
+        guessed = {j: n for j, n in replaced.items() if len(new[j].ids) == len(old[n].ids)}
+        extra = _renaming(old, new, guessed)
+        names.update((k, v) for k, v in extra.items() if k not in names and v not in taken)
+        return names
     found: list[tuple[Any, Any]] = []
     for j, n in pairs.items():
         found.extend(zip(new[j].ids, old[n].ids))
@@ -342,11 +376,12 @@ def stable_bytes(old_data: bytes, new_data: bytes, minted: MintedValues = DEFAUL
         return None
     (old_header, old), (new_header, new) = old_parsed, new_parsed
     interned: dict[bytes, int] = {}
-    seen: dict[bytes, tuple[int, list[Any]]] = {}
+    seen: dict[bytes, tuple[int, list[Any], int]] = {}
     if not (_sign(old, minted, interned, seen) and _sign(new, minted, interned, seen)):
         return None
     pairs = _match(old, new)
-    names = _renaming(old, new, pairs)
+    replaced = _replacements(old, new, pairs)
+    names = _renaming(old, new, pairs, replaced)
 
     # Decide per new event: kept (old line) or written new (renamed).
     old_pos: list[float] = []
@@ -359,12 +394,15 @@ def stable_bytes(old_data: bytes, new_data: bytes, minted: MintedValues = DEFAUL
             old_pos.append(float(n))
             last_old = float(n)
             continue
+        n = n if n is not None else replaced.get(j)
         if n is not None:
             last_old = float(n)
         last_old += 1e-6
         old_pos.append(n if n is not None else last_old)
         msg = _parse(line).get("msg")  # type: ignore[union-attr]
         renamed = minted.renamed(msg, names) if names and msg is not None else msg
+        if n is not None and renamed is not None:  # its old self's times: the diff shows what changed
+            renamed = minted.volatile_from(renamed, (_parse(old[n]) or {}).get("msg"))
         chosen.append((line, False, line.t, {"msg": renamed} if renamed != msg else None))
     order = sorted(range(len(new)), key=lambda k: (old_pos[k], k))
     out = [chosen[k] for k in order]
