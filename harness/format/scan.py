@@ -1,0 +1,95 @@
+"""`codex-cassette scan PATH...`: the redaction detectors over files, to keep secrets out of git.
+
+Committed cassettes, scenarios and any other text file (directories recursed, ``.git``
+skipped, files with a NUL byte taken for binary and skipped). Every line is looked at as
+text (a PEM block across lines too) and, when it is a JSON value, as JSON (secret-named
+keys, lists under them). A finding is said as ``file:line: KIND``: never the value.
+Markers (``{{redacted:...}}``) and placeholders are no findings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator, TextIO
+
+from harness.errors import UsageError
+from harness.format.redact import Redactor
+
+_SKIP_DIRS = {".git", ".hg", ".svn", "__pycache__", ".venv", "node_modules", ".mypy_cache", ".pytest_cache"}
+_SNIFF = 8192  # bytes looked at for a NUL (a binary file)
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: str
+    line: int
+    kind: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.kind}"
+
+
+def files_under(paths: list[str]) -> Iterator[Path]:
+    """Each file named, and every file under each directory named (sorted, VCS and caches skipped)."""
+    for arg in paths:
+        path = Path(arg)
+        if not os.path.lexists(path):
+            raise UsageError(f"scan: {arg}: no such file or directory")
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
+                yield from (Path(root) / f for f in sorted(files))
+        else:
+            yield path
+
+
+def scan_file(path: Path) -> list[Finding]:
+    """The secrets the built-in detectors find in one text file (a binary file: none)."""
+    try:
+        with open(path, "rb") as f:
+            if b"\0" in f.read(_SNIFF):
+                return []
+            f.seek(0)
+            return list(_scan_lines(str(path), f))
+    except OSError as exc:
+        raise UsageError(f"scan: {path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _scan_lines(name: str, f: BinaryIO) -> Iterator[Finding]:
+    redactor = Redactor()
+    lines = redactor.line_scrubber()
+    for n, data in enumerate(f, 1):
+        data = data.rstrip(b"\r\n")
+        redactor.applied = set()
+        lines.scrub_bytes(data)
+        text = data.decode("utf-8", "replace").strip()
+        if text[:1] in ("{", "["):  # a JSON line: its secret-named keys hold secrets of any shape
+            try:
+                redactor.scrub(json.loads(text))
+            except ValueError:
+                pass  # not JSON after all: the text look above is what there is
+        yield from (Finding(name, n, kind) for kind in sorted(redactor.applied))
+
+
+def scan(paths: list[str], out: TextIO) -> int:
+    """Report every finding on ``out``; 1 when there was one, else 0."""
+    found = 0
+    for path in files_under(paths):
+        for finding in scan_file(path):
+            print(finding, file=out)
+            found += 1
+    return 1 if found else 0
+
+
+def cli_register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("scan", help="find secrets in cassettes, scenarios or any text file (exit 1 if any)",
+                       description="Look for secrets with the redaction detectors in each PATH (directories "
+                                   "recursed). Prints FILE:LINE: KIND for each finding, never the value; exit "
+                                   "status 1 when something was found, 0 when clean, 2 for a missing path.")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.set_defaults(func=lambda args: scan(args.paths, sys.stdout))
