@@ -68,6 +68,14 @@ IN_TEXT = [
     ("token", "tok_9f8e7d6c5b4a", "export DEPLOY_TOKEN={}"),
     ("secret", "s3cr3t_value_42", "APP_SECRET={} ./run"),
     ("api_key", "0a1b2c3d4e5f6a7b", "OPENWEATHER_API_KEY={} node app.js"),
+    ("password", "S3cr3t,pw!", "mysql -h db -u root -p{} app"),
+    ("password", "S3cr3t pw", "mysqldump -u root -p'{}' app"),
+    ("password", "hunter2-x", "sshpass -p {} ssh host"),
+    ("password", "n3trc-pw", "machine api.example.com login alice password {}"),
+    ("cookie", "sid=9f8e7d6c; csrftoken=1a2b3c; theme=dark", "Cookie: {}"),
+    ("token", "Zm9vYmFyYmF6", "curl -H 'X-Auth-Token: {}' https://h"),
+    ("azure_sas_signature", "Xm2ys0sqd7hYdA9Ws0sQs3Q%2BmQ1dRqJ8kT9z3Xy0mWw%3D",
+     "https://acct.blob.core.windows.net/c/b?sv=2022-11-02&ss=b&sig={}"),
 ]
 
 

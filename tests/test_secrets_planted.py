@@ -94,7 +94,7 @@ CASES = [
     Case("url_password", "postgres://alice:S3cretPassw0rd-x@db.example.com:5432/app",
          ["S3cretPassw0rd-x"], "url_password"),
     Case("email", "mail carol.danvers@example.org today", ["carol.danvers@example.org"], "email"),
-    Case("curl_user", "curl -sS -u alice:Wond3r,land(x) https://api.example.com/v1", ["Wond3r,land(x)"], "basic_auth"),
+    Case("command_password", "curl -sS -u alice:Wond3r,land(x) https://api.example.com/v1", ["Wond3r,land(x)"], "basic_auth"),
     Case("service_token", "charge with sk_live_51HqLyjWDarjtT1zdp7dcXYZabc123 now",
          ["sk_live_51HqLyjWDarjtT1zdp7dcXYZabc123"], "stripe_key"),
     Case("secret_field", "password=Hunter2Hunter2", ["Hunter2Hunter2"], "password",

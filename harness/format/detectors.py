@@ -158,10 +158,18 @@ BUILTINS: tuple[Detector, ...] = (
              r"""(?i:(?:proxy-)?authorization)\\?["']?\s*[:=]\s*\\?["']?"""
              r"""(?:(?P<scheme>(?i:basic|bearer|token|digest|negotiate))\s+)?(?P<s>[^\s"'\\,;]{4,})""",
              folded=("authorization",)),
-    # `curl -u user:PASSWORD` (`--user`, `-uuser:pw`, `--user=`, quoted): the password.
-    Detector("curl_user", r"""(?i:\bcurl)[^\n|;&]{0,200}?\s(?:-u|--user)(?:\s*|=)"""
-                          r"""(?P<q>\\?["']?)[^\s:"'\\]*:(?P<s>[^\s"'\\]+)""",
+    # Passwords commands take in their arguments: `curl -u user:PASSWORD` (`--user`, `-uuser:pw`,
+    # `--user=`, quoted), `mysql -pPASSWORD`, `sshpass -p PASSWORD`, a .netrc's `password VALUE`.
+    Detector("command_password", r"""(?i:\bcurl)[^\n|;&]{0,200}?\s(?:-u|--user)(?:\s*|=)"""
+                                 r"""(?P<q>\\?["']?)[^\s:"'\\]*:(?P<s>[^\s"'\\]+)""",
              folded=("curl",), kind="basic_auth"),
+    Detector("command_password", r"""\b(?:mysql(?:dump|admin|import|check|show)?|mariadb)\b[^\n|;&]{0,200}?\s-p"""
+                                 r"""(?:'(?P<sq>[^'\n]+)'|\\?"(?P<sd>[^"\\\n]+)\\?"|(?P<s>[^\s"'\\]+))""",
+             folded=("mysql", "mariadb"), kind="password"),
+    Detector("command_password", r"""\bsshpass\s+-p\s*(?:'(?P<sq>[^'\n]+)'|\\?"(?P<sd>[^"\\\n]+)\\?"|(?P<s>[^\s"'\\]+))""",
+             folded=("sshpass",), kind="password"),
+    Detector("command_password", r"""(?:\blogin\s+\S+\s+|(?m:^)[ \t]*)password[ \t]+(?P<s>[^\s"'\\]+)""",
+             folded=("password",), kind="password"),
     Detector("bearer_token", r"(?i:bearer)\s+(?P<s>[A-Za-z0-9._~+/-]{8,}=*)", folded=("bearer",)),
     # scheme://user:PASSWORD@host: the password only.
     Detector("url_password", r"(?i:\b[a-z][a-z0-9+.-]{1,20})://[^\s:/@\"'<>{}\\]*:(?P<s>[^\s/@\"'<>{}\\]+)@",
@@ -171,6 +179,11 @@ BUILTINS: tuple[Detector, ...] = (
     *(Detector("service_token", _ISSUED_START + f"(?:{pattern})", cased=triggers, kind=kind)
       for kind, pattern, triggers in ISSUED),
     *(Detector("service_token", _ISSUED_START + pattern, kind=kind, shape=shape) for kind, pattern, shape in SHAPED),
+    # `Cookie: a=1; b=2` / `Set-Cookie: ...`: every cookie, to the end of the line or a closing quote.
+    Detector("secret_field", r"""(?i:\b(?:set-)?cookie)\\?["']?\s*:\s*(?P<s>[^\r\n"'\\]*[^\s"'\\])""",
+             folded=("cookie",), kind="cookie"),
+    # An Azure SAS URL's signature (`...?sv=2022-11-02&...&sig=...`).
+    Detector("service_token", r"[?&]sig=(?P<s>[A-Za-z0-9%+/=]{20,})", folded=("sig=",), kind="azure_sas_signature"),
     # Secret-named fields in text: "name": value, name=value, and `name: value` at a line's start.
     Detector("secret_field", r"""(?P<q>\\?["'])""" + _SECRET_NAME + r"(?P=q)\s*:\s*" + _VALUE,
              folded=("token", "key", "secret", "pass", "pwd", "credential", "cookie")),
@@ -237,6 +250,8 @@ def secret_field_kind(name: str) -> str | None:
 
 def kind_of_match(detector: Detector, groups: dict[str, str | None]) -> str | None:
     """The marker kind for one match of ``detector`` (None: not a secret after all)."""
+    if detector.kind:
+        return detector.kind
     if detector.name == "secret_field":
         # `-c model_providers.openai.api_key=...`: the last part names it.
         return secret_field_kind((groups["n"] or "").rsplit(".", 1)[-1])

@@ -24,7 +24,7 @@ GATE_WORDS = (
     "akia", "asia", "abia", "acca", "a3t", "aiza", "authorization", "private key", "service_account",
     "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", *(p + "-" for p in GITLAB_PREFIXES),
     "xox", "xapp-", "hooks.slack.com", "sk-", "eyj", "//", "@", "\\u", "\\/", "sharedaccess",
-    "token", "key", "secret", "pass", "pwd", "credential", "cookie", "bearer", "basic", "curl",
+    "token", "key", "secret", "pass", "pwd", "credential", "cookie", "bearer", "basic", "curl", "mysql", "mariadb", "sshpass", "sig=",
     # Issued tokens (harness.format.detectors.ISSUED), by the prefix their issuer gives them.
     "sk_live_", "sk_test_", "sk_prod_", "rk_live_", "rk_test_", "rk_prod_", "whsec_", "npm_", "pypi-", "hf_",
     "api_org_", "ya29.", "gocspx-", "sg.", "discord", ":aa", "shpat_", "shpca_", "shppa_", "shpss_",
