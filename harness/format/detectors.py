@@ -63,7 +63,6 @@ ISSUED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("sendgrid_api_key", r"SG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{16,64}", ("SG.",)),
     ("discord_webhook", r"https://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/api/webhooks/\d+/[A-Za-z0-9_-]+",
      ("discord",)),
-    ("telegram_bot_token", r"(?<![0-9])[0-9]{6,12}:AA[A-Za-z0-9_-]{30,}", (":AA",)),
     ("shopify_token", r"shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}", ("shpat_", "shpca_", "shppa_", "shpss_")),
     ("mailgun_key", r"key-[0-9a-f]{32}", ("key-",)),
     ("doppler_token", r"dp\.(?:pt|st|ct|sa|scim|audit)\.[A-Za-z0-9]{40,}",
@@ -122,6 +121,7 @@ SHAPED: tuple[tuple[str, str, str], ...] = (
     ("twilio_key", r"(?:SK|AC)[0-9a-fA-F]{32}(?![A-Za-z0-9])", r"(?:SK|AC)[0-9a-fA-F]{32}"),
     ("mailchimp_api_key", r"[0-9a-f]{32}-us[0-9]{1,2}(?![A-Za-z0-9])", r"[0-9a-f]{32}-us[0-9]"),
     ("airtable_token", r"pat[A-Za-z0-9]{14}\.[a-f0-9]{64}", r"pat[A-Za-z0-9]{14}\.[a-f0-9]"),
+    ("telegram_bot_token", r"(?<![0-9])[0-9]{6,12}:AA[A-Za-z0-9_-]{30,}", r"[0-9]:AA"),
 )
 _ISSUED_START = r"(?<![A-Za-z0-9_-])"
 

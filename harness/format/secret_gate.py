@@ -27,7 +27,7 @@ GATE_WORDS = (
     "token", "key", "secret", "pass", "pwd", "credential", "cookie", "bearer", "basic", "curl", "mysql", "mariadb", "sshpass", "sig=",
     # Issued tokens (harness.format.detectors.ISSUED), by the prefix their issuer gives them.
     "sk_live_", "sk_test_", "sk_prod_", "rk_live_", "rk_test_", "rk_prod_", "whsec_", "npm_", "pypi-", "hf_",
-    "api_org_", "ya29.", "gocspx-", "sg.", "discord", ":aa", "shpat_", "shpca_", "shppa_", "shpss_",
+    "api_org_", "ya29.", "gocspx-", "sg.", "discord", "shpat_", "shpca_", "shppa_", "shpss_",
     "dp.pt.", "dp.st.", "dp.ct.", "dp.sa.", "dp.scim.", "dp.audit.", "dapi", "dop_v1_", "doo_v1_", "dor_v1_",
     "lin_api_", "pmak-", "pul-", "q~", "gsk_", "hvs.", "hvb.", "atlasv1", "glsa_", "glc_", "nrak-", "nrjs-",
     "nrii-", "sntrys_", "sntryu_", "rubygems_", "sq0atp-", "sq0csp-", "pplx-", "xai-", "r8_", "ops_eyj",
@@ -36,12 +36,13 @@ GATE_WORDS = (
     "sk.eyj", "age-secret-key-1", "eaaa", "ltai", "atatt3", "ezak", "eztk", "flwseck", "akcp", "gr1348941",
 )
 # Shapes with no distinctive prefix (Twilio's SK/AC + 32 hex, Mailchimp's -usN, Airtable's
-# pat....), lowered: each detector's ``shape`` is covered by one of these. Each starts with a
+# pat...., Telegram's digits:AA...; a colon is in every JSON line, so not a separator below), lowered: each detector's ``shape`` is covered by one of these. Each starts with a
 # literal, so the regex engine finds its candidates by a fast scan.
-GATE_SHAPES = (r"sk[0-9a-f]{32}", r"ac[0-9a-f]{32}", r"-us\d(?<=[0-9a-f]{32}-us\d)", r"pat[a-z0-9]{14}\.[0-9a-f]")
+SHAPE_MIN = 34  # the shortest match of a shape (SK + 32 hex)
+GATE_SHAPES = (r":aa(?<=[0-9]:aa)", r"sk[0-9a-f]{32}", r"ac[0-9a-f]{32}", r"-us\d(?<=[0-9a-f]{32}-us\d)", r"pat[a-z0-9]{14}\.[0-9a-f]")
 # A word holding one of these is looked for from it (`_(?<=npm)`): the regex engine scans for
 # one character, where a tree of a hundred words would try nearly every position.
-_SEPARATORS = "_-.~:"
+_SEPARATORS = "_-.~"
 
 
 def word_tree(words: tuple[str, ...] | list[str]) -> str:
@@ -80,12 +81,16 @@ class _Gate:
     def __init__(self) -> None:
         kept = [w for w in GATE_WORDS if not any(o != w and o in w for o in GATE_WORDS)]
         spaced = [w for w in kept if any(c in w for c in _SEPARATORS) and len(w) > 1]
-        self.patterns = tuple(re.compile(p) for p in (word_tree([w for w in kept if w not in spaced]),
-                                                      _by_separator(spaced), *GATE_SHAPES))
+        self.words = re.compile(word_tree([w for w in kept if w not in spaced]))
+        self.spaced = re.compile(_by_separator(spaced))
+        self.shapes = tuple(re.compile(p) for p in GATE_SHAPES)
 
     def search(self, text: str) -> bool:
         lowered = text.lower()
-        return any(p.search(lowered) for p in self.patterns)
+        if self.words.search(lowered) or self.spaced.search(lowered):
+            return True
+        # Every shape is longer than this: a short string (most of a message's) needs no look.
+        return len(lowered) >= SHAPE_MIN and any(p.search(lowered) for p in self.shapes)
 
 
 GATE = _Gate()
