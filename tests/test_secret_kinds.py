@@ -135,3 +135,4 @@ def test_two_secrets_of_one_kind_keep_distinct_markers_all_session_long() -> Non
                                                          "x": ["key {{redacted:stripe_key}}"]}
     assert r.scrub_raw('{"k": "\\u0073' + b[1:] + '"') == '{"k": "{{redacted:stripe_key#2}}"'
     assert r.applied == {"stripe_key", "api_key"}
+    assert a not in repr(r) and b not in repr(r)  # the values it remembers are never said

@@ -61,10 +61,11 @@ class MarkerTable:
     said, in the order it first said them; the live peer's n-th value of that kind takes the
     n-th (the same client says its secrets in the same order)."""
 
-    planned: Callable[[str], list[str]] | None = None
-    bound: dict[str, Any] = field(default_factory=dict)  # marker -> the first value it stood for
-    _by_value: dict[tuple[str, str], str] = field(default_factory=dict)
-    _count: dict[str, int] = field(default_factory=dict)
+    planned: Callable[[str], list[str]] | None = field(default=None, repr=False)
+    # marker -> the first value it stood for; kept out of repr, so no message or log says one.
+    bound: dict[str, Any] = field(default_factory=dict, repr=False)
+    _by_value: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+    _count: dict[str, int] = field(default_factory=dict, repr=False)
 
     def marker_for(self, kind: str, value: Any) -> str:
         key = (kind, value if isinstance(value, str) else json.dumps(value))
