@@ -38,16 +38,11 @@ _GROUP = re.compile(r"\(\?P<(\w+)>")
 _BACKREF = re.compile(r"\(\?P=(\w+)\)")
 _FLAG = re.compile(r"^-{1,2}([A-Za-z][\w.-]*)$")
 PLAIN_KEYS = 10_000  # JSON keys remembered as holding nothing to scrub
-NUMBERED = 10_000    # distinct secrets a session numbers; past them, a value gets its kind's first marker
+NUMBERED = 10_000    # distinct secrets a session remembers (memory stays bounded); past them, none is bound
 
 
 def marker(kind: str) -> str:
     return "{{redacted:" + kind + "}}"
-
-
-def marker_kind(text: str) -> str:
-    """The kind a marker names, without its number: ``{{redacted:api_key#2}}`` -> ``api_key``."""
-    return text[len("{{redacted:"):-2].split("#", 1)[0]
 
 
 @dataclass
@@ -438,5 +433,5 @@ def _rules_from_meta(meta: Mapping[str, Any], env: Mapping[str, str],
     return names, rules
 
 
-__all__ = ["KIND_RE", "MARKER_RE", "LineScrubber", "LiteralRule", "MarkerTable", "marker_kind", "PathRule", "RegexRule", "Redactor", "Rule",
+__all__ = ["KIND_RE", "MARKER_RE", "LineScrubber", "LiteralRule", "MarkerTable", "PathRule", "RegexRule", "Redactor", "Rule",
            "marker", "parse_path", "parse_rule_arg", "secrets_from_environ"]
