@@ -122,6 +122,13 @@ def test_lists_and_nested_values_under_secret_names_are_redacted() -> None:
     text = json.dumps(nested)
     for secret in ("opaque-aa11bb22", "opaque-cc33dd44", "12345678", "p4ss-word-77"):
         assert secret not in text, text
+    # The same in text: a raw line (JSON cut short), Go's fmt of an http.Header, YAML's flow style.
+    raw = '{"password": ["Hunter2Hunter2"], "token": {"value": "opaque-aa11bb22"}, "n": 1'
+    assert Redactor().scrub_raw(raw) == '{"password": {{redacted:password}}, "token": {{redacted:token}}, "n": 1'
+    go = "map[Accept:[*/*] Authorization:[Basic YWxpY2U6V29uZGVybGFuZA==] X-Api-Key:[k-0a1b2c3d4e5f]]"
+    out = Redactor().scrub_text(go)
+    assert "YWxpY2U6V29uZGVybGFuZA" not in out and "k-0a1b2c3d4e5f" not in out and "Accept:[*/*]" in out, out
+    assert Redactor().scrub_text("password: [Hunter2, x]\nuser: bob") == "password: {{redacted:password}}\nuser: bob"
     # No secret held, type kept: booleans and nulls under a secret name, in lists too.
     assert r.scrub({"password": [None, True], "apiKey": []}) == {"password": [None, True], "apiKey": []}
 

@@ -25,8 +25,10 @@ MARKER = r"\{\{redacted:[^{}]*\}\}"
 # The value of `name = value`, `"name": value`, `name: value`: quoted (JSON's `\"` too) or bare.
 # A bare value runs to whitespace or a quote: a password may hold any punctuation
 # (`Tr0ub4dor,x9Q(x)`); only `&name=` (the next parameter of a query) ends it earlier. One
-# opening with `{`, `[` or `=` is a structure or `==`, not a value.
+# opening with `=` is `==`; a list or an object (one line, no nesting: JSON that did not parse,
+# Go's `map[Cookie:[sid=...]]`, YAML's `[a, b]`) is taken whole, brackets and all.
 _VALUE = (r"""(?:\\?"(?P<sd>[^"\\\n]+)\\?"|'(?P<sq>[^'\n]+)'"""
+          r"""|(?P<sb>\[[^\[\]\n]*\]|\{[^{}\n]*\})"""
           r"""|(?P<s>[^\s"'`\\={\[](?:[^\s"'`\\&]|&(?![A-Za-z_][\w.-]*=))*))""")
 # A name that ends like a secret's (the classifier below has the last word).
 _SECRET_NAME = (r"(?P<n>(?:[A-Za-z_][\w.-]{0,60}?)?"
@@ -156,7 +158,7 @@ BUILTINS: tuple[Detector, ...] = (
     # `Authorization: Basic|Bearer|Token|... CREDENTIALS` (kind by scheme), before the bare `Bearer`.
     Detector("authorization_header",
              r"""(?i:(?:proxy-)?authorization)\\?["']?\s*[:=]\s*\\?["']?"""
-             r"""(?:(?P<scheme>(?i:basic|bearer|token|digest|negotiate))\s+)?(?P<s>[^\s"'\\,;]{4,})""",
+             r"""\[?(?:(?P<scheme>(?i:basic|bearer|token|digest|negotiate))\s+)?(?P<s>[^\s"'\\,;\]]{4,})""",
              folded=("authorization",)),
     # Passwords commands take in their arguments: `curl -u user:PASSWORD` (`--user`, `-uuser:pw`,
     # `--user=`, quoted), `mysql -pPASSWORD`, `sshpass -p PASSWORD`, a .netrc's `password VALUE`.
@@ -190,7 +192,7 @@ BUILTINS: tuple[Detector, ...] = (
     Detector("secret_field", r"(?<![\w.-])-{0,2}" + _SECRET_NAME + r"\s*=\s*" + _VALUE,
              folded=("token", "key", "secret", "pass", "pwd", "credential", "cookie")),
     # `name: value` where a line, a string or a list item starts (YAML, a log, a message's text).
-    Detector("secret_field", r"(?:(?m:^)|(?<=[\s\"'{(,\[]))(?:-[ \t]+)?" + _SECRET_NAME + r":[ \t]+" + _VALUE,
+    Detector("secret_field", r"(?:(?m:^)|(?<=[\s\"'{(,\[]))(?:-[ \t]+)?" + _SECRET_NAME + r":(?:[ \t]+|(?=\[))" + _VALUE,
              folded=("token", "key", "secret", "pass", "pwd", "credential", "cookie")),
     # `--name VALUE` in text (a command line quoted in a message or a log).
     Detector("secret_field", r"(?<![\w.-])--" + _SECRET_NAME + r"[ \t]+(?!-)" + _VALUE,

@@ -33,7 +33,7 @@ from harness.format.rules import (KIND_RE, LiteralRule, PathRule, RegexRule, Rul
                                   scrub_path, secrets_from_environ)
 
 MARKER_RE = re.compile(det.MARKER)
-_SECRET_GROUPS = ("s", "sd", "sq")
+_SECRET_GROUPS = ("s", "sd", "sq", "sb")
 _GROUP = re.compile(r"\(\?P<(\w+)>")
 _BACKREF = re.compile(r"\(\?P=(\w+)\)")
 _FLAG = re.compile(r"^-{1,2}([A-Za-z][\w.-]*)$")
@@ -240,7 +240,7 @@ class Redactor:
             span = next(((m.start(g), m.end(g)) for g in secret_groups[i] if m.group(g) is not None),
                         (m.start(), m.end()))
             value = s[span[0]:span[1]]
-            if "{{" in value or value.rstrip(",;)}]") in ("true", "false", "null"):
+            if "{{" in value or value.rstrip(",;)}]") in ("true", "false", "null", "[", "{"):
                 continue  # a marker or placeholder already, or no secret (hasPassword: true)
             yield span[0], span[1], kind
 
