@@ -143,3 +143,13 @@ def test_two_secrets_of_one_kind_keep_distinct_markers_all_session_long() -> Non
     assert r.scrub_raw('{"k": "\\u0073' + b[1:] + '"') == '{"k": "{{redacted:stripe_key#2}}"'
     assert r.applied == {"stripe_key", "api_key"}
     assert a not in repr(r) and b not in repr(r)  # the values it remembers are never said
+
+
+def test_a_command_line_is_also_read_as_one_line() -> None:
+    r = Redactor()
+    argv = ["curl", "-sS", "-u", "alice:Wond3r,land", "https://h", "--api-key", "k-123456789"]
+    assert r.scrub_argv(argv) == ["curl", "-sS", "-u", "alice:{{redacted:basic_auth}}", "https://h", "--api-key",
+                                  "{{redacted:api_key}}"]
+    assert r.scrub_argv(["mysql", "-h", "db", "-pS3cr3t,pw!", "app"])[3] == "-p{{redacted:password}}"
+    assert r.scrub_argv(["sshpass", "-p", "hunter2-x", "ssh", "h"])[2] == "{{redacted:password#2}}"  # another value
+    assert r.scrub_argv(["ls", "-la", "/tmp"]) == ["ls", "-la", "/tmp"]

@@ -272,8 +272,22 @@ class Redactor:
 
     def scrub_argv(self, argv: Sequence[str]) -> list[str]:
         """A command line: each argument, and the value after a flag named like a secret
-        (``--api-key VALUE``); ``--api-key=VALUE`` is a text rule's."""
-        out = [self.scrub_text(a) for a in argv]
+        (``--api-key VALUE``); ``--api-key=VALUE`` is a text rule's. The arguments are also
+        looked at together, as a shell line (``curl -u user:PASSWORD``, ``mysql -pPASSWORD``:
+        the context is in another argument); a secret found there within one argument is
+        replaced in it."""
+        joined = " ".join(argv)
+        spans: list[list[tuple[int, ...]]] = [[] for _ in argv]
+        if self._hit(joined):
+            starts, pos = [], 0
+            for a in argv:
+                starts.append(pos)
+                pos += len(a) + 1
+            for start, end, kind in self._replacements(joined):
+                k = next((k for k, at in enumerate(starts) if at <= start and end <= at + len(argv[k])), None)
+                if k is not None:
+                    spans[k].append((start - starts[k], end - starts[k], kind))
+        out = [self.scrub_text(_apply(a, found, self._mark)) for a, found in zip(argv, spans)]
         for n in range(len(out) - 1):
             flag = _FLAG.match(out[n])
             kind = det.secret_field_kind(flag.group(1)) if flag and self._fields else None
