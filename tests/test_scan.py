@@ -58,6 +58,19 @@ def test_a_missing_path_is_one_clear_error(tmp_path: Path) -> None:
     assert proc.returncode == 2 and proc.stdout == ""
     assert f"scan: {tmp_path / 'nope.jsonl'}: no such file or directory" in proc.stderr
     assert "Traceback" not in proc.stderr
+    # Refused before anything is scanned, whatever the order.
+    (tmp_path / "leak.txt").write_text(f"token={STRIPE}\n")
+    proc = run(tmp_path / "leak.txt", tmp_path / "nope.jsonl", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == "" and "Traceback" not in proc.stderr
+
+
+def test_an_unreadable_file_is_said_and_the_others_still_scanned(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "gone.txt").symlink_to(tmp_path / "nowhere")  # listed, but cannot be opened
+    (tmp_path / "d" / "leak.txt").write_text(f"charge {STRIPE}\n")
+    proc = run("d", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == "d/leak.txt:1: stripe_key\n"
+    assert "d/gone.txt: cannot be read" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_the_shipped_cassettes_and_scenarios_scan_clean() -> None:

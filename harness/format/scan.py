@@ -35,11 +35,13 @@ class Finding:
 
 
 def files_under(paths: list[str]) -> Iterator[Path]:
-    """Each file named, and every file under each directory named (sorted, VCS and caches skipped)."""
+    """Each file named, and every file under each directory named (sorted, VCS and caches skipped).
+    A path that does not exist is refused before anything is scanned."""
+    missing = [arg for arg in paths if not os.path.lexists(arg)]
+    if missing:
+        raise UsageError(f"scan: {', '.join(missing)}: no such file or directory")
     for arg in paths:
         path = Path(arg)
-        if not os.path.lexists(path):
-            raise UsageError(f"scan: {arg}: no such file or directory")
         if path.is_dir():
             for root, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
@@ -76,20 +78,28 @@ def _scan_lines(name: str, f: BinaryIO) -> Iterator[Finding]:
         yield from (Finding(name, n, kind) for kind in sorted(redactor.applied))
 
 
-def scan(paths: list[str], out: TextIO) -> int:
-    """Report every finding on ``out``; 1 when there was one, else 0."""
-    found = 0
+def scan(paths: list[str], out: TextIO, err: TextIO = sys.stderr) -> int:
+    """Report every finding on ``out``; 1 when there was one, else 0; 2 when a file could not
+    be read (said on ``err``; the other files are still scanned)."""
+    found, unread = 0, 0
     for path in files_under(paths):
-        for finding in scan_file(path):
+        try:
+            findings = scan_file(path)
+        except UsageError as exc:
+            print(f"codex-cassette: {exc}", file=err)
+            unread += 1
+            continue
+        for finding in findings:
             print(finding, file=out)
             found += 1
-    return 1 if found else 0
+    return 2 if unread else 1 if found else 0
 
 
 def cli_register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("scan", help="find secrets in cassettes, scenarios or any text file (exit 1 if any)",
                        description="Look for secrets with the redaction detectors in each PATH (directories "
                                    "recursed). Prints FILE:LINE: KIND for each finding, never the value; exit "
-                                   "status 1 when something was found, 0 when clean, 2 for a missing path.")
+                                   "status 1 when something was found, 0 when clean, 2 for a missing or "
+                                   "unreadable path.")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.set_defaults(func=lambda args: scan(args.paths, sys.stdout))
