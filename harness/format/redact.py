@@ -38,6 +38,7 @@ _GROUP = re.compile(r"\(\?P<(\w+)>")
 _BACKREF = re.compile(r"\(\?P=(\w+)\)")
 _FLAG = re.compile(r"^-{1,2}([A-Za-z][\w.-]*)$")
 PLAIN_KEYS = 10_000  # JSON keys remembered as holding nothing to scrub
+PLAIN_TEXT = 256     # strings up to this length remembered (as many) as holding nothing to scrub
 NUMBERED = 10_000    # distinct secrets a session remembers (memory stays bounded); past them, none is bound
 
 
@@ -81,7 +82,7 @@ class MarkerTable:
 
 
 # One regex for a set of alternatives, and each alternative's secret groups.
-_Compiled = tuple[re.Pattern[str], list[tuple[str, ...]]]
+_Compiled = tuple[re.Pattern[str], dict[int, tuple[str, ...]]]
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ class Redactor:
         self._fields = "secret_field" in self.detectors
         self._service_accounts = "gcp_service_account" in self.detectors
         self._plain_keys: set[str] = set()
+        self._plain_texts: set[str] = set()
         self._compiled: dict[tuple[int, ...], _Compiled | None] = {}
 
     # -- building one ------------------------------------------------------------------------
@@ -249,7 +251,13 @@ class Redactor:
         return self.markers.marker_for(kind, value)
 
     def scrub_text(self, s: str) -> str:
+        # A stream repeats its short strings (methods, ids, statuses): one found plain is
+        # remembered, and the gate's three looks are not taken again.
+        if s in self._plain_texts:
+            return s
         if not self._hit(s):
+            if len(s) <= PLAIN_TEXT and len(self._plain_texts) < PLAIN_KEYS:
+                self._plain_texts.add(s)
             return s
         return _apply(s, list(self._replacements(s)), self._mark)
 
@@ -414,15 +422,22 @@ def _trigger_finder(triggers: tuple[tuple[str, int], ...]) -> tuple[re.Pattern[s
 
 
 def _combine(alts: list[_Alt], chosen: tuple[int, ...]) -> _Compiled:
-    """One regex for the chosen alternatives (markers first, so they are kept), each
-    alternative's group names suffixed with its index so they cannot clash."""
+    return _combined(tuple((i, alts[i].pattern) for i in chosen))
+
+
+@functools.lru_cache(maxsize=256)
+def _combined(chosen: tuple[tuple[int, str], ...]) -> _Compiled:
+    """One regex for the chosen (index, pattern) alternatives (markers first, so they are
+    kept), each alternative's group names suffixed with its index so they cannot clash.
+    Shared by every redactor of the process: a regex of many detectors takes milliseconds to
+    compile, and a fresh redactor (each report's, each recording's) chooses the same ones."""
     parts = [f"(?P<m>{det.MARKER})"]
-    secret_groups: list[tuple[str, ...]] = [() for _ in alts]
-    for i in chosen:
-        pattern = _GROUP.sub(lambda g: f"(?P<{g.group(1)}_{i}>", alts[i].pattern)
+    secret_groups: dict[int, tuple[str, ...]] = {}
+    for i, alt in chosen:
+        pattern = _GROUP.sub(lambda g: f"(?P<{g.group(1)}_{i}>", alt)
         pattern = _BACKREF.sub(lambda g: f"(?P={g.group(1)}_{i})", pattern)
         parts.append(f"(?P<g_{i}>{pattern})")
-        secret_groups[i] = tuple(f"{g}_{i}" for g in _SECRET_GROUPS if f"(?P<{g}>" in alts[i].pattern)
+        secret_groups[i] = tuple(f"{g}_{i}" for g in _SECRET_GROUPS if f"(?P<{g}>" in alt)
     return re.compile("|".join(parts)), secret_groups
 
 
