@@ -66,13 +66,24 @@ def word_tree(words: tuple[str, ...] | list[str]) -> str:
 
 
 def _by_separator(words: list[str]) -> str:
-    """``words`` (each holding a separator) as one regex that starts at a separator."""
-    groups: dict[str, list[str]] = {}
+    """``words`` (each holding a separator) as one regex that starts at a separator and looks
+    behind it one character at a time, along a tree of the reversed prefixes (so a separator
+    that follows no prefix's last letter costs one look per letter, not one per word).
+    Compile with re.S: a ``.`` there only skips characters already looked at."""
+    groups: dict[str, dict[str, Any]] = {}
     for word in words:
         i = min(word.index(c) for c in _SEPARATORS if c in word)
-        look = (f"(?<={re.escape(word[:i + 1])})" if i else "") + (f"(?={re.escape(word[i + 1:])})" if word[i + 1:] else "")
-        groups.setdefault(word[i], []).append(look)
-    return "|".join(re.escape(c) + "(?:" + "|".join(sorted(set(looks))) + ")" for c, looks in groups.items())
+        node = groups.setdefault(word[i], {})
+        for ch in reversed(word[:i]):
+            node = node.setdefault(ch, {})
+        node.setdefault("", set()).add(word[i + 1:])
+
+    def emit(node: dict[str, Any], depth: int) -> str:
+        alts = [f"(?<={re.escape(ch)}{'.' * (depth + 1)})" + emit(child, depth + 1)
+                for ch, child in sorted(node.items()) if ch]
+        alts += [f"(?={re.escape(rest)})" if rest else "" for rest in sorted(node.get("", ()))]
+        return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+    return "|".join(re.escape(c) + emit(tree, 0) for c, tree in groups.items())
 
 
 class _Gate:
@@ -82,7 +93,7 @@ class _Gate:
         kept = [w for w in GATE_WORDS if not any(o != w and o in w for o in GATE_WORDS)]
         spaced = [w for w in kept if any(c in w for c in _SEPARATORS) and len(w) > 1]
         self.words = re.compile(word_tree([w for w in kept if w not in spaced]))
-        self.spaced = re.compile(_by_separator(spaced))
+        self.spaced = re.compile(_by_separator(spaced), re.S)
         self.shapes = tuple(re.compile(p) for p in GATE_SHAPES)
 
     def search(self, text: str) -> bool:
