@@ -201,8 +201,10 @@ BUILTINS: tuple[Detector, ...] = (
 NAMES: tuple[str, ...] = tuple(dict.fromkeys(d.name for d in BUILTINS))
 
 # A JSON key, as it is: only a token or a value in it (a key named like a secret is the walk's):
-# every cased trigger and shape.
-KEY_GATE = re.compile("|".join((word_tree([t.replace("://", "//") for d in BUILTINS for t in d.cased] + ["\\u", "\\/"]),
+# every cased trigger and shape. Compiled on first use, as the gate is.
+@functools.lru_cache(maxsize=1)
+def key_gate() -> re.Pattern[str]:
+    return re.compile("|".join((word_tree([t.replace("://", "//") for d in BUILTINS for t in d.cased] + ["\\u", "\\/"]),
                                 *dict.fromkeys(d.shape for d in BUILTINS if d.shape))))
 
 

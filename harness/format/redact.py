@@ -353,7 +353,7 @@ class Redactor:
         # the walk's business, so only a key that holds a token or a value is scanned, once.
         if key in self._plain_keys:
             return key
-        if det.KEY_GATE.search(key) or any(v in key for v in self._literals) or self._always:
+        if det.key_gate().search(key) or any(v in key for v in self._literals) or self._always:
             return self.scrub_text(key)
         if len(self._plain_keys) < PLAIN_KEYS:
             self._plain_keys.add(key)

@@ -87,21 +87,24 @@ def _by_separator(words: list[str]) -> str:
 
 
 class _Gate:
-    """One look at a text says whether any built-in detector could match it (False: none can)."""
+    """One look at a text says whether any built-in detector could match it (False: none can).
+    Its regexes are compiled on the first look: importing this module costs a fake that never
+    looks (most never do) nothing."""
 
-    def __init__(self) -> None:
+    def _compile(self) -> tuple[re.Pattern[str], re.Pattern[str], tuple[re.Pattern[str], ...]]:
         kept = [w for w in GATE_WORDS if not any(o != w and o in w for o in GATE_WORDS)]
         spaced = [w for w in kept if any(c in w for c in _SEPARATORS) and len(w) > 1]
-        self.words = re.compile(word_tree([w for w in kept if w not in spaced]))
-        self.spaced = re.compile(_by_separator(spaced), re.S)
-        self.shapes = tuple(re.compile(p) for p in GATE_SHAPES)
+        self._regexes = (re.compile(word_tree([w for w in kept if w not in spaced])),
+                         re.compile(_by_separator(spaced), re.S), tuple(re.compile(p) for p in GATE_SHAPES))
+        return self._regexes
 
     def search(self, text: str) -> bool:
+        words, spaced, shapes = self.__dict__.get("_regexes") or self._compile()
         lowered = text.lower()
-        if self.words.search(lowered) or self.spaced.search(lowered):
+        if words.search(lowered) or spaced.search(lowered):
             return True
         # Every shape is longer than this: a short string (most of a message's) needs no look.
-        return len(lowered) >= SHAPE_MIN and any(p.search(lowered) for p in self.shapes)
+        return len(lowered) >= SHAPE_MIN and any(p.search(lowered) for p in shapes)
 
 
 GATE = _Gate()
