@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +72,17 @@ def test_an_unreadable_file_is_said_and_the_others_still_scanned(tmp_path: Path)
     proc = run("d", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stdout == "d/leak.txt:1: stripe_key\n"
     assert "d/gone.txt: cannot be read" in proc.stderr and "Traceback" not in proc.stderr
+
+
+
+def test_hostile_files_are_scanned_or_passed_over_never_a_hang_or_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    os.mkfifo(tmp_path / "d" / "fifo")                                   # opening it would wait forever
+    (tmp_path / "d" / "deep.json").write_text("[" * 100_000 + "\n")     # deeper than the parser reaches
+    (tmp_path / "d" / "big.json").write_text('{"n": ' + "9" * 5000 + f', "note": "charge {STRIPE}"}}\n')
+    proc = run("d", cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stdout == "d/big.json:1: stripe_key\n"
 
 
 def test_the_shipped_cassettes_and_scenarios_scan_clean() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,8 +52,11 @@ def files_under(paths: list[str]) -> Iterator[Path]:
 
 
 def scan_file(path: Path) -> list[Finding]:
-    """The secrets the built-in detectors find in one text file (a binary file: none)."""
+    """The secrets the built-in detectors find in one text file (a binary file, a FIFO, a
+    socket or a device: none; opening a FIFO would wait for a writer)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return []
         with open(path, "rb") as f:
             if b"\0" in f.read(_SNIFF):
                 return []
@@ -73,8 +77,8 @@ def _scan_lines(name: str, f: BinaryIO) -> Iterator[Finding]:
         if text[:1] in ("{", "["):  # a JSON line: its secret-named keys hold secrets of any shape
             try:
                 redactor.scrub(json.loads(text))
-            except ValueError:
-                pass  # not JSON after all: the text look above is what there is
+            except (ValueError, RecursionError):
+                pass  # not JSON after all (or nested past reach): the text look above is what there is
         yield from (Finding(name, n, kind) for kind in sorted(redactor.applied))
 
 
