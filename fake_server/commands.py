@@ -9,8 +9,6 @@ client starts is the one whose pid the reports carry and whose signals count.
 from __future__ import annotations
 
 import os
-import shlex
-import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from fake_server.forkserver import launcher_argv
 from fake_server.paths import BOOT, LAUNCH, MARKER, SITE_DIRS, SOURCE_ROOT
+from harness.record.exec_script import ExecScript, write_executable
 from harness.replay.matching import DEFAULT_ORDER
 
 if TYPE_CHECKING:
@@ -93,7 +92,7 @@ def write_bin_dir(directory: str | Path, command: FakeCodexCommand) -> Path:
     shebang = f"#!{sys.executable} -SI"
     if warm is not None and len(shebang) <= _SHEBANG_MAX and not any(c.isspace() for c in sys.executable):
         # The launcher itself, with its arguments built in: no sh to start first.
-        exe.write_text(
+        write_executable(exe,
             f"{shebang}\n"
             f"# {MARKER}: a fake codex serving one cassette through a fork server; "
             "codex's own arguments pass through.\n"
@@ -101,15 +100,7 @@ def write_bin_dir(directory: str | Path, command: FakeCodexCommand) -> Path:
             f"sys.path[0:0] = [{os.path.dirname(LAUNCH)!r}]\n"
             "import _launch\n"
             f"_launch.main([*{warm[4:]!r}, *sys.argv[1:]], _launch.BOOT)\n")
-        exe.chmod(exe.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         return directory
-    fixed = shlex.join(warm or command.cold_argv()[:-1])
-    exe.write_text(
-        "#!/bin/sh\n"
-        f"# {MARKER}: a fake codex serving one cassette; codex's own arguments pass through.\n"
-        f"PYTHONPATH={shlex.quote(SOURCE_ROOT)}${{PYTHONPATH:+:$PYTHONPATH}}\n"
-        "export PYTHONPATH\n"
-        f'exec {fixed} "$@"\n'
-    )
-    exe.chmod(exe.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    ExecScript(command=warm or command.cold_argv()[:-1], prepend={"PYTHONPATH": SOURCE_ROOT},
+               comment=f"{MARKER}: a fake codex serving one cassette; codex's own arguments pass through.").write(exe)
     return directory

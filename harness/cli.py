@@ -14,6 +14,7 @@ import importlib
 import os
 import sys
 
+from harness import __version__
 from harness.errors import HarnessError
 
 COMMANDS: dict[str, str] = {
@@ -54,6 +55,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="codex-cassette",
         description="Record and replay Codex app-server sessions.",
     )
+    parser.add_argument("--version", action="version", version=f"codex-cassette {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     modules = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import shutil
 import sys
 import tempfile
 import time
@@ -34,6 +32,7 @@ from harness.replay.aio_channels import ProcessChannel
 from harness.drift.compare import FLOATING, VOLATILE_KEYS, compare_cassettes, scrub_text
 from harness.drift.rerecord_report import DriftResult, Invocation, exit_code, render
 from harness.format.redact import Redactor
+from harness.format.safe_files import copy_atomically
 from harness.replay.engine import ReplayEngine
 from harness.replay.options import SERVER_CHOSEN, ReplayOptions
 from harness.replay.report import ReplayReport
@@ -108,7 +107,8 @@ async def _play_part(live: LiveCodex, old: Cassette, output: Path, timeout: floa
     placeholders = live.placeholders()
     # The old cassette's own rules (its regexes, paths, variables) and today's built-ins.
     recorder = RecordingHandle(proc, output, placeholders=placeholders, command=["codex", "app-server"],
-                               redactor=Redactor.widened(old.meta, live.env, str(old.path)))
+                               redactor=Redactor.widened(old.meta, live.env, str(old.path)),
+                               baseline=old.path)  # unchanged lines as the old cassette has them
     meta = _carried_meta(old)
     fresh = live.meta()
     meta["live"] = {**(old.meta.get("live") or {}), **fresh["live"]}
@@ -220,9 +220,7 @@ async def check_session(paths: list[Path], *, codex_bin: str | None = None, upda
             if out_dir:
                 result.new_cassette = str(target)
             if update and result.status == "changed":
-                tmp_target = path.with_name(path.name + ".tmp")
-                shutil.copyfile(rec.path, tmp_target)
-                os.replace(tmp_target, path)
+                copy_atomically(rec.path, path)
                 result.status = "updated"
     return results
 

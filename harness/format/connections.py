@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.format.locks import FileLock
+from harness.format.safe_files import open_private
 
 
 def connection_path(base: str | Path, n: int) -> Path:
@@ -41,8 +42,8 @@ class LaunchCounter:
         lock = FileLock(self.path.with_name(self.path.name + ".lock")).acquire(wait=30.0, purpose="count a launch")
         try:
             number = len(self.launches()) + 1
-            with open(self.path, "a", encoding="ascii") as out:
-                out.write(f"{number} {os.getpid() if pid is None else pid}\n")
+            with open_private(self.path, "ab") as out:
+                out.write(f"{number} {os.getpid() if pid is None else pid}\n".encode("ascii"))
             return number
         finally:
             lock.release(remove=True)

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.format.safe_files import open_fd, same_file
 
 POLL = 0.05  # how often a waiting lock tries again
-MODE = 0o600  # what the recorder writes may hold a session's private data
 
 
 class LockBusy(HarnessError):
@@ -38,7 +38,7 @@ class FileLock:
         ``purpose`` says what the lock guards, for that message."""
         deadline = time.monotonic() + wait
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, MODE)
+            fd = open_fd(self.path, read=True, still_there=False)  # a planted link is refused, never followed
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -52,7 +52,7 @@ class FileLock:
                                    "another path.") from None
                 time.sleep(POLL)
                 continue
-            if _same_file(fd, self.path):
+            if same_file(fd, self.path):
                 self.fd = fd
                 return self
             os.close(fd)  # the holder removed it as we locked it: lock the file now there
@@ -68,15 +68,6 @@ class FileLock:
                 pass
         os.close(self.fd)
         self.fd = None
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    try:
-        at_path = os.stat(path)
-    except FileNotFoundError:
-        return False
-    mine = os.fstat(fd)
-    return (mine.st_dev, mine.st_ino) == (at_path.st_dev, at_path.st_ino)
 
 
 def lock_holder(fd: int) -> str:

@@ -29,7 +29,8 @@ from typing import Any, BinaryIO
 from harness.errors import HarnessError
 from harness.format.redact import Redactor
 from harness.format.wire import LineSplitter
-from harness.format.writer import CassetteWriter, open_private
+from harness.format.safe_files import UnsafePath, open_private
+from harness.format.writer import CassetteWriter
 from harness.record.quiet import MAX_LAG, QUIET, QUIET_MAX
 from harness.record.spool import Frame, Spool, SpoolReader, SpoolWriter
 from harness.record.tee import Tee
@@ -103,6 +104,7 @@ class RecorderProcess:
     pid: int
     spool: SpoolWriter
     answer_fd: int
+    copies_stderr: bool = False  # without a stderr copy, the server's stderr is not spooled at all
 
     def put(self, side: str, kind: str, t: float, payload: bytes = b"") -> None:
         self.spool.put(side, kind, t, payload)
@@ -166,7 +168,7 @@ def start_recorder(writer: CassetteWriter, tee: Tee, stderr_copy: StderrCopy | N
         try:
             os.close(answer_r)
             reader = spool.for_reader()
-            _detach(keep={reader.memfd, reader.poke, answer_w, *writer.fds(),
+            _detach(keep={reader.memfd, reader.poke, reader.ack, answer_w, *writer.fds(),
                           *([stderr_copy.out.fileno()] if stderr_copy else [])})
             code = _record(reader, writer, tee, stderr_copy, answer_w)
         finally:
@@ -175,7 +177,7 @@ def start_recorder(writer: CassetteWriter, tee: Tee, stderr_copy: StderrCopy | N
     writer.hand_over()
     if stderr_copy is not None:
         stderr_copy.out.close()
-    return RecorderProcess(pid, spool.for_writer(), answer_r)
+    return RecorderProcess(pid, spool.for_writer(), answer_r, stderr_copy is not None)
 
 
 def _detach(keep: set[int]) -> None:
@@ -272,6 +274,8 @@ def open_stderr_copy(path: str | Path, redactor: Redactor) -> StderrCopy:
     """``--stderr-file``, opened (0600) before the server starts, so a bad path is said first."""
     try:
         return StderrCopy(open_private(path), redactor, str(path))
+    except UnsafePath:
+        raise
     except OSError as exc:
         raise HarnessError(f"cannot write the stderr copy {path}: {exc.strerror or exc}. Pick a "
                            "path in a directory this user can write (--stderr-file).") from None

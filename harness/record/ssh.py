@@ -23,10 +23,16 @@ import asyncio
 import os
 import signal as signal_mod
 import shlex
+import warnings
 from dataclasses import dataclass
 
-import asyncssh
+with warnings.catch_warnings():
+    # asyncssh loads DSA support at import, and cryptography 51 warns about that on every
+    # import: our stderr is the user's (one paragraph per failure), so the notice stays out.
+    warnings.filterwarnings("ignore", message="DSA is deprecated", category=UserWarning)
+    import asyncssh
 
+from harness.format.values import CONNECTION_LOST  # the cassette's word for a lost connection
 from harness.record.ssh_target import (_CWD_MISSING, _NOT_FOUND, EnvMode, RemoteCommandNotFound, SSHAuthError,
                                        SSHConnectError, SSHConnectionLost, SSHError, SSHHostKeyError, SSHTarget,
                                        _preflight_command, build_remote_command)
@@ -36,9 +42,6 @@ _STDERR_TAIL = 4096
 
 
 # --------------------------------------------------------------------------- process
-
-
-CONNECTION_LOST = "connection lost"
 
 
 @dataclass(frozen=True)
