@@ -320,7 +320,7 @@ async def test_placeholders_bound_up_front(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
-async def test_redaction_markers_are_not_bound(tmp_path: Path) -> None:
+async def test_redaction_markers_bind_to_the_live_secret_in_memory_only(tmp_path: Path) -> None:
     c = make(tmp_path,
              cl({"id": 1, "method": "account/login/start",
                  "params": {"type": "apiKey", "apiKey": "{{redacted:api_key}}"}}),
@@ -346,15 +346,45 @@ async def test_redaction_markers_are_not_bound(tmp_path: Path) -> None:
     assert report.bindings == {}
     assert reply == {"id": 1, "result": {"echo": "{{redacted:api_key}}"}}
 
-    # A header that names its rules: the engine scrubs the live message with them itself.
+    # A header that names its rules: the engine scrubs the live message with them itself, and
+    # the marker binds to the live secret (issue 21.3): the client's own secret comes back to
+    # it as it did live, while the report (bindings included) never holds it.
     rules = Redactor.default(env={}).rules_meta()
     c = make(tmp_path, cl({"id": 1, "method": "account/login/start",
                            "params": {"type": "apiKey", "apiKey": "{{redacted:api_key}}"}}),
-             sv({"id": 1, "result": {"echo": "{{redacted:api_key}}"}}),
+             sv({"id": 1, "result": {"echo": "{{redacted:api_key}}", "n": "{{redacted:api_key#2}}"}}),
              meta={"redaction_rules": rules}, name="ruled.jsonl")
     report, reply = await play(c, peer)
     assert report.status == "ok", report.summary()
-    assert reply == {"id": 1, "result": {"echo": "{{redacted:api_key}}"}}
+    assert reply == {"id": 1, "result": {"echo": secret, "n": "{{redacted:api_key#2}}"}}  # #2: never said live
+    assert report.bindings == {} and secret not in json.dumps(report.to_json())
+
+
+@pytest.mark.asyncio
+async def test_each_live_secret_takes_the_marker_the_recorded_peer_gave_it(tmp_path: Path) -> None:
+    # Recorded: the server said one key first ({{redacted:api_key}}), then the client sent
+    # another (so #2) and two more values; the server echoed them. Live, the client's first key
+    # takes #2 (the first marker the recorded client said), not the bare marker.
+    rules = Redactor.default(env={}).rules_meta()
+    c = make(tmp_path, sv({"method": "note", "params": {"apiKey": "{{redacted:api_key}}"}}),
+             cl({"id": 1, "method": "login", "params": {"apiKey": "{{redacted:api_key#2}}",
+                                                       "token": "{{redacted:token}}",
+                                                       "X-Api-Key": ["{{redacted:api_key#3}}"]}}),
+             sv({"id": 1, "result": {"echo": "key {{redacted:api_key#2}}, then {{redacted:api_key#3}}",
+                                     "token": "{{redacted:token}}", "server": "{{redacted:api_key}}"}}),
+             meta={"redaction_rules": rules})
+    first, second = "k-" + "a1" * 10, "k-" + "b2" * 10
+
+    async def peer(p: Peer) -> Any:
+        await p.recv()
+        p.send({"id": 1, "method": "login", "params": {"apiKey": first, "token": 7654321, "X-Api-Key": [second]}})
+        return await p.recv()
+
+    report, reply = await play(c, peer)
+    assert report.status == "ok", report.summary()
+    assert reply["result"] == {"echo": f"key {first}, then {second}", "token": 7654321,  # a number stays one
+                               "server": "{{redacted:api_key}}"}  # never said by the live client: a marker
+    assert first not in json.dumps(report.to_json())
 
 
 # -- divergence ------------------------------------------------------------------------------

@@ -94,6 +94,13 @@ CASES = [
     Case("url_password", "postgres://alice:S3cretPassw0rd-x@db.example.com:5432/app",
          ["S3cretPassw0rd-x"], "url_password"),
     Case("email", "mail carol.danvers@example.org today", ["carol.danvers@example.org"], "email"),
+    Case("secret_field (punctuation, a list)", "login with password: Tr0ub4dor,x9Q(x)", ["Tr0ub4dor,x9Q(x)"],
+         "password", fields={"password": ["Tr0ub4dor,x9Q(x)"]}),
+    Case("secret_field (Go headers)", "Cookie: sid=9f8e7d6c5b4a3921; theme=dark", ["sid=9f8e7d6c5b4a3921"], "cookie",
+         fields={"headers": {"Cookie": ["sid=9f8e7d6c5b4a3921"], "Accept": ["*/*"]}}),
+    Case("command_password", "curl -sS -u alice:Wond3r,land(x) https://api.example.com/v1", ["Wond3r,land(x)"], "basic_auth"),
+    Case("service_token", "charge with sk_live_51HqLyjWDarjtT1zdp7dcXYZabc123 now",
+         ["sk_live_51HqLyjWDarjtT1zdp7dcXYZabc123"], "stripe_key"),
     Case("secret_field", "password=Hunter2Hunter2", ["Hunter2Hunter2"], "password",
          fields={"pwd": "Hunter2Hunter2"}, argv=["--password", "Hunter2Hunter2"]),
     # Values of variables the user names (any length), and of variables named like secrets.

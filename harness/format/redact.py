@@ -20,10 +20,11 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from harness.errors import CassetteError, UsageError
 from harness.format import detectors as det
@@ -32,19 +33,56 @@ from harness.format.rules import (KIND_RE, LiteralRule, PathRule, RegexRule, Rul
                                   scrub_path, secrets_from_environ)
 
 MARKER_RE = re.compile(det.MARKER)
-_SECRET_GROUPS = ("s", "sd", "sq")
+_SECRET_GROUPS = ("s", "sd", "sq", "sb")
 _GROUP = re.compile(r"\(\?P<(\w+)>")
 _BACKREF = re.compile(r"\(\?P=(\w+)\)")
 _FLAG = re.compile(r"^-{1,2}([A-Za-z][\w.-]*)$")
 PLAIN_KEYS = 10_000  # JSON keys remembered as holding nothing to scrub
+PLAIN_TEXT = 256     # strings up to this length remembered (as many) as holding nothing to scrub
+NUMBERED = 10_000    # distinct secrets a session remembers (memory stays bounded); past them, none is bound
 
 
 def marker(kind: str) -> str:
     return "{{redacted:" + kind + "}}"
 
 
+@dataclass
+class MarkerTable:
+    """The marker each secret got in one session: one value keeps one marker all session long,
+    and a second value of a kind gets ``{{redacted:KIND#2}}``, a third ``#3``, so that at replay
+    each marker binds to its own value. The values stay in this object (memory) and nowhere
+    else: nothing writes or reports ``bound``.
+
+    ``planned``, at replay: the markers the recording gave the values of a kind that the peer
+    said, in the order it first said them; the live peer's n-th value of that kind takes the
+    n-th (the same client says its secrets in the same order)."""
+
+    planned: Callable[[str], list[str]] | None = field(default=None, repr=False)
+    # marker -> the first value it stood for; kept out of repr, so no message or log says one.
+    bound: dict[str, Any] = field(default_factory=dict, repr=False)
+    _by_value: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+    _count: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def marker_for(self, kind: str, value: Any) -> str:
+        key = (kind, value if isinstance(value, str) else json.dumps(value))
+        found = self._by_value.get(key)
+        if found is not None:
+            return found
+        n = self._count.get(kind, 0)
+        plan = self.planned(kind) if self.planned is not None else []
+        if plan:
+            found = plan[min(n, len(plan) - 1)]  # more values than recorded: the last one's (an old cassette)
+        else:
+            found = marker(kind if n == 0 else f"{kind}#{n + 1}")
+        if len(self._by_value) < NUMBERED:
+            self._count[kind] = n + 1
+            self._by_value[key] = found
+            self.bound.setdefault(found, value)
+        return found
+
+
 # One regex for a set of alternatives, and each alternative's secret groups.
-_Compiled = tuple[re.Pattern[str], list[tuple[str, ...]]]
+_Compiled = tuple[re.Pattern[str], dict[int, tuple[str, ...]]]
 
 
 @dataclass(frozen=True)
@@ -56,6 +94,7 @@ class _Alt:
     cased: tuple[str, ...] | None  # None: no trigger, always tried
     folded: tuple[str, ...] = ()
     detector: det.Detector | None = None
+    shape: str = ""                # tried when this regex is found (a detector with no prefix)
 
 
 @dataclass
@@ -67,6 +106,7 @@ class Redactor:
     rules: list[Rule] = field(default_factory=list)
     detectors: Sequence[str] | None = None
     applied: set[str] = field(default_factory=set)
+    markers: MarkerTable = field(default_factory=MarkerTable)
 
     def __post_init__(self) -> None:
         names = det.NAMES if self.detectors is None else tuple(self.detectors)
@@ -83,8 +123,12 @@ class Redactor:
                           key=lambda r: -len(r.value))
         alts = [_Alt(r.kind, r.pattern(), (r.value,)) for r in literals]
         alts += [_Alt(r.kind, r.pattern, None) for r in self.rules if isinstance(r, RegexRule)]
-        alts += [_Alt("", d.pattern, d.cased, d.folded, d) for d in det.BUILTINS if d.name in self.detectors]
+        alts += [_Alt("", d.pattern, d.cased, d.folded, d, d.shape) for d in det.BUILTINS if d.name in self.detectors]
         self._alts = alts
+        self._cased = _trigger_finder(tuple((t, i) for i, a in enumerate(alts) for t in a.cased or ()))
+        self._folded = _trigger_finder(tuple((t, i) for i, a in enumerate(alts) for t in a.folded))
+        self._shaped = [(re.compile(a.shape), i) for i, a in enumerate(alts) if a.shape]
+        self._untriggered = tuple(i for i, a in enumerate(alts) if a.cased is None)
         self._paths = [r for r in self.rules if isinstance(r, PathRule)]
         self._literals = tuple(r.value for r in literals)
         self._json_literals = tuple(json.dumps(v, ensure_ascii=False)[1:-1] for v in self._literals)
@@ -92,6 +136,7 @@ class Redactor:
         self._fields = "secret_field" in self.detectors
         self._service_accounts = "gcp_service_account" in self.detectors
         self._plain_keys: set[str] = set()
+        self._plain_texts: set[str] = set()
         self._compiled: dict[tuple[int, ...], _Compiled | None] = {}
 
     # -- building one ------------------------------------------------------------------------
@@ -161,20 +206,22 @@ class Redactor:
         """Whether any rule could match ``s`` (a superset: the cheap look before the real one)."""
         if self._always:
             return True
-        if len(self._alts) > len(self._literals) and GATE.search(s.lower()):
+        if len(self._alts) > len(self._literals) and GATE.search(s):
             return True
         return any(v in s for v in self._literals)
 
     def _regex_for(self, s: str, exclude: frozenset[int] = frozenset()) -> "_Compiled | None":
-        lowered = s.lower()
-        chosen = tuple(i for i, a in enumerate(self._alts) if i not in exclude and (
-            a.cased is None or any(t in s for t in a.cased) or any(t in lowered for t in a.folded)))
+        found = set(self._untriggered)
+        found.update(*(self._cased[1][m.group(1)] for m in self._cased[0].finditer(s)))
+        found.update(*(self._folded[1][m.group(1)] for m in self._folded[0].finditer(s.lower())))
+        found.update(i for shape, i in self._shaped if shape.search(s))
+        chosen = tuple(sorted(found - exclude))
         if chosen not in self._compiled:
             self._compiled[chosen] = _combine(self._alts, chosen) if chosen else None
         return self._compiled[chosen]
 
     def _replacements(self, s: str, exclude: frozenset[int] = frozenset()) -> Iterator[tuple[int, int, str]]:
-        """(start, end, marker) for each secret in ``s``, left to right."""
+        """(start, end, kind) for each secret in ``s``, left to right."""
         found = self._regex_for(s, exclude)
         if found is None:
             return
@@ -195,15 +242,24 @@ class Redactor:
             span = next(((m.start(g), m.end(g)) for g in secret_groups[i] if m.group(g) is not None),
                         (m.start(), m.end()))
             value = s[span[0]:span[1]]
-            if "{{" in value or value in ("true", "false", "null"):
+            if "{{" in value or value.rstrip(",;)}]") in ("true", "false", "null", "[", "{"):
                 continue  # a marker or placeholder already, or no secret (hasPassword: true)
-            self.applied.add(kind)
-            yield span[0], span[1], marker(kind)
+            yield span[0], span[1], kind
+
+    def _mark(self, kind: str, value: Any) -> str:
+        self.applied.add(kind)
+        return self.markers.marker_for(kind, value)
 
     def scrub_text(self, s: str) -> str:
-        if not self._hit(s):
+        # A stream repeats its short strings (methods, ids, statuses): one found plain is
+        # remembered, and the gate's three looks are not taken again.
+        if s in self._plain_texts:
             return s
-        return _apply(s, list(self._replacements(s)))
+        if not self._hit(s):
+            if len(s) <= PLAIN_TEXT and len(self._plain_texts) < PLAIN_KEYS:
+                self._plain_texts.add(s)
+            return s
+        return _apply(s, list(self._replacements(s)), self._mark)
 
     def scrub_raw(self, s: str) -> str:
         """A line that is not a JSON message: also the secrets that JSON escapes
@@ -211,7 +267,9 @@ class Redactor:
         if det.has_escapes(s):
             view, spans = det.unescaped_view(s)
             if self._hit(view):
-                s = _apply(s, [(spans[a][0], spans[b - 1][1], r) for a, b, r in self._replacements(view) if b > a])
+                # The marker is the decoded value's: the same secret escaped or not is one value.
+                s = _apply(s, [(spans[a][0], spans[b - 1][1], k, view[a:b]) for a, b, k in self._replacements(view)
+                               if b > a], self._mark)
         return self.scrub_text(s)
 
     def scrub_bytes(self, data: bytes) -> bytes:
@@ -222,14 +280,27 @@ class Redactor:
 
     def scrub_argv(self, argv: Sequence[str]) -> list[str]:
         """A command line: each argument, and the value after a flag named like a secret
-        (``--api-key VALUE``); ``--api-key=VALUE`` is a text rule's."""
-        out = [self.scrub_text(a) for a in argv]
+        (``--api-key VALUE``); ``--api-key=VALUE`` is a text rule's. The arguments are also
+        looked at together, as a shell line (``curl -u user:PASSWORD``, ``mysql -pPASSWORD``:
+        the context is in another argument); a secret found there within one argument is
+        replaced in it."""
+        joined = " ".join(argv)
+        spans: list[list[tuple[int, ...]]] = [[] for _ in argv]
+        if self._hit(joined):
+            starts, pos = [], 0
+            for a in argv:
+                starts.append(pos)
+                pos += len(a) + 1
+            for start, end, kind in self._replacements(joined):
+                k = next((k for k, at in enumerate(starts) if at <= start and end <= at + len(argv[k])), None)
+                if k is not None:
+                    spans[k].append((start - starts[k], end - starts[k], kind))
+        out = [self.scrub_text(_apply(a, found, self._mark)) for a, found in zip(argv, spans)]
         for n in range(len(out) - 1):
             flag = _FLAG.match(out[n])
             kind = det.secret_field_kind(flag.group(1)) if flag and self._fields else None
             if kind and not out[n + 1].startswith("-") and "{{" not in out[n + 1]:
-                self.applied.add(kind)
-                out[n + 1] = marker(kind)
+                out[n + 1] = self._mark(kind, out[n + 1])
         return out
 
     # -- JSON ----------------------------------------------------------------------------------
@@ -239,21 +310,25 @@ class Redactor:
         comes back as the same object). ``source``, the JSON text ``obj`` was parsed from,
         lets a message that holds nothing any rule could match skip the walk."""
         for rule in self._paths:
-            obj = scrub_path(obj, rule.steps, rule.kind, self.applied)
+            obj = scrub_path(obj, rule.steps, rule.kind, self._mark)
         if source is not None and not self._may_match(source):
             return obj
         return self._walk(obj)
 
     def _may_match(self, source: str) -> bool:
-        if self._always or GATE.search(source.lower()):
+        if self._always or GATE.search(source):
             return True
         return any(v in source for v in self._json_literals)
 
-    def _walk(self, obj: Any) -> Any:
+    def _walk(self, obj: Any, under: str | None = None) -> Any:
+        """``under``: the kind of the secret-named key this value sits under (a list or an
+        object there holds that secret: Go's headers are ``{"Cookie": ["sid=..."]}``)."""
+        if under is not None and _secret_value(obj):
+            return obj if isinstance(obj, str) and "{{" in obj else self._mark(under, obj)
         if isinstance(obj, str):
             return self.scrub_text(obj)
         if isinstance(obj, list):
-            out = [self._walk(v) for v in obj]
+            out = [self._walk(v, under) for v in obj]
             return obj if all(a is b for a, b in zip(out, obj)) else out
         if not isinstance(obj, dict):
             return obj
@@ -266,12 +341,7 @@ class Redactor:
                     kind = "gcp_service_account"
                 elif self._fields:
                     kind = det.secret_field_kind(key)
-            if kind and _secret_value(value):
-                if not (isinstance(value, str) and "{{" in value):
-                    self.applied.add(kind)
-                    value = marker(kind)
-            else:
-                value = self._walk(value)
+            value = self._walk(value, kind or under)
             new_key = self._scrub_key(key) if isinstance(key, str) else key
             changed = changed or new_key is not key or value is not obj[key]
             result[new_key] = value
@@ -283,7 +353,7 @@ class Redactor:
         # the walk's business, so only a key that holds a token or a value is scanned, once.
         if key in self._plain_keys:
             return key
-        if det.KEY_GATE.search(key) or any(v in key for v in self._literals) or self._always:
+        if det.key_gate().search(key) or any(v in key for v in self._literals) or self._always:
             return self.scrub_text(key)
         if len(self._plain_keys) < PLAIN_KEYS:
             self._plain_keys.add(key)
@@ -321,29 +391,53 @@ def _secret_value(value: Any) -> bool:
     return isinstance(value, (int, float)) or (isinstance(value, str) and value != "")
 
 
-def _apply(s: str, found: list[tuple[int, int, str]]) -> str:
+def _apply(s: str, found: list[tuple[int, ...]], mark: Callable[[str, str], str]) -> str:
+    """``s`` with each (start, end, kind[, value]) span replaced by its marker; the value is
+    the span's text unless given."""
     if not found:
         return s
     parts, pos = [], 0
-    for start, end, text in sorted(found):
+    for start, end, kind, *value in sorted(found):  # type: ignore[misc]
         if start < pos:
-            continue  # overlaps one already replaced
-        parts += [s[pos:start], text]
+            continue  # overlaps one already replaced: it takes no number
+        parts += [s[pos:start], mark(kind, value[0] if value else s[start:end])]
         pos = end
     parts.append(s[pos:])
     return "".join(parts)
 
 
+@functools.lru_cache(maxsize=64)
+def _trigger_finder(triggers: tuple[tuple[str, int], ...]) -> tuple[re.Pattern[str], dict[str, frozenset[int]]]:
+    """One regex that finds every trigger at every position (a lookahead, so one trigger
+    starting inside another is found too), and for each trigger it can report the
+    alternatives of every trigger it holds (the longest is reported where several start)."""
+    by_trigger: dict[str, set[int]] = {}
+    for t, i in triggers:
+        by_trigger.setdefault(t, set()).add(i)
+    if not by_trigger:
+        return re.compile(r"(?!)()"), {}
+    words = sorted(by_trigger, key=len, reverse=True)
+    held = {t: frozenset(i for u in words if u in t for i in by_trigger[u]) for t in words}
+    return re.compile("(?=(" + "|".join(map(re.escape, words)) + "))"), held
+
+
 def _combine(alts: list[_Alt], chosen: tuple[int, ...]) -> _Compiled:
-    """One regex for the chosen alternatives (markers first, so they are kept), each
-    alternative's group names suffixed with its index so they cannot clash."""
+    return _combined(tuple((i, alts[i].pattern) for i in chosen))
+
+
+@functools.lru_cache(maxsize=256)
+def _combined(chosen: tuple[tuple[int, str], ...]) -> _Compiled:
+    """One regex for the chosen (index, pattern) alternatives (markers first, so they are
+    kept), each alternative's group names suffixed with its index so they cannot clash.
+    Shared by every redactor of the process: a regex of many detectors takes milliseconds to
+    compile, and a fresh redactor (each report's, each recording's) chooses the same ones."""
     parts = [f"(?P<m>{det.MARKER})"]
-    secret_groups: list[tuple[str, ...]] = [() for _ in alts]
-    for i in chosen:
-        pattern = _GROUP.sub(lambda g: f"(?P<{g.group(1)}_{i}>", alts[i].pattern)
+    secret_groups: dict[int, tuple[str, ...]] = {}
+    for i, alt in chosen:
+        pattern = _GROUP.sub(lambda g: f"(?P<{g.group(1)}_{i}>", alt)
         pattern = _BACKREF.sub(lambda g: f"(?P={g.group(1)}_{i})", pattern)
         parts.append(f"(?P<g_{i}>{pattern})")
-        secret_groups[i] = tuple(f"{g}_{i}" for g in _SECRET_GROUPS if f"(?P<{g}>" in alts[i].pattern)
+        secret_groups[i] = tuple(f"{g}_{i}" for g in _SECRET_GROUPS if f"(?P<{g}>" in alt)
     return re.compile("|".join(parts)), secret_groups
 
 
@@ -368,5 +462,5 @@ def _rules_from_meta(meta: Mapping[str, Any], env: Mapping[str, str],
     return names, rules
 
 
-__all__ = ["KIND_RE", "MARKER_RE", "LineScrubber", "LiteralRule", "PathRule", "RegexRule", "Redactor", "Rule",
+__all__ = ["KIND_RE", "MARKER_RE", "LineScrubber", "LiteralRule", "MarkerTable", "PathRule", "RegexRule", "Redactor", "Rule",
            "marker", "parse_path", "parse_rule_arg", "secrets_from_environ"]

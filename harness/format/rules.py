@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Union
+from typing import Any, Callable, Mapping, Union
 
 from harness.errors import UsageError
 from harness.format.secret_gate import LONG_LITERAL, secret_env_values
@@ -100,23 +100,24 @@ def secrets_from_environ(env: Mapping[str, str]) -> list[LiteralRule]:
     return [env_rule(name, value) for name, value in secret_env_values(env)]
 
 
-def scrub_path(obj: Any, steps: tuple[Union[str, int, None], ...], kind: str, applied: set[str]) -> Any:
-    """``obj`` with the value(s) at ``steps`` replaced by the marker (a copy along the path)."""
+def scrub_path(obj: Any, steps: tuple[Union[str, int, None], ...], kind: str,
+               mark: Callable[[str, Any], str]) -> Any:
+    """``obj`` with the value(s) at ``steps`` replaced by their markers (``mark(kind, value)``;
+    a copy along the path)."""
     if not steps:
         if obj is None or (isinstance(obj, str) and _MARKER.match(obj)):
             return obj
-        applied.add(kind)
-        return "{{redacted:" + kind + "}}"
+        return mark(kind, obj)
     step, rest = steps[0], steps[1:]
     if isinstance(step, str) and isinstance(obj, dict) and step in obj:
-        return {k: (scrub_path(v, rest, kind, applied) if k == step else v) for k, v in obj.items()}
+        return {k: (scrub_path(v, rest, kind, mark) if k == step else v) for k, v in obj.items()}
     if isinstance(obj, list):
         if step is None:
-            return [scrub_path(v, rest, kind, applied) for v in obj]
+            return [scrub_path(v, rest, kind, mark) for v in obj]
         if isinstance(step, int) and -len(obj) <= step < len(obj):
             out = list(obj)
-            out[step] = scrub_path(out[step], rest, kind, applied)
+            out[step] = scrub_path(out[step], rest, kind, mark)
             return out
     if step is None and isinstance(obj, dict):
-        return {k: scrub_path(v, rest, kind, applied) for k, v in obj.items()}
+        return {k: scrub_path(v, rest, kind, mark) for k, v in obj.items()}
     return obj

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, NoReturn
+from typing import Any, Iterator, NoReturn
 
 from harness.errors import CassetteError
 from harness.format.cassette import Cassette, Event
@@ -61,7 +61,7 @@ class ReplayEngine(TolerantPlay):
                                    total=len(cassette.events))
         # Every peer line is scrubbed with the cassette's redaction rules before anything sees it.
         self._intake = Intake(cassette.meta, os.environ if self.options.env is None else self.options.env,
-                              self.report.cassette)
+                              self.report.cassette, self._peer_said)
         self.for_report = self._intake.for_report  # what a report may say of a live value (scrubbed)
         self._id_map: dict[str, Any] = {}   # recorded peer request id -> live id
         # Live requests waiting for our answer: live id key -> (live id, position of the recorded request).
@@ -127,6 +127,16 @@ class ReplayEngine(TolerantPlay):
                 if self.report.divergence is None:
                     self._stalled(stall, len(events) - 1)
         return self.report
+
+    def _peer_said(self) -> Iterator[Any]:
+        """The recorded peer's messages and raw lines, in order (where its markers first appear)."""
+        events = self.cassette.events
+        for n in range(len(events)):
+            if self.cassette.side_of(n) != self.role:
+                event = events[n]
+                said = event.msg if event.msg is not None else event.raw
+                if said is not None:
+                    yield said
 
     def report_last_received(self) -> Any:
         """The peer's last line, as a report may say it (scrubbed, capped); None before any."""
@@ -250,6 +260,7 @@ class ReplayEngine(TolerantPlay):
         if has_marker(out):
             self._bind_fallbacks(out)
             out = self.ctx.placeholders.substitute(msg)
+        out = self._intake.restore(out)  # the secrets the live peer said, back where it would see them
         if self.ctx.learned:
             out = substitute_learned(out, self.ctx.learned)
         if classify(msg) is Kind.RESPONSE:
