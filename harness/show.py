@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from harness.errors import UsageError
 from harness.format.cassette import Cassette, Event
 
 from harness.format.load import open_cassette
@@ -205,13 +206,24 @@ def cli_register(sub: argparse._SubParsersAction) -> None:
                        description="Print a cassette (or YAML scenario) as a two-column timeline: client left, "
                                    "server right; ? approval requests, ✓/✗ decisions, ✋ interrupts, ! errors, "
                                    "… folded runs of deltas, ■ end of stream or process exit.")
-    p.add_argument("cassettes", nargs="+", metavar="PATH")
+    p.add_argument("cassettes", nargs="+", metavar="PATH", help="cassettes (.jsonl) or YAML scenarios (.yaml)")
     p.add_argument("--width", type=int, default=None, help="output width (default: the terminal's)")
     p.add_argument("--no-fold", action="store_true", help="one row per delta notification")
+    p.add_argument("--html", action="store_true",
+                   help="write one self-contained HTML page instead (needs -o; one PATH): each event opens "
+                        "to its JSON, cassette lines are anchors (#L12)")
+    p.add_argument("-o", "--output", default=None, metavar="FILE", help="where --html writes its page")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.html or args.output:
+        if not (args.html and args.output and len(args.cassettes) == 1):
+            raise UsageError("show --html takes one PATH and -o FILE.html (and -o only goes with --html)")
+        from harness.show_html import write_page
+
+        print(write_page(open_cassette(args.cassettes[0]), args.output))
+        return 0
     for n, path in enumerate(args.cassettes):
         if n:
             sys.stdout.write("\n")

@@ -16,6 +16,8 @@ from typing import Any
 from harness.drift import coverage, impact, schema_diff, schema_report
 from harness.drift.snapshot import GENERATE_TIMEOUT_S, load_snapshot, snapshot
 from harness.drift.validate import validate_inputs
+from harness.format.ci_output import append_step_summary
+from harness.format.pins import default_schema
 from harness.live.binary import CODEX_BIN_HELP, find_codex_binary
 
 
@@ -32,6 +34,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     diff = schema_diff.diff_snapshots(load_snapshot(args.old), load_snapshot(args.new))
     hits = impact.impacts(diff, impact.load_all(args.cassettes)) if args.cassettes else None
     sys.stdout.write(schema_report.render(diff, args.format, hits))
+    append_step_summary(schema_report.render(diff, "markdown", hits))
     failing = diff.count("breaking") + (diff.count("risky") if args.fail_on == "risky" else 0)
     return 1 if failing else 0
 
@@ -39,15 +42,17 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_coverage(args: argparse.Namespace) -> int:
     cov = coverage.coverage(args.paths, load_snapshot(args.schema))
     sys.stdout.write(coverage.render(cov, args.format))
+    append_step_summary(coverage.render(cov, "markdown"))
     return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    snap = load_snapshot(args.schema)
+    snap = load_snapshot(args.schema or default_schema(args.paths))
     result = validate_inputs(args.paths, snap)
-    for p in result.problems:
+    for p in result.problems + result.deliberate:
         print(p)
     print(result.summary())
+    append_step_summary(result.markdown())
     return 1 if result.problems else 0
 
 
@@ -110,6 +115,8 @@ def cli_register(subparsers: Any) -> None:
     v = subparsers.add_parser("validate", help="validate cassette messages against a schema snapshot")
     v.add_argument("paths", nargs="+", metavar="PATH",
                    help="cassettes (.jsonl), YAML scenarios (.yaml), or directories of them")
-    v.add_argument("--schema", required=True, help="snapshot directory (cassettes/schema/<version>)")
+    v.add_argument("--schema", default=None, metavar="DIR",
+                   help="snapshot directory (default: schema/<version> beside the cassettes, or "
+                        "cassettes/schema/<version>, where <version> is the codex most of them were recorded with)")
     v.set_defaults(func=cmd_validate)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from harness.format.cassette import Cassette, load_cassette
+from harness.format.ci_output import append_step_summary
 from harness.errors import HarnessError
 from harness.live.session import LiveCodex, LiveScenario
 from harness.record.handle import RecordingHandle
@@ -263,4 +264,5 @@ def run_cli(args: Any) -> int:
                                     timeout=args.timeout, out_dir=args.out_dir,
                                     floating=FLOATING + invocation.floating, ignore=invocation.ignore))
     sys.stdout.write(render(results, args.format, invocation))
+    append_step_summary(render(results, "markdown", invocation))
     return exit_code(results)

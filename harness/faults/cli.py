@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from harness.errors import UsageError
+from harness.format.ci_output import append_step_summary
 
 FORMATS = ("text", "markdown", "json")
 
@@ -97,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     sys.stdout.write(render(result, args.format))
+    append_step_summary(render(result, "markdown"))
     return 1 if result.failed else 0
 
 
