@@ -21,7 +21,7 @@ COMMANDS: dict[str, str] = {
     "record": "harness.record.cli",
     "record-live": "harness.live.record_live",
     "replay": "harness.cli",  # cli_register below
-    "show": "harness.show",
+    "show": "harness.show_html",
     "validate": "harness.drift.cli",
     "drift": "harness.drift.cli",
     "codex": "harness.live.install",

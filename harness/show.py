@@ -7,7 +7,6 @@ deltas folded into one row with the text they add up to.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -15,7 +14,6 @@ import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from harness.errors import UsageError
 from harness.format.cassette import Cassette, Event
 
 from harness.format.load import open_cassette
@@ -199,37 +197,6 @@ def render(cassette: Cassette, out: TextIO, width: int | None = None, fold: bool
                 out.write(f"{line}  {mark} {'':<{col}} │ {piece}\n")
     counts = {s: sum(1 for e in cassette.events if e.side == s) for s in ("client", "server")}
     out.write(f"{len(cassette.events)} events: {counts['client']} from the client, {counts['server']} from the server\n")
-
-
-def cli_register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("show", help="print a cassette as a conversation timeline",
-                       description="Print a cassette (or YAML scenario) as a two-column timeline: client left, "
-                                   "server right; ? approval requests, ✓/✗ decisions, ✋ interrupts, ! errors, "
-                                   "… folded runs of deltas, ■ end of stream or process exit.")
-    p.add_argument("cassettes", nargs="+", metavar="PATH", help="cassettes (.jsonl) or YAML scenarios (.yaml)")
-    p.add_argument("--width", type=int, default=None, help="output width (default: the terminal's)")
-    p.add_argument("--no-fold", action="store_true", help="one row per delta notification")
-    p.add_argument("--html", action="store_true",
-                   help="write one self-contained HTML page instead (needs -o; one PATH): each event opens "
-                        "to its JSON, cassette lines are anchors (#L12)")
-    p.add_argument("-o", "--output", default=None, metavar="FILE", help="where --html writes its page")
-    p.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    if args.html or args.output:
-        if not (args.html and args.output and len(args.cassettes) == 1):
-            raise UsageError("show --html takes one PATH and -o FILE.html (and -o only goes with --html)")
-        from harness.show_html import write_page
-
-        print(write_page(open_cassette(args.cassettes[0]), args.output))
-        return 0
-    for n, path in enumerate(args.cassettes):
-        if n:
-            sys.stdout.write("\n")
-        render(open_cassette(path), sys.stdout, args.width, fold=not args.no_fold)
-    sys.stdout.flush()
-    return 0
 
 
 if os.environ.get("PYTHONIOENCODING") is None and hasattr(sys.stdout, "reconfigure"):

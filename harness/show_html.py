@@ -10,7 +10,9 @@ forget one spot. The page needs no network (CSS inline, no script): each event i
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +21,13 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
+from harness.errors import UsageError
 from harness.format.cassette import Cassette, Event
+from harness.format.load import open_cassette
 from harness.format.safe_files import write_atomically
 from harness.replay.report import ReplayReport
 from harness.safe_text import printable
-from harness.show import Row, rows
+from harness.show import render, rows
 
 MARKER_RE = re.compile(r"\{\{(redacted:)?([A-Za-z0-9_.:-]{1,80})\}\}")
 JSON_LIMIT = 64 * 1024  # characters of one event's JSON shown in the page
@@ -147,4 +151,33 @@ def write_page(cassette: Cassette, out: str | Path, report: ReplayReport | None 
     return Path(out)
 
 
-__all__ = ["Row", "render_page", "write_page", "page_rows"]
+
+
+# The `show` command lives here, above both of its views (the layers: show_html imports show).
+def cli_register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("show", help="print a cassette as a conversation timeline",
+                       description="Print a cassette (or YAML scenario) as a two-column timeline: client left, "
+                                   "server right; ? approval requests, ✓/✗ decisions, ✋ interrupts, ! errors, "
+                                   "… folded runs of deltas, ■ end of stream or process exit.")
+    p.add_argument("cassettes", nargs="+", metavar="PATH", help="cassettes (.jsonl) or YAML scenarios (.yaml)")
+    p.add_argument("--width", type=int, default=None, help="output width (default: the terminal's)")
+    p.add_argument("--no-fold", action="store_true", help="one row per delta notification")
+    p.add_argument("--html", action="store_true",
+                   help="write one self-contained HTML page instead (needs -o; one PATH): each event opens "
+                        "to its JSON, cassette lines are anchors (#L12)")
+    p.add_argument("-o", "--output", default=None, metavar="FILE", help="where --html writes its page")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.html or args.output:
+        if not (args.html and args.output and len(args.cassettes) == 1):
+            raise UsageError("show --html takes one PATH and -o FILE.html (and -o only goes with --html)")
+        print(write_page(open_cassette(args.cassettes[0]), args.output))
+        return 0
+    for n, path in enumerate(args.cassettes):
+        if n:
+            sys.stdout.write("\n")
+        render(open_cassette(path), sys.stdout, args.width, fold=not args.no_fold)
+    sys.stdout.flush()
+    return 0

@@ -37,6 +37,9 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--codex-faults-seed", default="0", metavar="SEED", help="the sampling seed (default 0)")
     group.addoption("--codex-faults-deadline", type=float, default=None, metavar="SECONDS",
                     help="seconds a test has to end under a fault before it counts as hung (default 10)")
+    from harness.pytest.report_pages import add_option  # --codex-report-dir
+
+    add_option(group)
     parser.addini("codex_cassette_timeout", "default replay timeout in seconds", default="10")
     parser.addini("codex_record_mode", "default record mode", default="none")
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from harness.errors import HarnessError
+from harness.pytest import report_pages
 from harness.pytest.options import ACTIVE_FAULT, FAULT_KEYS, add_options, check_options
 
 # The engine, the fake and the recorder load on a codex fixture's first use: an installed
@@ -276,6 +277,7 @@ def fake_codex(request: pytest.FixtureRequest, codex_cassette_dir: Path, codex_c
     fake.close()
     bad = fake.untold_failures()  # what the test's own outcome did not already say (pytest_runtest_makereport)
     if bad and not fake._expected_failure and codex_fault is None:
+        report_pages.record(request.node, bad, request.node.user_properties)
         pytest.fail(DIVERGED + "\n\n" + "\n\n".join(r.summary() for r in bad), pytrace=False)
 
 
@@ -300,6 +302,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if not bad:
         return
     fake.mark_told(bad)
+    report_pages.record(item, bad, report.user_properties)
     text = DIVERGED + "\n\n" + "\n\n".join(r.summary() for r in bad)
     if not report.failed:
         report.outcome = "failed"
@@ -310,6 +313,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr.addsection("codex-cassette", text)
     else:
         report.sections.append(("codex-cassette", text))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    report_pages.terminal_summary(terminalreporter)
 
 
 def _live_scenario(request: pytest.FixtureRequest, spec: Any, directory: Path) -> Any:
