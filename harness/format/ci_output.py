@@ -50,7 +50,7 @@ def error_command(file: str, line: int | None, title: str, message: str) -> str:
     if line is not None:
         props.append(f"line={int(line)}")
     props.append(f"title={_escape_property(printable(title, keep='')[:TITLE_LIMIT])}")
-    body = printable(message, keep="\n")[:MESSAGE_LIMIT]
+    body = printable(message, keep="\r\n")[:MESSAGE_LIMIT]
     return f"::error {','.join(props)}::{_escape_data(body)}"
 
 
