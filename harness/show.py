@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from rich.cells import cell_len, chop_cells, set_cell_size
+
 from harness.format.cassette import Cassette, Event
 
 from harness.format.load import open_cassette
@@ -168,9 +170,10 @@ def rows(cassette: Cassette, fold: bool = True) -> list[Row]:
 
 
 def _wrap(text: str, width: int) -> list[str]:
-    if width <= 0 or len(text) <= width:
+    """At most three pieces of ``width`` terminal cells (a CJK character or an emoji takes two)."""
+    if width <= 0 or cell_len(text) <= width:
         return [text]
-    return [text[k:k + width] for k in range(0, min(len(text), width * 3), width)][:3]
+    return chop_cells(text, width)[:3]
 
 
 def render(cassette: Cassette, out: TextIO, width: int | None = None, fold: bool = True) -> None:
@@ -190,11 +193,12 @@ def render(cassette: Cassette, out: TextIO, width: int | None = None, fold: bool
         pieces = _wrap(printable(row.text, keep=""), col)
         for n, piece in enumerate(pieces):
             line = f"{row.line:>5} {row.t:>8.3f}" if n == 0 else " " * 14
-            mark = row.mark if n == 0 else " "
+            # Padded by terminal cells, not characters: wide text would push the divider right.
+            mark = set_cell_size(row.mark if n == 0 else " ", 2)
             if row.side == "client":
-                out.write(f"{line}  {mark} {piece:<{col}} │\n")
+                out.write(f"{line} {mark} {set_cell_size(piece, col)} │\n")
             else:
-                out.write(f"{line}  {mark} {'':<{col}} │ {piece}\n")
+                out.write(f"{line} {mark} {'':<{col}} │ {piece}\n")
     counts = {s: sum(1 for e in cassette.events if e.side == s) for s in ("client", "server")}
     out.write(f"{len(cassette.events)} events: {counts['client']} from the client, {counts['server']} from the server\n")
 
