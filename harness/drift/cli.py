@@ -18,7 +18,8 @@ from harness.drift.snapshot import GENERATE_TIMEOUT_S, load_snapshot, snapshot
 from harness.drift.validate import validate_inputs
 from harness.format.ci_output import append_step_summary
 from harness.format.pins import default_schema
-from harness.live.binary import CODEX_BIN_HELP, find_codex_binary
+from harness.format.report_formats import FORMAT_HELP, FORMATS
+from harness.live.binary import CODEX_BIN_HELP, CODEX_BIN_METAVAR, find_codex_binary
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
@@ -67,8 +68,8 @@ def cli_register(subparsers: Any) -> None:
     dsub.required = True
 
     p = dsub.add_parser("schema-snapshot", help="normalised JSON Schema of a codex binary")
-    p.add_argument("--codex-bin", help=CODEX_BIN_HELP)
-    p.add_argument("-o", "--output", help="directory (default: cassettes/schema/<version>)")
+    p.add_argument("--codex-bin", metavar=CODEX_BIN_METAVAR, help=CODEX_BIN_HELP)
+    p.add_argument("-o", "--output", metavar="DIR", help="directory (default: cassettes/schema/<version>)")
     p.add_argument("--experimental", action="store_true",
                    help="also write the experimental surface under DIR/experimental/")
     p.add_argument("--timeout", type=float, default=GENERATE_TIMEOUT_S,
@@ -76,9 +77,9 @@ def cli_register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_snapshot)
 
     p = dsub.add_parser("schema", help="compare two snapshots; exit 1 on a breaking change")
-    p.add_argument("old")
-    p.add_argument("new")
-    p.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    p.add_argument("old", metavar="OLD", help="the snapshot directory of the old codex (cassettes/schema/<version>)")
+    p.add_argument("new", metavar="NEW", help="the snapshot directory of the new codex")
+    p.add_argument("--format", choices=FORMATS, default="text", help=FORMAT_HELP)
     p.add_argument("--fail-on", choices=("breaking", "risky"), default="breaking",
                    help="lowest severity that makes the exit code 1")
     p.add_argument("--cassettes", action="append", default=[], metavar="DIR",
@@ -88,8 +89,8 @@ def cli_register(subparsers: Any) -> None:
 
     p = dsub.add_parser("coverage", help="which methods of a schema the cassettes exercise")
     p.add_argument("paths", nargs="+", metavar="PATH", help="cassettes or directories of them")
-    p.add_argument("--schema", required=True, help="snapshot directory")
-    p.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    p.add_argument("--schema", required=True, metavar="DIR", help="snapshot directory")
+    p.add_argument("--format", choices=FORMATS, default="text", help=FORMAT_HELP)
     p.set_defaults(func=cmd_coverage)
 
     p = dsub.add_parser("rerecord", help="re-record live cassettes against a codex and compare",
@@ -98,9 +99,9 @@ def cli_register(subparsers: Any) -> None:
                                     "old and new structurally. Exit 1 when one drifted (without --update).")
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="cassettes, or directories searched for *.jsonl recorded live")
-    p.add_argument("--codex-bin", default=None, metavar="B", help=CODEX_BIN_HELP)
+    p.add_argument("--codex-bin", default=None, metavar=CODEX_BIN_METAVAR, help=CODEX_BIN_HELP)
     p.add_argument("--update", action="store_true", help="replace each drifted cassette by its new recording")
-    p.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    p.add_argument("--format", choices=FORMATS, default="text", help=FORMAT_HELP)
     p.add_argument("--timeout", type=float, default=3.0,
                    help="longest wait for one expected codex message before it counts as missing (default 3)")
     p.add_argument("--out-dir", default=None, metavar="DIR",

@@ -25,7 +25,7 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--codex-record-mode", choices=MODES, default=None,
                     help="none (default): replay only, never start a real codex; once: record missing "
                          "cassettes; new: also re-record incomplete ones; all: re-record everything")
-    group.addoption("--codex-bin", default=None, metavar="PATH",
+    group.addoption("--codex-bin", default=None, metavar="CODEX_BIN",
                     help="the real codex binary to record from (default: $CODEX_BIN, the pinned "
                          "openai-codex-cli-bin package, the npm package in ./node_modules, then PATH)")
     group.addoption("--codex-faults", default=None, metavar="all|KIND,...",
