@@ -192,6 +192,8 @@ def test_every_step_passes_when_the_pin_is_the_cassettes_codex(repo, python_bin)
     assert "checking codex 0.163.0 against the cassettes of codex 0.163.0" in said["Read the versions"]
     assert "in 3 file(s) against schema 0.163.0: no problem; 2 deliberate fault(s)" in said[
         "Validate the cassettes against the new schema"]
+    # Progress lines on a stderr that is not a terminal (a CI log): one per cassette.
+    assert re.findall(r"^\[(\d)/2\] \S+: same", said["Re-record against the new codex"], re.M) == ["1", "2"]
     assert "## Codex app-server schema: 0.163.0 → 0.163.0" in summary and "no breaking change" in summary
     assert "## Cassettes validated against schema 0.163.0: no problem" in summary
     assert "## Re-recorded cassettes" in summary and summary.count("| same |") == 2
