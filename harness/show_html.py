@@ -21,7 +21,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
-from harness.errors import UsageError
+from harness.errors import HarnessError, UsageError
 from harness.format.cassette import Cassette, Event
 from harness.format.load import open_cassette
 from harness.format.safe_files import write_atomically
@@ -128,13 +128,21 @@ def _line_of(where: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def divergence_line(report: ReplayReport) -> int | None:
+    """The cassette line a failed replay points at: where the divergence expected something,
+    else the first event never played."""
+    div = report.divergence
+    line = _line_of(div.expected_at) if div else None
+    if line is None and report.unplayed:
+        line = _line_of(str(report.unplayed[0].get("at")))
+    return line
+
+
 def render_page(cassette: Cassette, report: ReplayReport | None = None) -> str:
     meta = cassette.meta
     client = meta.get("client") if isinstance(meta.get("client"), dict) else {}
     div = report.divergence if report else None
-    div_line = _line_of(div.expected_at) if div else None
-    if report and div_line is None and report.unplayed:
-        div_line = _line_of(str(report.unplayed[0].get("at")))
+    div_line = divergence_line(report) if report else None
     pretty = (lambda v: json.dumps(v, ensure_ascii=False, indent=2, default=str) if v is not None else "")
     return _PAGE.render(
         title=f"{cassette.path}", codex=str(meta.get("codex_version", "?")),
@@ -147,7 +155,12 @@ def render_page(cassette: Cassette, report: ReplayReport | None = None) -> str:
 
 def write_page(cassette: Cassette, out: str | Path, report: ReplayReport | None = None) -> Path:
     """The page, written through the safe writer (never through a planted link)."""
-    write_atomically(out, render_page(cassette, report).encode("utf-8"))
+    try:
+        write_atomically(out, render_page(cassette, report).encode("utf-8"))
+    except HarnessError:
+        raise
+    except OSError as exc:
+        raise HarnessError(f"cannot write the page {out}: {exc.strerror or exc}") from None
     return Path(out)
 
 

@@ -104,19 +104,31 @@ def test_other_name(fake_codex):
 '''
 
 
-def test_a_diverged_replay_leaves_a_page_and_an_annotation(tmp_path: Path):
+def run_diverging(tmp_path: Path, report_dir: str) -> tuple[Path, subprocess.CompletedProcess[str]]:
     project = tmp_path / "project"
     (project / "cassettes" / "test_other").mkdir(parents=True)
     shutil.copyfile(ROOT / "cassettes" / "optio" / "handshake.jsonl", project / "cassettes" / "test_other" /
                     "handshake.jsonl")
     (project / "test_other.py").write_text(textwrap.dedent(DIVERGING).lstrip())
     (project / "pytest.ini").write_text("[pytest]\n")
+    (project / "a-file").write_text("")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER")}
     env.update(GITHUB_ACTIONS="true", GITHUB_WORKSPACE=str(project))
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--codex-report-dir",
-                           "reports", "test_other.py"], cwd=project, env=env, capture_output=True, text=True,
+                           report_dir, "test_other.py"], cwd=project, env=env, capture_output=True, text=True,
                           timeout=180)
-    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.returncode == 1, done.stdout + done.stderr  # the test's failure, not an internal error
+    return project, done
+
+
+def test_a_report_dir_that_cannot_be_made_is_said_and_the_run_goes_on(tmp_path: Path):
+    _, done = run_diverging(tmp_path, "a-file/reports")
+    assert "test_other.py::test_other_name: no report written in a-file/reports: Not a directory" in done.stdout
+    assert "INTERNALERROR" not in done.stdout + done.stderr
+
+
+def test_a_diverged_replay_leaves_a_page_and_an_annotation(tmp_path: Path):
+    project, done = run_diverging(tmp_path, "reports")
     [error] = [line for line in done.stdout.splitlines() if line.startswith("::error ")]
     assert error.startswith("::error file=cassettes/test_other/handshake.jsonl,line=2,"
                             "title=codex-cassette%3A replay diverged::codex-cassette: divergence at "), error
@@ -154,3 +166,16 @@ def test_validate_appends_its_markdown_to_the_job_summary_never_through_a_link(t
     done = subprocess.run(args, env={**env, "GITHUB_STEP_SUMMARY": str(link)}, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 2 and "Traceback" not in done.stderr and victim.read_text() == "keep", done.stderr
+
+
+def test_an_unwritable_page_or_summary_is_one_paragraph(tmp_path: Path):
+    missing = tmp_path / "no such dir"
+    done = subprocess.run([*CLI, "show", "--html", str(ROOT / "cassettes" / "optio" / "handshake.jsonl"),
+                           "-o", str(missing / "page.html")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and str(missing / "page.html") in done.stderr, \
+        done.stderr
+    done = subprocess.run([*CLI, "validate", str(ROOT / "cassettes" / "optio" / "handshake.jsonl")],
+                          env={**os.environ, "GITHUB_STEP_SUMMARY": str(missing / "summary.md")},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "GITHUB_STEP_SUMMARY" in done.stderr, \
+        done.stderr

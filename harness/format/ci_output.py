@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from harness.errors import HarnessError
 from harness.format.safe_files import open_private
 from harness.safe_text import printable
 
@@ -59,6 +60,12 @@ def append_step_summary(markdown: str) -> bool:
     target = os.environ.get("GITHUB_STEP_SUMMARY")
     if not target:
         return False
-    with open_private(target, "ab") as f:
-        f.write((markdown.rstrip("\n") + "\n\n").encode("utf-8"))
+    try:
+        with open_private(target, "ab") as f:
+            f.write((markdown.rstrip("\n") + "\n\n").encode("utf-8"))
+    except HarnessError:
+        raise
+    except OSError as exc:
+        raise HarnessError(f"cannot append to the job summary $GITHUB_STEP_SUMMARY ({target}): "
+                           f"{exc.strerror or exc}") from None
     return True

@@ -37,11 +37,9 @@ def _name(nodeid: str, n: int) -> str:
 
 
 def _line(report: "ReplayReport") -> int | None:
-    where = report.divergence.expected_at if report.divergence else None
-    if where is None and report.unplayed:
-        where = str(report.unplayed[0].get("at"))
-    match = re.search(r":(\d+)$", where or "")
-    return int(match.group(1)) if match else None
+    from harness.show_html import divergence_line
+
+    return divergence_line(report)
 
 
 def _annotation(config: pytest.Config, report: "ReplayReport") -> str:
@@ -68,16 +66,20 @@ def record(item: pytest.Item, reports: "list[ReplayReport]", properties: list[tu
     from harness.show_html import write_page
 
     out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
     for n, report in enumerate(reports):
         name = _name(item.nodeid, n)
-        report.write(out / f"{name}.json")
-        try:
-            cassette = open_cassette(report.cassette)
-        except (HarnessError, OSError):
-            properties.append((PAGE, f"{item.nodeid}: {out / name}.json (no page: the cassette cannot be read)"))
+        try:  # a page that cannot be written is said in the summary; it does not stop the run
+            out.mkdir(parents=True, exist_ok=True)
+            report.write(out / f"{name}.json")
+        except OSError as exc:
+            properties.append((PAGE, f"{item.nodeid}: no report written in {out}: {exc.strerror or exc}"))
             continue
-        properties.append((PAGE, f"{item.nodeid}: {write_page(cassette, out / f'{name}.html', report)}"))
+        try:
+            page = write_page(open_cassette(report.cassette), out / f"{name}.html", report)
+        except (HarnessError, OSError) as exc:
+            properties.append((PAGE, f"{item.nodeid}: {out / name}.json (no page: {exc})"))
+            continue
+        properties.append((PAGE, f"{item.nodeid}: {page}"))
 
 
 def terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
