@@ -42,8 +42,8 @@ def dom_of(page: Path) -> str:
     return done.stdout
 
 
-def screenshot(page: Path, out: Path) -> bytes:
-    done = browse(page, f"--screenshot={out}", "--window-size=1280,900")
+def screenshot(page: Path, out: Path, height: int = 900) -> bytes:
+    done = browse(page, f"--screenshot={out}", f"--window-size=1280,{height}")
     assert done.returncode == 0 and out.exists(), done.stderr[-2000:]
     data = out.read_bytes()
     assert data.startswith(b"\x89PNG") and len(data) > 20_000, len(data)  # a drawn page, not a blank one
@@ -140,7 +140,7 @@ def test_a_diverged_replay_leaves_a_page_and_an_annotation(tmp_path: Path):
     assert 'class="row client diverged" id="L2"' in dom
     assert "params['clientInfo']['name']" in dom.split('class="diff"')[1]  # the structural diff
     assert '"optio_codex"' in dom.split('class="expected"')[1]  # the nearest candidate
-    screenshot(page, tmp_path / "report.png")
+    screenshot(page, tmp_path / "report.png", height=2000)  # the divergence on top, the timeline below
 
 
 @pytest.mark.parametrize(("file", "title", "message", "expected"), [
