@@ -1,5 +1,7 @@
-"""One CLI: every subcommand's --help describes each argument and option, one metavar names the
-codex binary, --format offers the same choices in the same order, replay shows the fake's options."""
+"""Every `codex-cassette` command answers --help through the real entry point (a command
+table naming a module that is gone would crash here). One CLI: every subcommand's --help
+describes each argument and option, one metavar names the codex binary, --format offers the
+same choices in the same order, replay shows the fake's options."""
 
 from __future__ import annotations
 
@@ -8,9 +10,24 @@ import subprocess
 import sys
 from typing import Iterator
 
-from harness.cli import build_parser
+import pytest
+
+from harness.cli import COMMANDS, build_parser
 
 SKIP = (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)
+
+
+@pytest.mark.parametrize("command", ["", *COMMANDS])
+def test_help(command: str) -> None:
+    argv = [sys.executable, "-m", "harness", *([command] if command else []), "--help"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: codex-cassette" in proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_an_unknown_command_is_a_usage_error() -> None:
+    proc = subprocess.run([sys.executable, "-m", "harness", "nonsense"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
