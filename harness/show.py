@@ -194,7 +194,8 @@ def render(cassette: Cassette, out: TextIO, width: int | None = None, fold: bool
         for n, piece in enumerate(pieces):
             line = f"{row.line:>5} {row.t:>8.3f}" if n == 0 else " " * 14
             # Padded by terminal cells, not characters: wide text would push the divider right.
-            mark = set_cell_size(row.mark if n == 0 else " ", 2)
+            mark = row.mark if n == 0 else " "
+            mark = " " * max(0, 2 - cell_len(mark)) + mark  # right-aligned in two cells (✋ takes both)
             if row.side == "client":
                 out.write(f"{line} {mark} {set_cell_size(piece, col)} │\n")
             else:
