@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Callable, NoReturn
 
+from harness.format.values import MAX_SECONDS
+
 USAGE_EXIT = 2
 
 
@@ -32,6 +34,27 @@ class Option:
     help: str | None = None
 
 
+def seconds(text: str) -> float:
+    """A wait of the command line: a finite number of seconds, 0 or more, at most an hour
+    (a bigger one overflows the clock the waits are computed on)."""
+    value = float(text)
+    if not 0 <= value <= MAX_SECONDS:  # NaN fails this too
+        import argparse  # only to refuse: argparse says this message, naming the option
+
+        raise argparse.ArgumentTypeError(f"takes a number of seconds from 0 to {MAX_SECONDS:g}, "
+                                         f"not {text!r}")
+    return value
+
+
+def scale(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"takes a finite number, 0 or more, not {text!r}")
+    return value
+
+
 def options() -> list[Option]:
     """The table; defaults read from the environment now, as argparse would."""
     env = os.environ
@@ -40,14 +63,14 @@ def options() -> list[Option]:
                help="cassette (.jsonl) or scenario (.yaml) to serve [$CODEX_CASSETTE]"),
         Option(("--report",), "report", default=env.get("CODEX_CASSETTE_REPORT"), metavar="FILE",
                help="write a JSON replay report here when the session ends [$CODEX_CASSETTE_REPORT]"),
-        Option(("--timeout",), "timeout", type=float, default=float(env.get("CODEX_CASSETTE_TIMEOUT", 10.0)),
-               metavar="SECONDS", help="seconds to wait for each expected client message (default 10) "
-                                       "[$CODEX_CASSETTE_TIMEOUT]"),
-        Option(("--linger",), "linger", type=float, default=60.0, metavar="SECONDS",
+        Option(("--timeout",), "timeout", type=seconds, default=env.get("CODEX_CASSETTE_TIMEOUT", "10"),
+               metavar="SECONDS",
+               help="seconds to wait for each expected client message (default 10) [$CODEX_CASSETTE_TIMEOUT]"),
+        Option(("--linger",), "linger", type=seconds, default=60.0, metavar="SECONDS",
                help="seconds to wait for the client to hang up after the last event (default 60)"),
         Option(("--pace",), "pace", choices=("instant", "recorded"), default="instant",
                help="send the server's events at once (instant, default) or with the recorded gaps"),
-        Option(("--pace-scale",), "pace_scale", type=float, default=1.0, metavar="X",
+        Option(("--pace-scale",), "pace_scale", type=scale, default=1.0, metavar="X",
                help="with --pace recorded: the recorded gaps times X (default 1)"),
         Option(("--connections",), "connections", metavar="FILE",
                help="a launch counter (the pytest fixture's): this launch takes the next number k "
@@ -125,7 +148,13 @@ def _plain(args: list[str]) -> SimpleNamespace | None:
     by_flag = {flag: o for o in table for flag in o.flags}
     values: dict[str, Any] = {}
     for o in table:  # an option sharing a dest with one before it does not set its default
-        values.setdefault(o.dest, [] if o.action == "append" else o.default)
+        default = o.default
+        if isinstance(default, str) and o.type is not None:  # from the environment: argparse judges a bad one
+            try:
+                default = o.type(default)
+            except Exception:
+                return None
+        values.setdefault(o.dest, [] if o.action == "append" else default)
     subcommand: str | None = None
     i = 0
     while i < len(args):
@@ -153,7 +182,7 @@ def _plain(args: list[str]) -> SimpleNamespace | None:
             return None
         try:
             value = option.type(raw) if option.type is not None else raw
-        except ValueError:
+        except Exception:  # ValueError, or a refusal argparse words (ArgumentTypeError)
             return None
         if option.action == "append":
             values[option.dest].append(value)

@@ -9,7 +9,6 @@ client starts is the one whose pid the reports carry and whose signals count.
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from fake_server.forkserver import launcher_argv
 from fake_server.paths import BOOT, LAUNCH, MARKER, SITE_DIRS, SOURCE_ROOT
-from harness.format.safe_files import open_private
+from harness.record.exec_script import ExecScript, write_executable
 from harness.replay.matching import DEFAULT_ORDER
 
 if TYPE_CHECKING:
@@ -93,7 +92,7 @@ def write_bin_dir(directory: str | Path, command: FakeCodexCommand) -> Path:
     shebang = f"#!{sys.executable} -SI"
     if warm is not None and len(shebang) <= _SHEBANG_MAX and not any(c.isspace() for c in sys.executable):
         # The launcher itself, with its arguments built in: no sh to start first.
-        _write_executable(exe,
+        write_executable(exe,
             f"{shebang}\n"
             f"# {MARKER}: a fake codex serving one cassette through a fork server; "
             "codex's own arguments pass through.\n"
@@ -102,19 +101,6 @@ def write_bin_dir(directory: str | Path, command: FakeCodexCommand) -> Path:
             "import _launch\n"
             f"_launch.main([*{warm[4:]!r}, *sys.argv[1:]], _launch.BOOT)\n")
         return directory
-    fixed = shlex.join(warm or command.cold_argv()[:-1])
-    _write_executable(exe,
-        "#!/bin/sh\n"
-        f"# {MARKER}: a fake codex serving one cassette; codex's own arguments pass through.\n"
-        f"PYTHONPATH={shlex.quote(SOURCE_ROOT)}${{PYTHONPATH:+:$PYTHONPATH}}\n"
-        "export PYTHONPATH\n"
-        f'exec {fixed} "$@"\n'
-    )
+    ExecScript(command=warm or command.cold_argv()[:-1], prepend={"PYTHONPATH": SOURCE_ROOT},
+               comment=f"{MARKER}: a fake codex serving one cassette; codex's own arguments pass through.").write(exe)
     return directory
-
-
-def _write_executable(exe: Path, text: str) -> None:
-    """The shim, never written through a link planted where it goes (harness.format.safe_files)."""
-    with open_private(exe) as out:
-        out.write(text.encode())
-        os.fchmod(out.fileno(), 0o700)

@@ -365,12 +365,34 @@ def test_additions_gated_by_an_initialize_capability_are_marked(tmp_path):
     }
 
 
+def _item_union(*variants: dict[str, Any]) -> dict[str, Any]:
+    return with_types(DoneNotification=obj({"status": ref("Status"), "note": STR, "item": ref("Item")},
+                                           ["status", "note", "item"]), Item={"oneOf": list(variants)})
+
+
+def test_a_change_in_every_variant_is_counted_on_its_side(tmp_path):
+    old = _item_union(tagged("a", {"x": STR}), tagged("b", {"x": STR}))
+    new = _item_union(tagged("a", {"x": STR, "y": STR}), tagged("b", {"x": STR, "y": STR}), tagged("c"))
+    by_path = {c.path: c.detail for c in diff(tmp_path, old, new)}
+    # c is new and has no y: y was added to the two variants both versions have
+    assert by_path["Item.y"] == "optional field added (string) (in all 2 variants both versions have, 1 new one aside)"
+
+
+def test_a_union_that_became_one_object_is_said_so(tmp_path):
+    old = _item_union(tagged("a", {"x": STR}), tagged("b", {"x": STR}))
+    new = with_types(DoneNotification=obj({"status": ref("Status"), "note": STR, "item": ref("Item")},
+                                          ["status", "note", "item"]),
+                     Item=obj({"type": {"enum": ["a", "b"], "type": "string"}}, ["type"]))
+    by_path = {c.path: c.detail for c in diff(tmp_path, old, new)}
+    assert by_path["Item.x"] == "field removed (a union of 2 variants, type=a|b became one object)"
+
+
 # ---------------------------------------------------------------- real versions
 
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "cassettes" / "schema"
-REPORTS = [("0.144.4", "0.163.0"), ("0.153.4", "0.163.0"), ("0.163.0", "0.169.0")]
+REPORTS = [("0.144.4", "0.163.0"), ("0.153.4", "0.163.0"), ("0.163.0", "0.169.0"), ("0.169.0", "0.171.0")]
 
 
 def real(old: str, new: str):
@@ -405,6 +427,49 @@ def test_0_163_0_to_0_169_0_breaks_where_it_does_and_nowhere_else():
     assert by_path["ThreadItem.startedAtMs"].detail.endswith("(in all 19 variants)")
     assert "item/completed" in by_path["ThreadItem[type=imageGeneration].result"].methods
     assert not [c for c in d.changes if "HookRunSummary" in c.path]  # an alias swap of two strings
+
+
+def test_0_169_0_to_0_171_0_breaks_where_it_does_and_nowhere_else():
+    d = real("0.169.0", "0.171.0")
+    assert len(d.changes) == 30 and len({(c.kind, c.path) for c in d.changes}) == 30
+    judged = {(c.kind, c.path): c.severity for c in d.changes if c.severity != "additive"}
+    assert judged == {
+        ("required-field-removed", "AgentMessageDisplay.action"): "breaking",
+        ("optional-field-removed", "AgentMessageDisplay.blockType"): "risky",
+        ("optional-field-removed", "AgentMessageDisplay.checkTrustedContacts"): "risky",
+        ("optional-field-removed", "AgentMessageDisplay.cyberTrustedAccess"): "risky",
+    }
+
+
+def test_an_experimental_surface_is_opt_in():
+    # ThreadRealtimeItem and every thread/realtime/* notification: "EXPERIMENTAL - ..."
+    by_path = {c.path: c for c in real("0.169.0", "0.171.0").changes}
+    for tag in ("frame", "turnInputAccepted", "sessionEndInputSaved"):
+        c = by_path[f"ThreadRealtimeItem[type={tag}]"]
+        assert (c.kind, c.severity, c.gated) == ("variant-added", "additive", "experimentalApi")
+
+
+def test_a_type_that_became_a_union_is_said_so():
+    by_path = {c.path: c for c in real("0.169.0", "0.171.0").changes}
+    # 0.169.0: one object with `action`; 0.171.0: variants mode=show|hide|block, none with it
+    assert by_path["AgentMessageDisplay.action"].detail == \
+        "field removed (the object became a union of 3 variants, mode=block|hide|show; none has it)"
+    assert by_path["AgentMessageDisplay.version"].detail == \
+        "required field added (integer enum) (the object became a union of 3 variants, mode=block|hide|show; all have it)"
+
+
+def test_variant_counts_are_those_of_the_side_the_change_is_on():
+    by_path = {c.path: c for c in real("0.169.0", "0.171.0").changes}
+    # 4 variants in 0.169.0, 7 in 0.171.0, each with observedAtMs
+    assert by_path["ThreadRealtimeItem.observedAtMs"].detail == "optional field added (integer | null) (in all 7 variants)"
+
+
+def test_a_method_new_in_new_does_not_reach_a_removed_field():
+    d = real("0.169.0", "0.171.0")
+    action = next(c for c in d.changes if c.path == "AgentMessageDisplay.action")
+    assert "item/completed" in action.methods and "thread/search/partial" not in action.methods
+    assert "thread/search/partial" not in action.at
+    assert ("method-added", "thread/search/partial") in {(c.kind, c.path) for c in d.changes}
 
 
 def test_0_144_4_to_0_163_0_names_known_changes():

@@ -86,13 +86,13 @@ def test_marker_sweeps_a_test_and_a_hang_fails_it(pytester: pytest.Pytester) -> 
     result = pytester.runpytest("-p", "no:cacheprovider", "-rA")
     got = outcomes(result)
     assert got.pop("test_client[fault:none]") == "PASSED"
-    crashes = {k: v for k, v in got.items() if "fault:crash@" in k}
-    assert sorted(crashes) == sorted(f"test_client[fault:crash@{n}{v}]" for n in (2, 3, 5, 6, 7)
+    crashes = {k: v for k, v in got.items() if "fault:crash-" in k}
+    assert sorted(crashes) == sorted(f"test_client[fault:crash-{n}{v}]" for n in (2, 3, 5, 6, 7)
                                      for v in ("", ":closed"))
     assert set(crashes.values()) == {"PASSED"}                 # the client raised: it noticed
     assert {k: v for k, v in got.items() if "stall" in k} == {
-        "test_client[fault:stall@2]": "FAILED", "test_client[fault:stall@5]": "FAILED",
-        "test_client[fault:stall@6]": "PASSED"}                # its answer came before the stall
+        "test_client[fault:stall-2]": "FAILED", "test_client[fault:stall-5]": "FAILED",
+        "test_client[fault:stall-6]": "PASSED"}                # its answer came before the stall
     result.stdout.fnmatch_lines(["*after stall at cassette line 5 (after client thread/start (id 2)) "
                                  "the client hung for 2 s*"])
 
@@ -116,8 +116,8 @@ def test_expectations_xfail_known_bugs_and_a_test_asking_for_the_fault_keeps_its
     """)
     result = pytester.runpytest("-p", "no:cacheprovider", "-rA", "--codex-faults-seed", "3")
     got = outcomes(result)
-    assert got["test_known_bug[fault:stall@2]"] == got["test_known_bug[fault:stall@5]"] == "XFAIL"
-    assert got["test_known_bug[fault:stall@6]"] == "FAILED"   # strict: it did not hang there
+    assert got["test_known_bug[fault:stall-2]"] == got["test_known_bug[fault:stall-5]"] == "XFAIL"
+    assert got["test_known_bug[fault:stall-6]"] == "FAILED"   # strict: it did not hang there
     result.stdout.fnmatch_lines(["*expected the client to be hung under stall at cassette line 6*"
                                  "(this client has no timeout), but after stall*the client ended*"])
     result.stdout.fnmatch_lines(["*this client has no timeout [[]after stall at cassette line 2*hung for 2 s]*"])
@@ -156,7 +156,7 @@ def test_an_unobserved_background_crash_fails_the_variant(pytester: pytest.Pytes
     """)
     result = pytester.runpytest("-p", "no:cacheprovider", "-rA")
     got = outcomes(result)
-    assert got["test_async_client[fault:crash@2]"] == got["test_async_client[fault:crash@2:closed]"] == "FAILED"
+    assert got["test_async_client[fault:crash-2]"] == got["test_async_client[fault:crash-2:closed]"] == "FAILED"
     result.stdout.fnmatch_lines(["*after crash at cassette line 2 (after client initialize (id 1)) the client "
                                  "crashed in the background: *ConnectionError*codex died before answering "
                                  "initialize*"])
@@ -276,11 +276,11 @@ def test_a_parametrized_test_sweeps_each_case_from_its_own_cassette(pytester: py
     ids = {line.split("::", 1)[1] for line in listed if line.startswith("test_inner.py::")}
     a_points = {"2", "3", "5", "6", "7"}
     assert {i for i in ids if i.startswith("test_x[a-")} == {"test_x[a-fault:none]"} | {
-        f"test_x[a-fault:crash@{n}{v}]" for n in a_points for v in ("", ":closed")}
+        f"test_x[a-fault:crash-{n}{v}]" for n in a_points for v in ("", ":closed")}
     assert {i for i in ids if i.startswith("test_x[b-")} == {"test_x[b-fault:none]"} | {
-        f"test_x[b-fault:crash@{n}{v}]" for n in a_points | {"8"} for v in ("", ":closed")}
-    assert "TestK::test_y[x:y-fault:crash@7:closed]" in ids
-    assert {"test_named[1-fault:crash@2]", "test_named[2-fault:crash@2]"} <= ids
+        f"test_x[b-fault:crash-{n}{v}]" for n in a_points | {"8"} for v in ("", ":closed")}
+    assert "TestK::test_y[x:y-fault:crash-7:closed]" in ids
+    assert {"test_named[1-fault:crash-2]", "test_named[2-fault:crash-2]"} <= ids
     result = pytester.runpytest(*args, "--codex-faults-max=2", "-rA")
     got = outcomes(result)
     assert len(got) == 5 * 3 and set(got.values()) == {"PASSED"}, result.stdout.str()

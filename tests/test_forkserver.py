@@ -201,7 +201,7 @@ def test_sigterm_to_the_launcher_stops_the_fake_as_the_cold_one_stops(server: Fo
         finally:
             finish(proc)
         report = ReplayReport.read(tmp_path / kind / f"report-{proc.pid}.json")
-        outcomes[kind] = (code, report.status, report.played, "1 events played of 3" in stderr.decode())
+        outcomes[kind] = (code, report.status, report.played, "1 of 3 events played" in stderr.decode())
     assert outcomes["warm"] == outcomes["cold"] == (DIVERGED_EXIT, "stopped", 1, True)
 
 

@@ -461,7 +461,7 @@ async def test_peer_hangs_up_with_events_left(tmp_path: Path) -> None:
     assert [u["event"] for u in report.unplayed] == [
         "client initialized", "client thread/start (id 2)", "server response (id 2)"]
     assert report.unplayed[0]["at"] == line_of(c, 2)
-    assert "3 event(s) never played" in report.summary()
+    assert "3 events never played" in report.summary()
 
 
 @pytest.mark.asyncio
@@ -842,7 +842,7 @@ def test_fake_server_writes_its_report_on_sigterm(tmp_path: Path) -> None:
     data = ReplayReport.read(written)
     assert data.played == 1 and data.total == 3
     assert data.failed(strict=True)
-    assert "1 events played of 3" in stderr  # the fake says why it failed, too
+    assert "1 of 3 events played" in stderr  # the fake says why it failed, too
 
 
 def test_write_bin_dir_puts_a_codex_on_path(tmp_path: Path) -> None:

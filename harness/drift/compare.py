@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 from deepdiff import DeepDiff
 
-from harness.drift.align import ORDER, Ignore, align, join_path
+from harness.drift.align import ORDER, Ignore, align, is_mark, join_path
 from harness.format.cassette import Cassette
 from harness.format.placeholders import map_strings
 from harness.format.wire import request_key
@@ -55,9 +55,10 @@ def scrub_text(obj: Any) -> Any:
 @dataclass
 class FieldChange:
     path: str
-    kind: str          # changed | added | removed
+    kind: str          # changed | added | removed | moved (a mark to another entry, harness.drift.align)
     old: Any = None
     new: Any = None
+    entries: list[str] = field(default_factory=list)  # a summary's entries (harness.drift.rerecord_report)
 
 
 @dataclass
@@ -187,6 +188,8 @@ def field_changes(old: Any, new: Any, ignore: Ignore = Ignore()) -> list[FieldCh
             if ORDER in parts:  # the order of named entries: one change for the whole array
                 parts = parts[: parts.index(ORDER) + 1]
                 change = FieldChange(join_path(parts), "changed", _at(o, parts), _at(n, parts))
+            elif parts and is_mark(parts[-1]):
+                change = FieldChange(join_path(parts), "moved", level.t1, level.t2)
             else:
                 change = FieldChange(join_path(parts), kind, None if kind == "added" else level.t1,
                                      None if kind == "removed" else level.t2)
@@ -208,38 +211,71 @@ def compare_cassettes(old: Cassette, new: Cassette, floating: Iterable[str] = FL
     fl = set(floating)
     skip = Ignore(tuple(ignore))
     a_all, b_all = _entries(old, fl), _entries(new, fl)
-    a = _canonical([e for e in a_all if not e.floating])
-    b = _canonical([e for e in b_all if not e.floating])
-    for seq in (a, b):
+    a = [e for e in a_all if not e.floating]
+    b = [e for e in b_all if not e.floating]
+    # Ids are numbered in the canonical order, so two concurrent messages that swapped
+    # places do not swap their tokens; the alignment itself follows the recorded order.
+    for seq, every in ((a, a_all), (b, b_all)):
         ids = IdTokens()
-        for e in seq + sorted((x for x in (a_all if seq is a else b_all) if x.floating), key=lambda x: x.label):
+        for e in _canonical(seq) + sorted((x for x in every if x.floating), key=lambda x: x.label):
             e.norm = normalise(e.body, ids)
     changes: list[Change] = []
     removed: list[_Entry] = []
     added: list[_Entry] = []
-    matcher = difflib.SequenceMatcher(None, [e.key for e in a], [e.key for e in b], autojunk=False)
-    for op, i1, i2, j1, j2 in matcher.get_opcodes():
-        if op == "equal":
-            for x, y in zip(a[i1:i2], b[j1:j2]):
-                fields = field_changes(x.norm, y.norm, skip)
-                if fields:
-                    changes.append(Change("changed", x.side, x.label, x.at, y.at, fields))
-        else:
-            removed.extend(a[i1:i2])
-            added.extend(b[j1:j2])
-    # The same message on the other side of a client message: moved, not gone and new.
+    run: dict[int, int] = {}  # id(entry) -> the aligned run it belongs to
+    for n, (xs, ys) in enumerate(_runs(a, b)):
+        run.update({id(e): n for e in xs + ys})
+        matcher = difflib.SequenceMatcher(None, [e.key for e in xs], [e.key for e in ys], autojunk=False)
+        for op, i1, i2, j1, j2 in matcher.get_opcodes():
+            if op == "equal":
+                for x, y in zip(xs[i1:i2], ys[j1:j2]):
+                    fields = field_changes(x.norm, y.norm, skip)
+                    if fields:
+                        changes.append(Change("changed", x.side, x.label, x.at, y.at, fields))
+            else:
+                removed.extend(xs[i1:i2])
+                added.extend(ys[j1:j2])
     for x in list(removed):
-        y = next((y for y in added if y.key == x.key), None)
+        same = [y for y in added if y.key == x.key]
+        y = next((y for y in same if run[id(y)] == run[id(x)]), same[0] if same else None)
         if y is None:
             continue
         removed.remove(x)
         added.remove(y)
-        changes.append(Change("moved", x.side, x.label, x.at, y.at, field_changes(x.norm, y.norm, skip),
+        fields = field_changes(x.norm, y.norm, skip)
+        if run[id(y)] == run[id(x)]:  # the same run of server messages: codex's concurrency, not a move
+            if fields:
+                changes.append(Change("changed", x.side, x.label, x.at, y.at, fields))
+            continue
+        # The same message on the other side of a client message: moved, not gone and new.
+        changes.append(Change("moved", x.side, x.label, x.at, y.at, fields,
                               note="earlier" if y.epoch < x.epoch else "later"))
     changes += [Change("removed", x.side, x.label, old_at=x.at) for x in removed]
     changes += [Change("added", y.side, y.label, new_at=y.at) for y in added]
     changes += _compare_floating([e for e in a_all if e.floating], [e for e in b_all if e.floating], skip)
     return changes
+
+
+def _runs(a: list[_Entry], b: list[_Entry]) -> list[tuple[list[_Entry], list[_Entry]]]:
+    """The two recordings cut into aligned pieces: the client messages both have, matched
+    first (they are the causal skeleton: the new recording replays them), each alone, and
+    between two of them the messages of each side, to be aligned in the order recorded.
+    So when one of several like messages is gone, its neighbours say which (the middle
+    `turn/diff/updated` of a file change, not the last)."""
+    ca = [i for i, e in enumerate(a) if e.side == "client"]
+    cb = [j for j, e in enumerate(b) if e.side == "client"]
+    anchors = [(ca[m.a + k], cb[m.b + k])
+               for m in difflib.SequenceMatcher(None, [a[i].key for i in ca], [b[j].key for j in cb],
+                                                autojunk=False).get_matching_blocks()
+               for k in range(m.size)]
+    out: list[tuple[list[_Entry], list[_Entry]]] = []
+    i0 = j0 = 0
+    for i, j in anchors + [(len(a), len(b))]:
+        out.append((a[i0:i], b[j0:j]))
+        if i < len(a):
+            out.append(([a[i]], [b[j]]))
+        i0, j0 = i + 1, j + 1
+    return out
 
 
 def _compare_floating(a: list[_Entry], b: list[_Entry], skip: Ignore) -> list[Change]:

@@ -83,6 +83,13 @@ def _short(value: Any, limit: int = 80) -> str:
 
 
 def _field_line(f: FieldChange) -> str:
+    if f.entries:
+        names = ", ".join(f.entries)
+        if f.kind == "changed":
+            return f"{f.path}: changed in {len(f.entries)} entries: {names}"
+        return f"{f.path}: {len(f.entries)} {'entry' if len(f.entries) == 1 else 'entries'} {f.kind}: {names}"
+    if f.kind == "moved":
+        return f"{f.path}: true moved from {f.old} to {f.new}"
     if f.kind == "added":
         return f"{f.path}: added {_short(f.new)}"
     if f.kind == "removed":
@@ -99,13 +106,59 @@ def general(path: str) -> str:
     return _ENTRY.sub("[*]", path)
 
 
+_NAMED = re.compile(r"\[([^\]=\[]+=[^\]]*)\]")      # a named entry: [id=gpt-6.1-sol]
+_LAST_ENTRY = re.compile(r"^(.*)\[([^\]=\[]+=[^\]]*)\]$")  # a path that ends with one
+
+
+def _group(f: FieldChange) -> tuple[str, bool] | None:
+    """What a field change is summarised under: (the array's path, True) for a whole named
+    entry added or removed, (the general path, False) for a field of a named entry."""
+    whole = _LAST_ENTRY.match(f.path)
+    if whole and f.kind in ("added", "removed"):
+        return whole.group(1), True
+    return (general(f.path), False) if _NAMED.search(f.path) else None
+
+
+def summarise(fields: list[FieldChange]) -> list[FieldChange]:
+    """One message's field changes as a reviewer reads them: the named entries added to (or
+    removed from) one array in one line, by name, not each entry's value cut off; a field
+    that changed differently in several named entries (six model descriptions) in one line
+    naming the entries, and alike in several in one line for all. The values stay in the
+    JSON report."""
+    groups: dict[tuple[str, bool, str], list[FieldChange]] = {}
+    for f in fields:
+        g = _group(f)
+        if g is not None:
+            groups.setdefault((*g, f.kind), []).append(f)
+    out: list[FieldChange] = []
+    said: set[int] = set()
+    for f in fields:
+        g = _group(f)
+        group = groups[(*g, f.kind)] if g is not None else [f]
+        if g is None or (len(group) < 2 and not g[1]):
+            out.append(f)
+            continue
+        if id(f) in said:
+            continue
+        said |= {id(x) for x in group}
+        path, whole = g
+        if whole:
+            names = [_LAST_ENTRY.match(x.path).group(2) for x in group]  # type: ignore[union-attr]
+            out.append(FieldChange(path, f.kind, entries=sorted(names)))
+        elif len({json.dumps([x.old, x.new], sort_keys=True, default=str) for x in group}) == 1:
+            out.append(FieldChange(path, f.kind, f.old, f.new))  # alike in each entry: said once
+        else:
+            out.append(FieldChange(path, f.kind, entries=sorted("/".join(_NAMED.findall(x.path)) for x in group)))
+    return out
+
+
 def _key(c: Change, f: FieldChange | None) -> str:
-    what = None if f is None else [general(f.path), f.kind, f.old, f.new]
+    what = None if f is None else [general(f.path), f.kind, f.old, f.new, f.entries]
     return json.dumps([c.kind, c.side, c.label, c.floating, c.note, what], sort_keys=True, default=str)
 
 
 def _items(c: Change) -> list[FieldChange | None]:
-    return list(c.fields) if c.fields else [None]
+    return summarise(c.fields) if c.fields else [None]
 
 
 def shared(results: list[DriftResult]) -> dict[str, tuple[Change, FieldChange | None, list[str]]]:
@@ -125,19 +178,19 @@ def _own(r: DriftResult, common: set[str]) -> tuple[list[tuple[FieldChange, int]
     """What is left of a cassette's changes once the shared ones are taken out: field
     changes repeated in its messages (with their count), then each message's own."""
     def fkey(f: FieldChange) -> str:
-        return json.dumps([general(f.path), f.kind, f.old, f.new], sort_keys=True, default=str)
+        return json.dumps([general(f.path), f.kind, f.old, f.new, f.entries], sort_keys=True, default=str)
 
     counts: dict[str, tuple[FieldChange, int]] = {}
     for c in r.changes:
-        for f in c.fields:
+        for f in summarise(c.fields):
             if _key(c, f) not in common:
                 k = fkey(f)
-                g = FieldChange(general(f.path), f.kind, f.old, f.new)
+                g = FieldChange(general(f.path), f.kind, f.old, f.new, f.entries)
                 counts[k] = (g, counts.get(k, (g, 0))[1] + 1)
     folded = {k for k, (_, n) in counts.items() if n >= FOLD_AT}
     shown = []
     for c in r.changes:
-        rest = [f for f in c.fields if _key(c, f) not in common and fkey(f) not in folded]
+        rest = [f for f in summarise(c.fields) if _key(c, f) not in common and fkey(f) not in folded]
         if rest or (not c.fields and _key(c, None) not in common):
             shown.append((c, rest))
     return [counts[k] for k in sorted(folded)], shown
@@ -170,7 +223,7 @@ def _what(c: Change, f: FieldChange | None) -> str:
     head = f"{SIGN[c.kind]} {c.kind} {c.side} {c.label}{_tag(c)}"
     if f is None:
         return head
-    return f"{head}: {_field_line(FieldChange(general(f.path), f.kind, f.old, f.new))}"
+    return f"{head}: {_field_line(FieldChange(general(f.path), f.kind, f.old, f.new, f.entries))}"
 
 
 # -- renderers -----------------------------------------------------------------------------

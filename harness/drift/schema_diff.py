@@ -22,8 +22,9 @@ from typing import Any
 
 from harness.drift.reach import KIND_LABEL, SENDERS, Use, reach, sender_of
 from harness.drift.shapes import COSMETIC, Bundle, Obj, Scalar, Shape, shape_of
+from harness.drift.change_words import alternatives, facet_text, kinds, req_sets, spread, variant_tags
 from harness.drift.snapshot import UNIONS, Snapshot, definition_names
-from harness.drift.verdicts import GATEABLE, RANK, SEVERITIES, VERDICTS, Gates, verdict
+from harness.drift.verdicts import GATEABLE, RANK, SEVERITIES, VERDICTS, Gates, experimental, verdict
 
 # Top-level keys of a method union's variants that are the envelope, not the method's data.
 _ENVELOPE = {"id", "method", "params", "jsonrpc"}
@@ -82,7 +83,7 @@ class Differ:
 
     def add(self, kind: str, path: str, detail: str, ctx: _Ctx, *, gate_texts: tuple[str, ...] = (),
             gate_names: tuple[str, ...] = (), severity: str | None = None) -> None:
-        gated = self.gates.gate(gate_texts, gate_names) if kind in GATEABLE else None
+        gated = (self.gates.gate(gate_texts, gate_names) or self._experimental(ctx)) if kind in GATEABLE else None
         sev = severity or verdict(kind, ctx.senders)
         if gated:
             sev = "additive"
@@ -93,6 +94,20 @@ class Differ:
         self.changes.append(Change(sev, kind, path, detail, sender_of(ctx.uses),
                                    sorted({u.label for u in ctx.uses}), _example(path, ctx), gated,
                                    at=_at(path, ctx), by_sender=_by_sender(ctx)))
+
+    def _experimental(self, ctx: _Ctx) -> str | None:
+        """`experimentalApi` when the change sits on an experimental surface: its definition,
+        or every method part that reaches it, is described "EXPERIMENTAL - ..."."""
+        docs = [self._doc(ctx.root)]
+        if ctx.uses and not experimental(docs[0]):
+            docs = [self._doc(self.new.methods(u.kind).get(u.method, {}).get(
+                "params_type" if u.part == "params" else "response_type") or "") for u in ctx.uses]
+        return "experimentalApi" if docs and all(map(experimental, docs)) else None
+
+    def _doc(self, name: str) -> str:
+        defs = self.new.bundle.get("definitions", {})
+        node = defs.get("v2", {}).get(name) or defs.get(name) or {}
+        return str(node.get("description", "")) if isinstance(node, dict) else ""
 
     # -- nodes and shapes
 
@@ -115,9 +130,9 @@ class Differ:
     def shapes(self, o: Shape, n: Shape, path: str, ctx: _Ctx) -> None:
         if o.any or n.any:
             if n.any and not o.any:
-                self.add("type-widened", path, f"any JSON value now (was {_kinds(o)})", ctx, gate_texts=(n.doc,))
+                self.add("type-widened", path, f"any JSON value now (was {kinds(o)})", ctx, gate_texts=(n.doc,))
             elif o.any and not n.any:
-                self.add("type-narrowed", path, f"only {_kinds(n)} now (was any JSON value)", ctx)
+                self.add("type-narrowed", path, f"only {kinds(n)} now (was any JSON value)", ctx)
             return
         if o.null != n.null:
             self.add("became-nullable" if n.null else "became-non-nullable", path,
@@ -130,7 +145,7 @@ class Differ:
             self.add("range-narrowed", path, "number -> integer", ctx)
             ko, kn = ko - {"number"}, kn - {"integer"}
         if ko and kn and not ko & kn:
-            self.add("type-changed", path, f"{_kinds(o)} -> {_kinds(n)}", ctx)
+            self.add("type-changed", path, f"{kinds(o)} -> {kinds(n)}", ctx)
             return
         for k in sorted(kn - ko):
             via = n.via.get(k)
@@ -178,9 +193,9 @@ class Differ:
                 wider = lo_b <= lo_a and hi_b >= hi_a
                 narrower = lo_b >= lo_a and hi_b <= hi_a
                 kind = "range-widened" if wider else "range-narrowed" if narrower else "constraint-changed"
-                self.add(kind, path, f"{_facets(a.facets)} -> {_facets(b.facets)}", ctx)
+                self.add(kind, path, f"{facet_text(a.facets)} -> {facet_text(b.facets)}", ctx)
             return
-        self.add("constraint-changed", path, f"{_facets(a.facets)} -> {_facets(b.facets)}", ctx)
+        self.add("constraint-changed", path, f"{facet_text(a.facets)} -> {facet_text(b.facets)}", ctx)
 
     # -- objects and their variants
 
@@ -188,14 +203,17 @@ class Differ:
         pairs = [(k, olds[k], news[k]) for k in sorted(set(olds) & set(news))]
         gone = sorted(set(olds) - set(news))
         came = sorted(set(news) - set(olds))
+        split = ""  # how one object became a union (or the reverse), said with what all variants got
         if len(gone) == 1 and len(came) == 1 and (len(olds) == 1 or "object" in (gone[0], came[0])):
             pairs.append((came[0], olds[gone[0]], news[came[0]]))  # one object each side: the same one
             gone, came = [], []
         elif len(olds) == 1 and gone and len(came) > 1:
             pairs += self._split(olds[gone[0]], {k: news[k] for k in came}, path, ctx, old_side=True)
+            split = f"the object became a union of {variant_tags(came)}"
             gone, came = [], []
         elif len(news) == 1 and came and len(gone) > 1:
             pairs += self._split(news[came[0]], {k: olds[k] for k in gone}, path, ctx, old_side=False)
+            split = f"a union of {variant_tags(gone)} became one object"
             gone, came = [], []
         keyed = len(news) > 1 or len(olds) > 1
         for key in came:
@@ -228,7 +246,7 @@ class Differ:
         for rel in sorted(common):
             first = next(c for c in per_pair[0] if _rel(c, path) == rel)
             first.path = path + rel[1]
-            first.detail += f" (in all {len(per_pair)} variants)"
+            first.detail += f" ({spread(rel, split, olds, news, len(per_pair))})"
             first.example = _example(first.path, ctx)
             first.at = _at(first.path, ctx)
             self.changes.append(first)
@@ -260,12 +278,12 @@ class Differ:
         for r in removed:
             kind = "required-field-removed" if r in a.required else "optional-field-removed"
             self.add(kind, f"{path}.{r}", "field removed", ctx)
-        alts = _alternatives(b)
+        alts = alternatives(b)
         for x in added:
             req = x in b.required
             node = b.node(x)
             self.add("field-added-required" if req else "field-added-optional", f"{path}.{x}",
-                     f"{'required' if req else 'optional'} field added ({_kinds(shape_of(node, self.new))})"
+                     f"{'required' if req else 'optional'} field added ({kinds(shape_of(node, self.new))})"
                      + (f"; {alts}" if alts and any(x in s for s in b.req_sets) else ""), ctx,
                      gate_texts=_docs(node, self.new), gate_names=(x,))
         per_field = False
@@ -295,7 +313,7 @@ class Differ:
             return
         kind = ("type-changed" if narrowed and widened else
                 "alternatives-narrowed" if narrowed else "alternatives-widened")
-        self.add(kind, path, f"required fields {_sets(tuple(olds))} -> {_sets(tuple(news))}", ctx)
+        self.add(kind, path, f"required fields {req_sets(tuple(olds))} -> {req_sets(tuple(news))}", ctx)
 
     def _additional(self, a: Any, b: Any, path: str, ctx: _Ctx) -> None:
         if isinstance(a, dict) and isinstance(b, dict):
@@ -355,18 +373,6 @@ def _rel(c: Change, path: str) -> tuple[str, str, str]:
     return c.kind, after, c.detail
 
 
-def _kinds(s: Shape) -> str:
-    if s.any:
-        return "any"
-    parts = []
-    for k in sorted(s.kinds()):
-        sc = s.scalars.get(k)
-        parts.append(f"{k} enum" if sc is not None and sc.values is not None else k)
-    if s.null:
-        parts.append("null")
-    return " | ".join(parts) or "nothing"
-
-
 def _range(facets: dict[str, Any]) -> tuple[float, float]:
     lo, hi = _INT_RANGES.get(str(facets.get("format")), (float("-inf"), float("inf")))
     if "minimum" in facets:
@@ -374,22 +380,6 @@ def _range(facets: dict[str, Any]) -> tuple[float, float]:
     if "maximum" in facets:
         hi = min(hi, facets["maximum"])
     return lo, hi
-
-
-def _facets(f: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(f.items())) or "no constraint"
-
-
-def _sets(sets: tuple[frozenset[str], ...]) -> str:
-    return " | ".join("{" + ", ".join(sorted(s)) + "}" for s in sorted(set(sets), key=sorted))
-
-
-def _alternatives(b: Obj) -> str:
-    if len(set(b.req_sets)) < 2:
-        return ""
-    common = b.required
-    return "now one of " + " | ".join(
-        "{" + ", ".join(sorted(s - common)) + "}" for s in sorted(set(b.req_sets), key=sorted))
 
 
 def _docs(node: Any, bundle: Bundle) -> tuple[str, ...]:
@@ -444,10 +434,17 @@ def diff_snapshots(old: Snapshot, new: Snapshot) -> SchemaDiff:
     old_reach, new_reach = reach(old), reach(new)
     _methods(d, old, new)
     on, nn = definition_names(old.bundle), definition_names(new.bundle)
+    # A change shows in the messages of methods both versions have: a method new in NEW is
+    # reported as added (all of it is new), one gone from it as removed.
+    both = {(kind, m) for kind in SENDERS for m in set(old.methods(kind)) & set(new.methods(kind))}
+
+    def kept(uses: list[Use]) -> list[Use]:
+        return [u for u in uses if (u.kind, u.method) in both]
+
     for name in sorted(set(on) & set(nn)):
         if name in UNIONS or name.startswith("JSONRPC"):
             continue
-        ctx = _Ctx(new_reach.get(name) or old_reach.get(name) or [], name)
+        ctx = _Ctx(kept(new_reach.get(name, [])) or kept(old_reach.get(name, [])), name)
         d.node(old.resolve(on[name]), new.resolve(nn[name]), name, ctx)
     d.changes.sort(key=lambda c: (RANK[c.severity], c.path, c.kind, c.detail))
     return SchemaDiff(old.version, new.version, d.changes,

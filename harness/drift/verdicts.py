@@ -43,6 +43,9 @@ VERDICTS: dict[str, tuple[str, str]] = {
     "constraint-changed": ("risky", "risky"),
 }
 # Additions a client only sees once it opted in: gated, they cannot reach a client that did not.
+# A surface codex labels "EXPERIMENTAL - ..." (every thread/realtime/* notification, its
+# ThreadRealtimeItem): only a client that opted into `experimentalApi` starts it.
+EXPERIMENTAL = re.compile(r"^\s*EXPERIMENTAL\s+-")
 GATEABLE = {"enum-value-added", "known-value-added", "enum-opened", "variant-added", "type-widened", "field-added-optional",
             "method-added"}
 
@@ -62,7 +65,8 @@ def verdict(kind: str, senders: set[str]) -> str:
 class Gates:
     """Initialize capabilities that gate parts of the protocol, read from the schema itself:
     a description that names a boolean capability (`requiredHumanApproval`) or
-    `experimentalApi`, or a capability whose description names the added thing."""
+    `experimentalApi`, a description that starts "EXPERIMENTAL -" (experimentalApi), or a
+    capability whose description names the added thing."""
 
     def __init__(self, bundle: dict[str, Any]):
         defs = bundle.get("definitions", {})
@@ -75,6 +79,8 @@ class Gates:
         for text in texts:
             if not text:
                 continue
+            if EXPERIMENTAL.match(text):
+                return "experimentalApi"
             for cap in sorted(self.caps, key=lambda c: (c == "experimentalApi", c)):
                 if f"`{cap}`" in text:
                     return cap
@@ -85,6 +91,10 @@ class Gates:
                 if f"`{name}`" in doc:
                     return cap
         return None
+
+
+def experimental(text: str) -> bool:
+    return bool(EXPERIMENTAL.match(text or ""))
 
 
 def _is_boolean(schema: dict[str, Any]) -> bool:

@@ -1,7 +1,8 @@
-"""Placeholders: ``{{cwd}}``, ``{{home}}``, ``{{codex_home}}`` and user-named ones.
+"""Placeholders: ``{{cwd}}``, ``{{home}}``, ``{{codex_home}}``, ``{{host}}`` and user-named ones.
 
 At record time a known value is replaced by its marker in every string, inside
-longer paths too. At replay the marker binds to whatever the live peer sends
+longer paths too; the host name only where it stands alone (``vm`` in ``root@vm``
+or ``vm.example.org``, not in ``nvm``), since short host names are common words. At replay the marker binds to whatever the live peer sends
 the first time it appears, and that value is substituted into everything the
 replayed side says afterwards. Markers ``{{redacted:KIND}}`` belong to
 harness.format.redact and are never bound here.
@@ -10,12 +11,25 @@ harness.format.redact and are never bound here.
 from __future__ import annotations
 
 import re
+import socket
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 MARKER = re.compile(r"\{\{([A-Za-z_][A-Za-z0-9_]*)\}\}")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LONG_VALUE = 1 << 16
+HOST = "host"
+# Markers whose value is replaced only as a whole name: not next to a letter, digit, _ or -.
+WHOLE_NAMES = frozenset({HOST})
+_NOT_NAME = r"(?<![A-Za-z0-9_-]){}(?![A-Za-z0-9_-])"
+# Host names too generic to stand for this machine.
+_TRIVIAL_HOSTS = frozenset({"", "localhost", "localhost.localdomain"})
+
+
+def host_name() -> str | None:
+    """This machine's host name, as codex reads it (``serverName``), unless it is trivial."""
+    name = socket.gethostname()
+    return None if name in _TRIVIAL_HOSTS or len(name) < 2 else name
 
 
 def map_strings(obj: Any, fn: Callable[[str], str]) -> Any:
@@ -66,16 +80,34 @@ class Placeholders:
     def templatize(self, obj: Any) -> Any:
         """Replace every known value by its marker (longest values first, so
         a cwd under home becomes {{cwd}} rather than {{home}}/...)."""
-        pairs = sorted(((v, n) for n, v in self.values.items() if v), key=lambda p: -len(p[0]))
+        pairs = self._pairs()
         if not pairs:
             return obj
 
         def sub(s: str) -> str:
             for value, name in pairs:
                 if value in s:
-                    s = s.replace(value, "{{" + name + "}}")
+                    marker = "{{" + name + "}}"
+                    if name in WHOLE_NAMES:
+                        s = re.sub(_NOT_NAME.format(re.escape(value)), lambda _: marker, s)
+                    else:
+                        s = s.replace(value, marker)
             return s
         return map_strings(obj, sub)
+
+    def templatize_bytes(self, data: bytes) -> bytes:
+        """``templatize`` for a line that is not UTF-8."""
+        for value, name in self._pairs():
+            raw, marker = value.encode(), b"{{" + name.encode() + b"}}"
+            if raw in data:
+                if name in WHOLE_NAMES:
+                    data = re.sub(_NOT_NAME.format(re.escape(value)).encode(), lambda _: marker, data)
+                else:
+                    data = data.replace(raw, marker)
+        return data
+
+    def _pairs(self) -> list[tuple[str, str]]:
+        return sorted(((v, n) for n, v in self.values.items() if v), key=lambda p: -len(p[0]))
 
     # -- replay time -------------------------------------------------------
 

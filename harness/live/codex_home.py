@@ -20,19 +20,28 @@ from harness.errors import HarnessError
 DEFAULT_MODEL = "gpt-5.5"  # in codex's bundled catalogue: no "unknown model" warning per turn
 MOCK_PROVIDER = "mock"
 
-# Variables that could point codex at a real account or a real endpoint.
-_SCRUBBED_ENV = (
-    "OPENAI_API_KEY",
-    "CODEX_API_KEY",
-    "OPENAI_BASE_URL",
-    "OPENAI_ORGANIZATION",
-    "OPENAI_PROJECT",
-    "AZURE_OPENAI_API_KEY",
-    "CODEX_HOME",
-    "CODEX_SANDBOX",
-    "CODEX_SANDBOX_NETWORK_DISABLED",
-    "RUST_LOG",
-)
+# The live root: /var/tmp/ + LIVE_PREFIX + 8 random characters = 41 characters, the length
+# of the root the shipped cassettes were recorded under (their token counts depend on it).
+# Not under /tmp: codex refuses to create its helper binaries (PATH aliases) in the temp
+# dir, and TMPDIR is left unset because codex lists it among the sandbox's writable roots
+# in what it tells the model.
+LIVE_PARENT = "/var/tmp"
+LIVE_PREFIX = "codex-cassette-live-rec-"
+# What the live codex inherits from the caller's environment; nothing else is passed on
+# (API keys, endpoint overrides and proxies included).
+_INHERITED_ENV = ("PATH", "SYSTEMROOT", "COMSPEC", "PATHEXT")
+# What codex reads from the environment, fixed: the user, the locale, the clock's zone
+# (the date codex tells the model), the terminal (in its user agent), no proxy.
+FIXED_ENV = {
+    "USER": "codex",
+    "LOGNAME": "codex",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "TZ": "UTC",
+    "TERM": "dumb",
+    "NO_PROXY": "127.0.0.1,localhost",
+    "no_proxy": "127.0.0.1,localhost",
+}
 
 
 # What codex 0.163.0 accepts in config.toml. "untrusted" is in its schema but
@@ -107,6 +116,9 @@ def render_config(
 # Written by codex-cassette: codex talks only to the loopback mock model.
 model = {_toml_str(model)}
 model_provider = "{MOCK_PROVIDER}"
+# No date or time zone in what codex tells the model: the zone's name comes from the machine
+# (/etc/localtime, not TZ), and codex counts those bytes in its token estimates.
+include_environment_context_time = false
 approval_policy = {_toml_str(approval_policy)}
 sandbox_mode = {_toml_str(sandbox_mode)}
 
@@ -145,19 +157,19 @@ def make_codex_home(
 ) -> CodexHome:
     """Create `root/home` and `root/codex_home` with the offline config.
 
-    `root` defaults to a new temporary directory (removed by `cleanup()`)
-    under ~/.cache/codex-cassette, not /tmp: codex refuses to create its
-    helper binaries (PATH aliases) under the temp dir and warns on stderr. The returned env keeps PATH and locale from `base_env`
-    (default: os.environ) and drops every API key and endpoint override.
+    `root` defaults to a new private directory of a fixed shape (`live_root`,
+    removed by `cleanup()`), so what codex sees is the same on every machine.
+    The environment is `live_env`: only PATH comes from `base_env` (default:
+    os.environ); everything else codex reads is fixed.
     """
     tmp: tempfile.TemporaryDirectory[str] | None = None
     if root is None:
-        tmp = tempfile.TemporaryDirectory(prefix="home-", dir=_default_parent())
+        tmp = live_root()
         root_path = Path(tmp.name)
     else:
         root_path = Path(root)
         root_path.mkdir(parents=True, exist_ok=True)
-    root_path = root_path.resolve()
+        root_path = root_path.resolve()
     home = root_path / "home"
     codex_home = root_path / "codex_home"
     home.mkdir(exist_ok=True)
@@ -174,34 +186,46 @@ def make_codex_home(
         ),
         encoding="utf-8",
     )
-    source = dict(os.environ if base_env is None else base_env)
-    env = {k: v for k, v in source.items() if k not in _SCRUBBED_ENV}
-    env.update(
-        {
-            "HOME": str(home),
-            "CODEX_HOME": str(codex_home),
-            "XDG_CONFIG_HOME": str(home / ".config"),
-            "XDG_CACHE_HOME": str(home / ".cache"),
-            "XDG_DATA_HOME": str(home / ".local" / "share"),
-            "NO_PROXY": "127.0.0.1,localhost",
-            "no_proxy": "127.0.0.1,localhost",
-        }
-    )
-    # A proxy in the environment would take loopback traffic elsewhere or fail it.
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        env.pop(name, None)
+    env = live_env(root_path, os.environ if base_env is None else base_env)
     return CodexHome(root_path, home, codex_home, config_path, env, tmp)
 
 
-def _default_parent() -> str | None:
-    """~/.cache/codex-cassette when it can be created, else the system temp dir."""
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    parent = Path(cache) / "codex-cassette"
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    return str(parent) if os.access(parent, os.W_OK) else None
+def live_root() -> tempfile.TemporaryDirectory[str]:
+    """A new private (0700) directory whose absolute path has one length on every machine.
+
+    Codex puts its cwd, CODEX_HOME and skill paths into the model request and counts
+    their bytes when it estimates tokens (after a compaction), so a root of another
+    length changes `totalTokens`. The parent is fixed (`LIVE_PARENT`), not $TMPDIR,
+    whose value differs between machines; where it is not a plain writable directory
+    (a symlink on macOS) the system temp dir is used and the length is not fixed.
+    """
+    parent = LIVE_PARENT
+    if os.path.realpath(parent) != parent or not os.access(parent, os.W_OK):
+        parent = tempfile.gettempdir()
+    return tempfile.TemporaryDirectory(prefix=LIVE_PREFIX, dir=parent)
+
+
+def live_env(root: Path, base_env: Mapping[str, str]) -> dict[str, str]:
+    """The whole environment codex runs with: PATH from `base_env`, the rest fixed.
+
+    Nothing else is inherited: a variable codex reads (TERM_PROGRAM goes into its
+    user agent, TZ into the date it tells the model, TMPDIR into the sandbox's writable
+    roots, API keys and proxies into where it connects) would make one machine's
+    recording differ from another's.
+    """
+    env = {name: base_env[name] for name in _INHERITED_ENV if name in base_env}
+    home = root / "home"
+    env.update(FIXED_ENV)
+    env.update(
+        {
+            "HOME": str(home),
+            "CODEX_HOME": str(root / "codex_home"),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "XDG_CACHE_HOME": str(home / ".cache"),
+            "XDG_DATA_HOME": str(home / ".local" / "share"),
+        }
+    )
+    return env
 
 
 def check_mock_provider(thread_start_result: Mapping[str, Any]) -> None:

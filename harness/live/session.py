@@ -22,7 +22,7 @@ from harness.live.binary import codex_version, find_codex_binary
 from harness.live.codex_home import CodexHome, make_codex_home
 from harness.live.mock_model import MockModelThread
 from harness.live.model_script import Step, load_model_script
-from harness.format.placeholders import Placeholders
+from harness.format.placeholders import HOST, Placeholders, host_name
 
 CODEX_KEYS = {"approval_policy", "sandbox_mode", "model"}
 TOP_KEYS = {"name", "description", "codex", "model", "client"}
@@ -144,8 +144,11 @@ class LiveCodex:
 
     def placeholders(self) -> Placeholders:
         assert self.home is not None
-        return Placeholders({"cwd": str(self.workdir), "home": str(self.home.home),
-                             "codex_home": str(self.home.codex_home)})
+        values = {"cwd": str(self.workdir), "home": str(self.home.home), "codex_home": str(self.home.codex_home)}
+        host = host_name()
+        if host:  # codex sends it (remoteControl/status/changed serverName); no env var sets it
+            values[HOST] = host
+        return Placeholders(values)
 
     def meta(self) -> dict[str, Any]:
         return {"codex_version": self.version, "live": {"scenario": self.scenario.to_meta()}}

@@ -3,7 +3,7 @@
 ``--codex-faults=all|KIND,...`` (or ``faults=`` on the marker) parametrizes every
 test that uses ``fake_codex`` or ``codex_app_server`` over ``codex_fault``: ``None``
 (the clean run, id ``fault:none``), then one ``ActiveFault`` per variant
-(``fault:crash@23``); ``--codex-faults-max N`` draws N of them, the same N for the
+(``fault:crash-23``); ``--codex-faults-max N`` draws N of them, the same N for the
 same seed. The fixtures then serve the variant instead of the cassette, and the
 verdict is this module's (harness.faults.oracle): the test must end within the
 deadline with nothing crashed unobserved in the background; how it ended is the
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import pytest
 
 from harness.errors import HarnessError
-from harness.pytest.names import case_name, default_cassette_name
+from harness.pytest.names import case_name, default_cassette_name, variant_param_id
 from harness.pytest.options import ACTIVE_FAULT
 
 # The catalogue, the variants, the oracle and asyncio load when a sweep runs: the plugin imports
@@ -201,10 +201,18 @@ def generate(metafunc: pytest.Metafunc, resolve: Callable[[Path, str], Path | No
             swept.extend([case] if case is not None else [])
             continue
         if path not in made:
-            faults = sample(catalogue(open_cassette(path), kinds), limit, config.getoption("--codex-faults-seed"),
+            try:
+                cassette = open_cassette(path)
+                bad = None
+            except HarnessError as exc:
+                bad = str(exc)
+            if bad is not None:  # said once, as the fixture would say it: the file's line, no traceback
+                pytest.fail(f"{bad}\n(the fault sweep of {metafunc.definition.nodeid} reads its cassette while "
+                            "collecting)", pytrace=False)
+            faults = sample(catalogue(cassette, kinds), limit, config.getoption("--codex-faults-seed"),
                             salt=f"{metafunc.definition.nodeid}:{path.name}")
             made[path] = ([None, *(ActiveFault(f, path, timing) for f in faults)],
-                          ["fault:none", *(f"fault:{f.id}" for f in faults)])
+                          [variant_param_id(f) for f in (None, *faults)])
         params, ids = made[path]
         metafunc._calls = [case] if case is not None else []
         metafunc.parametrize("codex_fault", params, ids=ids, indirect=True)

@@ -1,17 +1,20 @@
 """pytest plugin: a thin layer over the library, in the manner of pytest-recording.
 
 - ``@pytest.mark.codex_cassette("name", **options)`` picks the cassette (or YAML
-  scenario) a test replays; without a name, the test's class and full name (so each
-  parametrized case has its own). Markers on the module, class and function merge,
-  the closest winning.
+  scenario) a test replays; without a name, ``codex_cassette_name`` (overridable; by
+  default the test's class and full name, so each parametrized case has its own). A name
+  may reach any cassette inside pytest's rootdir. Markers on the module, class and
+  function merge, the closest winning.
 - ``codex_cassette_dir`` (overridable) says where cassettes live: by default
   ``cassettes/<module name>/`` beside the test module.
 - ``codex_cassette_config`` (overridable) gives replay options for a module or
   a whole suite; marker keywords override it per test.
-- ``fake_codex`` serves the cassette: as a command line, as a `codex` on PATH,
-  or in-process; at teardown it fails the test on divergence or unplayed events.
+- ``fake_codex`` serves the cassette (it only replays): as a command line, as a `codex`
+  on PATH, or in-process; the test fails, once, on divergence or unplayed events
+  (harness.pytest.verdict).
 - ``codex_app_server`` replays or records according to ``--codex-record-mode``
   (none, once, new, all), so one test body records once and replays forever.
+- ``--codex-disable-recording``: both hand out the real codex, nothing written.
 - ``--codex-faults`` (or ``faults=`` on the marker) runs each test using those fixtures
   once per fault variant of its cassette; ``codex_fault`` says which (harness.pytest.faults).
 """
@@ -19,6 +22,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -26,7 +30,10 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.pytest import report_pages
-from harness.pytest.options import ACTIVE_FAULT, FAULT_KEYS, add_options, check_options
+from harness.pytest import verdict
+from harness.pytest.names import SUFFIXES, cassette_base, resolve_cassette
+from harness.pytest.options import (ACTIVE_FAULT, FAULT_KEYS, add_options, check_args, check_ini, check_options,
+                                    did_you_mean, replay_timeout)
 
 # The engine, the fake and the recorder load on a codex fixture's first use: an installed
 # plugin must cost a pytest run that uses none of them nothing (bench/plugin_overhead.py).
@@ -35,19 +42,17 @@ if TYPE_CHECKING:
     from harness.replay.matching import MatcherRegistry
     from harness.replay.options import ReplayOptions
 
-SUFFIXES = ("", ".jsonl", ".yaml", ".yml")
 OPTION_KEYS = {"timeout", "linger", "pace", "pace_scale", "strict", "bindings", "ignore", "learn", "match_on"}
 # live: a live scenario (codex + model parts) to record against, offline;
 # ssh: {"target": "user@host:port", "identity": [...], "known_hosts": ...}: record a codex on another host
-RECORD_KEYS = {"live", "ssh"}
+# fresh: record without reading the old cassette; volatile: more minted keys or paths
+# a re-record does not compare (harness.format.minted, docs/recording.md)
+RECORD_KEYS = {"live", "ssh", "fresh", "volatile"}
 # transport: "stdio" (default), "ws" or "unix": the fixture listens there and hands out .url
 TRANSPORT_KEY = "transport"
 
 
-_CALL_REPORT = pytest.StashKey["pytest.TestReport"]()  # the call phase's report, for teardown
 MATCHERS_KEY = pytest.StashKey["MatcherRegistry"]()
-FAKE_KEY = pytest.StashKey["FakeCodex"]()  # the fake serving a test, for its report hook
-DIVERGED = "codex-cassette: the session diverged from the cassette"
 MARKER_HELP = (
     "codex_cassette(name=None, **options): the cassette or YAML scenario the fake codex serves "
     "to this test (default: Class.test_name[params]). Options: timeout (seconds one expected client "
@@ -58,7 +63,9 @@ MARKER_HELP = (
     "'module:function', in order), live (a live scenario to record against), ssh (record a codex on "
     "another host), faults ('all' or kinds: run once per fault variant, docs/faults.md), faults_max "
     "(at most this many variants), faults_deadline (seconds a test has under a fault), transport "
-    "('ws' or 'unix': the fixture listens on a socket, at its .url)")
+    "('ws' or 'unix': the fixture listens on a socket, at its .url), fresh (True: a re-record does not "
+    "keep the old cassette's unchanged lines), volatile (key names or dotted paths a re-record does not "
+    "compare)")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -71,9 +78,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
 
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    check_args(parser, args)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     check_options(config)
+    check_ini(config)
 
 
 def session_matchers(config: pytest.Config) -> MatcherRegistry:
@@ -90,10 +102,20 @@ def session_matchers(config: pytest.Config) -> MatcherRegistry:
 
 @pytest.hookimpl(trylast=True)  # after every parametrization: the sweep names each case's cassette
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.config.getoption("--codex-disable-recording"):
+        return  # the real codex has no cassette to make variants of
     if "codex_fault" in metafunc.fixturenames:  # only a codex fixture's test can be swept
         from harness.pytest import faults
 
-        faults.generate(metafunc, resolve_cassette)
+        root = Path(str(metafunc.config.rootpath))
+
+        def resolve(directory: Path, name: str) -> Path | None:
+            try:
+                return resolve_cassette(directory, name, root)
+            except HarnessError:
+                return None  # refused: the fixture says why, at setup
+
+        faults.generate(metafunc, resolve)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -115,23 +137,20 @@ def codex_fault(request: pytest.FixtureRequest) -> Any:
     return faults.activate(request)
 
 
-def checked_name(name: str) -> str:
-    """A cassette name stays inside the cassette directory: no absolute path, no `..`."""
-    parts = Path(name).parts
-    if not parts or Path(name).is_absolute() or ".." in parts:
-        raise HarnessError(f"cassette name {name!r} must be a relative path inside the cassette directory "
-                           "(no leading '/', no '..')")
-    return name
-
-
-def resolve_cassette(directory: Path, name: str | os.PathLike[str]) -> Path | None:
-    """The file a cassette name refers to, trying the known suffixes."""
-    base = directory / checked_name(os.fspath(name))
-    for suffix in SUFFIXES:
-        candidate = base.with_name(base.name + suffix) if suffix else base
-        if candidate.is_file():
-            return candidate
-    return None
+def _resolve(request: pytest.FixtureRequest, directory: Path, name: str, record: bool = False) -> Path | None:
+    """resolve_cassette for a fixture, a refused name failing the test; ``record``: the file a
+    recording writes (the cassette found when it is a .jsonl, else NAME.jsonl)."""
+    root = Path(str(request.config.rootpath))
+    try:
+        found = resolve_cassette(directory, name, root)
+        if record and (found is None or found.suffix != ".jsonl"):
+            found = cassette_base(directory, f"{name}.jsonl", root)
+        bad = None
+    except HarnessError as exc:
+        bad = str(exc)
+    if bad is not None:
+        pytest.fail(f"codex-cassette: {bad} ({request.node.nodeid})", pytrace=False)
+    return found
 
 
 def default_cassette_name(request: pytest.FixtureRequest) -> str:
@@ -141,7 +160,7 @@ def default_cassette_name(request: pytest.FixtureRequest) -> str:
     return named(without_fault_id(request.node.name, request.node), request.cls)
 
 
-def _marker_args(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+def _marker_args(request: pytest.FixtureRequest, default: str) -> tuple[str, dict[str, Any]]:
     """The cassette name and options from every codex_cassette marker on the module, class
     and function: keywords merge, the closest winning; a name given closest wins too."""
     name: str | None = None
@@ -152,15 +171,15 @@ def _marker_args(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
             given.setdefault("name", marker.args[0])
         name = given.pop("name", name)
         kwargs.update(given)
-    name = str(name) if name is not None else default_cassette_name(request)
-    try:
-        checked_name(name)
-        bad = None
-    except HarnessError as exc:
-        bad = str(exc)
-    if bad is not None:
-        pytest.fail(f"codex-cassette: {bad} ({request.node.nodeid})", pytrace=False)
-    return name, kwargs
+    return (str(name) if name is not None else default), kwargs
+
+
+@pytest.fixture
+def codex_cassette_name(request: pytest.FixtureRequest) -> str:
+    """This test's cassette name when its marker names none (``Class.test_name[params]``);
+    override it like pytest-recording's ``default_cassette_name``. (The fault sweep, which reads
+    the cassette while collecting, knows only the marker's name and this default.)"""
+    return default_cassette_name(request)
 
 
 @pytest.fixture
@@ -187,17 +206,26 @@ def _options(request: pytest.FixtureRequest, config_options: dict[str, Any],
     merged = {**config_options, **marker_options}
     unknown = set(merged) - allowed
     if unknown:
-        pytest.fail(f"codex-cassette: unknown option(s) {sorted(unknown)} for {request.node.nodeid}; "
+        hints = "".join(did_you_mean(name, allowed) for name in sorted(unknown))
+        pytest.fail(f"codex-cassette: unknown option(s) {sorted(unknown)} for {request.node.nodeid}{hints}; "
                     f"known: {sorted(allowed)}", pytrace=False)
     return merged
+
+
+def _volatile(request: pytest.FixtureRequest, value: Any) -> tuple[str, ...]:
+    """The marker's or config's ``volatile``: a key name or dotted path, or a list of them."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) and v for v in items):
+        pytest.fail(f"codex-cassette: volatile must be a key name, a dotted path or a list of them, "
+                    f"not {value!r} ({request.node.nodeid})", pytrace=False)
+    return tuple(items)
 
 
 def _replay_timeout(request: pytest.FixtureRequest, merged: dict[str, Any]) -> float:
     """The marker's or config's timeout, else --codex-replay-timeout, else the ini value."""
     if "timeout" in merged:
         return float(merged["timeout"])
-    config = request.config
-    return config.getoption("--codex-replay-timeout") or float(config.getini("codex_cassette_timeout"))
+    return replay_timeout(request.config)
 
 
 def _replay_options(request: pytest.FixtureRequest, merged: dict[str, Any]) -> ReplayOptions:
@@ -237,11 +265,31 @@ def _fake(request: pytest.FixtureRequest, path: Path, options: ReplayOptions,
     from harness.pytest.servers import FakeCodex
 
     try:
-        open_cassette(path)  # a broken cassette is the test's error, said once, up front
+        cassette = open_cassette(path)  # a broken cassette is the test's error, said once, up front
+        bad = None
     except HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        bad = str(exc)
+    if bad is not None:  # failed outside the handler: pytest would print the error again as its context
+        pytest.fail(bad, pytrace=False)
+    if path.suffix == ".jsonl" and not cassette.complete:
+        _warn_incomplete(request, path, cassette.meta.get("end"))
     return FakeCodex(cassette_path=path, options=options,
                      workdir=tmp_path_factory.mktemp("fake_codex", numbered=True), transport=transport)
+
+
+def _warn_incomplete(request: pytest.FixtureRequest, path: Path, end: Any) -> None:
+    """A cassette whose recording did not end well replays as far as it goes: never silently."""
+    import shlex
+
+    from harness.record.ending import by_failed_test
+
+    mode = "once" if by_failed_test(end) else "new"
+    how = (f"pytest --codex-record-mode={mode} {shlex.quote(request.node.nodeid)}"
+           if "codex_app_server" in request.fixturenames else
+           f"pytest --codex-record-mode={mode} with a test that uses codex_app_server (fake_codex only replays)")
+    warnings.warn(pytest.PytestWarning(f"codex-cassette: {path} is incomplete ({end or 'no end given'}): "
+                                       f"{request.node.nodeid} replays it only as far as it goes; record it "
+                                       f"again with {how}"), stacklevel=2)
 
 
 def _missing(request: pytest.FixtureRequest, directory: Path, name: str, hint: str = "") -> NoReturn:
@@ -260,59 +308,47 @@ def _served(path: Path, options: ReplayOptions, codex_fault: Any,
 
 @pytest.fixture
 def fake_codex(request: pytest.FixtureRequest, codex_cassette_dir: Path, codex_cassette_config: dict[str, Any],
-               tmp_path_factory: pytest.TempPathFactory, codex_fault: Any) -> Any:
+               codex_cassette_name: str, codex_record_mode: str, tmp_path_factory: pytest.TempPathFactory, codex_fault: Any) -> Any:
     """The fake codex serving this test's cassette; fails the test at teardown if the client diverged
-    (under a fault variant the sweep's oracle judges instead)."""
-    name, marker_options = _marker_args(request)
+    (under a fault variant the sweep's oracle judges instead). It only replays: codex_app_server records."""
+    name, marker_options = _marker_args(request, codex_cassette_name)
     merged = _options(request, codex_cassette_config, marker_options,
                       OPTION_KEYS | RECORD_KEYS | FAULT_KEYS | {TRANSPORT_KEY})
-    path = resolve_cassette(Path(codex_cassette_dir), name)
+    if request.config.getoption("--codex-disable-recording"):
+        yield from _real_codex(request, merged, Path(codex_cassette_dir))
+        return
+    path = _resolve(request, Path(codex_cassette_dir), name)
     if path is None:
-        _missing(request, Path(codex_cassette_dir), name)
+        asked = [f"--codex-record-mode={codex_record_mode}"] if codex_record_mode != "none" else []
+        asked += [f"{key}=" for key in sorted(RECORD_KEYS & set(merged))]
+        _missing(request, Path(codex_cassette_dir), name, hint=(
+            f"; fake_codex only replays ({', '.join(asked)} not for it): the codex_app_server fixture "
+            "records, and replays like fake_codex (.argv, .env, .handle())") if asked else "")
     path, options = _served(path, _replay_options(request, merged), codex_fault, tmp_path_factory)
     fake = _fake(request, path, options, tmp_path_factory, _transport(merged)).start()
     if codex_fault is None:  # under a fault, the fault's oracle judges the run, not the fake's verdict
-        request.node.stash[FAKE_KEY] = fake
+        verdict.attach(request, fake)
     yield fake
     fake.close()
     bad = fake.untold_failures()  # what the test's own outcome did not already say (pytest_runtest_makereport)
     if bad and not fake._expected_failure and codex_fault is None:
         report_pages.record(request.node, bad, request.node.user_properties)
-        pytest.fail(DIVERGED + "\n\n" + "\n\n".join(r.summary() for r in bad), pytrace=False)
+        verdict.fail_at_teardown(request, verdict.diverged_text([r.summary() for r in bad]))
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """A diverged test is one failure, told once: the fake's verdict joins the test's own
-    outcome (a failed test gets it as its explanation; a passing test whose fake already
-    diverged fails), so teardown only tells what came later."""
-    outcome = yield
-    report = outcome.get_result()
+    """A diverged test is one failure, told once (harness.pytest.verdict)."""
+    report = yield
     if call.when == "call":
-        item.stash[_CALL_REPORT] = report  # a recording's teardown reads why the test did not pass
-    fake = item.stash.get(FAKE_KEY, None)
-    if call.when != "call" or fake is None or fake._expected_failure:
-        return
-    if report.failed:
-        fake.close()  # the test failed anyway: stop its fake now, so its report can say what it saw
-    try:
-        bad = fake.untold_failures(ended_only=not report.failed)
-    except HarnessError:
-        return  # an unreadable report: teardown says so
-    if not bad:
-        return
-    fake.mark_told(bad)
-    report_pages.record(item, bad, report.user_properties)
-    text = DIVERGED + "\n\n" + "\n\n".join(r.summary() for r in bad)
-    if not report.failed:
-        report.outcome = "failed"
-        report.longrepr = text
-    elif isinstance(report.longrepr, str):
-        report.longrepr += "\n\n" + text
-    elif hasattr(report.longrepr, "addsection"):
-        report.longrepr.addsection("codex-cassette", text)
-    else:
-        report.sections.append(("codex-cassette", text))
+        verdict.tell_in_call(item, report)
+    return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """A test using a codex fixture gets one outcome: what its teardown finds folds into its call."""
+    return verdict.run_folded(item, nextitem) if verdict.uses_codex(item) else None
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -334,7 +370,7 @@ def _live_scenario(request: pytest.FixtureRequest, spec: Any, directory: Path) -
 
 def _test_failed(request: pytest.FixtureRequest) -> str | None:
     """Why the recording test did not pass, for the cassette's ``end``; None if it passed."""
-    report = request.node.stash.get(_CALL_REPORT, None)
+    report = request.node.stash.get(verdict.CALL_REPORT, None)
     if report is None:
         outcome = "did not run"
     elif report.passed and not hasattr(report, "wasxfail"):
@@ -348,8 +384,45 @@ def _test_failed(request: pytest.FixtureRequest) -> str | None:
     return failed_test_end(request.node.nodeid, outcome)
 
 
+def _real_codex(request: pytest.FixtureRequest, merged: dict[str, Any], directory: Path) -> Any:
+    """--codex-disable-recording: the real codex in the fixture's place (harness.pytest.passthrough)."""
+    from harness.pytest.passthrough import real_codex
+
+    if merged.get("ssh") is not None or merged.get(TRANSPORT_KEY, "stdio") != "stdio":
+        pytest.fail("codex-cassette: --codex-disable-recording runs a local codex over stdio; ssh= and "
+                    f"transport= are not for it ({request.node.nodeid})", pytrace=False)
+    live = _live_scenario(request, merged["live"], directory) if merged.get("live") else None
+    try:
+        server = real_codex(request.config.getoption("--codex-bin"), live, _replay_timeout(request, merged))
+        bad = None
+    except HarnessError as exc:
+        bad = str(exc)
+    if bad is not None:
+        pytest.fail(f"codex-cassette: {bad}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.finish()
+
+
+def _check_account(request: pytest.FixtureRequest, lock: Any) -> None:
+    """Recording from the real codex with no live scenario: fail in seconds, not minutes, when it has
+    no account to answer with (harness.pytest.account); no cassette is left."""
+    from harness.live.binary import find_codex_binary
+    from harness.pytest.account import missing_account
+
+    try:
+        binary = str(find_codex_binary(request.config.getoption("--codex-bin")))
+    except HarnessError:
+        return  # the recording names the missing binary itself
+    why = missing_account(binary, dict(os.environ))
+    if why is not None:
+        lock.release()
+        pytest.fail(f"codex-cassette: cannot record {request.node.nodeid} without live=: {why}", pytrace=False)
+
+
 @pytest.fixture
-def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
+def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path, codex_cassette_name: str,
                      codex_cassette_config: dict[str, Any], codex_record_mode: str,
                      tmp_path_factory: pytest.TempPathFactory, codex_fault: Any) -> Any:
     """One command (``.argv``/``.env``) or in-process ``await .handle()`` that replays the
@@ -357,17 +430,21 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
     from harness.pytest.record_modes import CassetteLock, should_record
     from harness.pytest.servers import CodexAppServer
 
-    name, marker_options = _marker_args(request)
+    name, marker_options = _marker_args(request, codex_cassette_name)
     merged = _options(request, codex_cassette_config, marker_options,
                       OPTION_KEYS | RECORD_KEYS | FAULT_KEYS | {TRANSPORT_KEY})
+    if request.config.getoption("--codex-disable-recording"):
+        yield from _real_codex(request, merged, Path(codex_cassette_dir))
+        return
     transport = _transport(merged)
+    volatile = _volatile(request, merged.get("volatile", ()))  # said before any lock is taken
     directory = Path(codex_cassette_dir)
-    existing = resolve_cassette(directory, name)
+    existing = _resolve(request, directory, name)
     lock = None
     if should_record(codex_record_mode, existing):
-        target = existing if existing is not None and existing.suffix == ".jsonl" else directory / f"{name}.jsonl"
+        target = _resolve(request, directory, name, record=True)
         lock = CassetteLock(target).acquire()
-        existing = resolve_cassette(directory, name)
+        existing = _resolve(request, directory, name)
         if not should_record(codex_record_mode, existing):  # another xdist worker recorded it meanwhile
             lock.release()
             lock = None
@@ -390,9 +467,13 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
         if merged.get("ssh") is not None and transport != "stdio":
             lock.release()
             pytest.fail("codex-cassette: transport 'ws'/'unix' and ssh together are not supported", pytrace=False)
+        if live is None and merged.get("ssh") is None:
+            _check_account(request, lock)
         server = CodexAppServer(cassette_path=target, recording=True, workdir=tmp_path_factory.mktemp("codex_app_server"),
                                 codex_bin=request.config.getoption("--codex-bin"), live_scenario=live,
-                                ssh=merged.get("ssh"), transport=transport)
+                                ssh=merged.get("ssh"), transport=transport,
+                                fresh=bool(merged.get("fresh", False)),
+                                volatile=volatile)
     else:
         if existing is None:
             _missing(request, directory, name, hint=f" (record mode {codex_record_mode!r}; run with "
@@ -402,7 +483,7 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
                                 workdir=tmp_path_factory.mktemp("codex_app_server"),
                                 fake=_fake(request, existing, options, tmp_path_factory, transport))
         if codex_fault is None:
-            request.node.stash[FAKE_KEY] = server.fake
+            verdict.attach(request, server.fake)
     server.timeout = _replay_timeout(request, merged)
     try:
         server.start()
@@ -414,4 +495,4 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path,
             if lock is not None:
                 lock.release()
     if problems and not (server.fake and server.fake._expected_failure) and codex_fault is None:
-        pytest.fail("codex-cassette: " + "\n\n".join(problems), pytrace=False)
+        verdict.fail_at_teardown(request, "codex-cassette: " + "\n\n".join(problems))

@@ -2,9 +2,11 @@
 safe when pytest-xdist runs tests in parallel.
 
 - ``none`` (default): replay only; a missing cassette is an error. Never starts a real codex.
-- ``once``: replay an existing cassette; record a missing one.
-- ``new``: like once, and also re-record a cassette whose recording was cut short
-  (``complete: false``) — the protocol is a stream, so there are no "new episodes"
+- ``once``: replay an existing cassette; record a missing one, and one a failing test
+  left (``complete: false``, ``end`` "the test failed while recording ..."): that was never
+  the session intended.
+- ``new``: like once, and also re-record a cassette whose recording was cut short any other
+  way (``complete: false``) — the protocol is a stream, so there are no "new episodes"
   to append, only sessions to record whole.
 - ``all``: record every time, replacing what is there.
 """
@@ -34,13 +36,16 @@ def should_record(mode: str, existing: Path | None) -> bool:
         return True
     if existing is None:
         return mode in ("once", "new")
-    if mode == "new" and existing.suffix == ".jsonl":
+    if mode in ("once", "new") and existing.suffix == ".jsonl":
         try:
             from harness.format.cassette import load_cassette  # the parser only when a mode asks
 
-            return not load_cassette(existing).complete
+            meta = load_cassette(existing).meta
         except CassetteError:
-            return True
+            return mode == "new"
+        from harness.record.ending import by_failed_test
+
+        return not meta.get("complete", False) and (mode == "new" or by_failed_test(meta.get("end")))
     return False
 
 

@@ -50,6 +50,14 @@ class Ending:
         return True, CLEAN
 
 
+FAILED_TEST = " while recording ("  # what failed_test_end's words hold, and only they
+
+
 def failed_test_end(nodeid: str, outcome: str) -> str:
-    """The end of a recording whose test did not pass: ``new`` records it again."""
-    return f"the test {outcome} while recording ({nodeid}), so the session may not be the one intended"
+    """The end of a recording whose test did not pass: ``once`` and ``new`` record it again."""
+    return f"the test {outcome}{FAILED_TEST}{nodeid}), so the session may not be the one intended"
+
+
+def by_failed_test(end: object) -> bool:
+    """Whether a cassette's ``end`` is failed_test_end's."""
+    return isinstance(end, str) and end.startswith("the test ") and FAILED_TEST in end

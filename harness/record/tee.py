@@ -8,31 +8,26 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from harness.format.cassette import Event
 from harness.format.codex_version import find_codex_version
-from harness.format.placeholders import Placeholders
+from harness.format.placeholders import HOST, Placeholders, host_name
 from harness.format.redact import Redactor
 from harness.format.wire import Line, LineSplitter
 from harness.format.writer import CassetteWriter
 
 def default_placeholders(extra: Mapping[str, str] | None = None,
                          env: Mapping[str, str] | None = None) -> Placeholders:
-    """cwd, home and codex_home (when set), plus the user's; trivial values are skipped
-    because templatizing "/" would rewrite every path."""
+    """cwd, home and codex_home (when set), the host name, plus the user's; trivial values
+    are skipped because templatizing "/" would rewrite every path."""
     env = os.environ if env is None else env
     values: dict[str, str] = {}
     for name, value in (("cwd", os.getcwd()), ("home", env.get("HOME", "")),
                         ("codex_home", env.get("CODEX_HOME", ""))):
         if value and len(value.rstrip("/")) > 1:
             values[name] = value.rstrip("/")
+    host = host_name()
+    if host:
+        values[HOST] = host
     values.update(extra or {})
     return Placeholders(values)
-
-
-def _templatize_bytes(placeholders: Placeholders, data: bytes) -> bytes:
-    pairs = sorted(((v.encode(), n) for n, v in placeholders.values.items() if v), key=lambda p: -len(p[0]))
-    for value, name in pairs:
-        if value in data:
-            data = data.replace(value, b"{{" + name.encode() + b"}}")
-    return data
 
 
 class Tee:
@@ -123,7 +118,7 @@ class Tee:
         try:
             raw = self.placeholders.templatize(raw.decode("utf-8")).encode("utf-8")
         except UnicodeDecodeError:
-            raw = _templatize_bytes(self.placeholders, raw)
+            raw = self.placeholders.templatize_bytes(raw)
         self.writer.write(Event(side=side, t=t, raw=raw, newline=line.newline))
 
     def _message(self, side: str, line: Line, msg: dict[str, Any], t: float) -> None:

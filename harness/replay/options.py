@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from harness.format.placeholders import HOST
 from harness.replay.matching import DEFAULT_ORDER, MatcherRegistry
 
 
@@ -36,7 +38,7 @@ class ReplayOptions:
     # (None: this process's environment, which a fake shares with the client that launched it).
     env: Mapping[str, str] | None = None
     # Values for markers the played side must say before the peer revealed them
-    # (codexHome in the initialize answer): this machine's, as codex would say.
+    # (codexHome in the initialize answer, serverName): this machine's, as codex would say.
     fallbacks: dict[str, str] = field(default_factory=lambda: environment_fallbacks())
 
     @property
@@ -47,4 +49,5 @@ class ReplayOptions:
 def environment_fallbacks() -> dict[str, str]:
     home = os.environ.get("HOME", os.path.expanduser("~"))
     return {"cwd": os.getcwd(), "home": home,
-            "codex_home": os.environ.get("CODEX_HOME", os.path.join(home, ".codex"))}
+            "codex_home": os.environ.get("CODEX_HOME", os.path.join(home, ".codex")),
+            HOST: socket.gethostname()}
