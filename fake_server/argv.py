@@ -59,16 +59,19 @@ def options() -> list[Option]:
     """The table; defaults read from the environment now, as argparse would."""
     env = os.environ
     return [
-        Option(("--cassette",), "cassette", default=env.get("CODEX_CASSETTE"),
+        Option(("--cassette",), "cassette", default=env.get("CODEX_CASSETTE"), metavar="PATH",
                help="cassette (.jsonl) or scenario (.yaml) to serve [$CODEX_CASSETTE]"),
-        Option(("--report",), "report", default=env.get("CODEX_CASSETTE_REPORT"),
+        Option(("--report",), "report", default=env.get("CODEX_CASSETTE_REPORT"), metavar="FILE",
                help="write a JSON replay report here when the session ends [$CODEX_CASSETTE_REPORT]"),
         Option(("--timeout",), "timeout", type=seconds, default=env.get("CODEX_CASSETTE_TIMEOUT", "10"),
+               metavar="SECONDS",
                help="seconds to wait for each expected client message (default 10) [$CODEX_CASSETTE_TIMEOUT]"),
-        Option(("--linger",), "linger", type=seconds, default=60.0,
+        Option(("--linger",), "linger", type=seconds, default=60.0, metavar="SECONDS",
                help="seconds to wait for the client to hang up after the last event (default 60)"),
-        Option(("--pace",), "pace", choices=("instant", "recorded"), default="instant"),
-        Option(("--pace-scale",), "pace_scale", type=scale, default=1.0),
+        Option(("--pace",), "pace", choices=("instant", "recorded"), default="instant",
+               help="send the server's events at once (instant, default) or with the recorded gaps"),
+        Option(("--pace-scale",), "pace_scale", type=scale, default=1.0, metavar="X",
+               help="with --pace recorded: the recorded gaps times X (default 1)"),
         Option(("--connections",), "connections", metavar="FILE",
                help="a launch counter (the pytest fixture's): this launch takes the next number k "
                     "and serves connection k's cassette (NAME.jsonl, NAME.2.jsonl, ...)"),
@@ -83,10 +86,13 @@ def options() -> list[Option]:
         # codex's own arguments, accepted and checked
         Option(("--listen",), "listen", default="stdio://",
                help="stdio:// (default), ws://IP:PORT or unix://[PATH], as codex"),
-        Option(("--stdio",), "listen", "store_const", const="stdio://"),
-        Option(("-c", "--config"), "config", "append", metavar="KEY=VALUE"),
-        Option(("--enable",), "enable", "append"),
-        Option(("--disable",), "disable", "append"),
+        Option(("--stdio",), "listen", "store_const", const="stdio://", help="the same as --listen stdio://"),
+        Option(("-c", "--config"), "config", "append", metavar="KEY=VALUE",
+               help="a codex config override: accepted and checked, as codex would, then ignored"),
+        Option(("--enable",), "enable", "append", metavar="FEATURE",
+               help="a codex feature flag: accepted, then ignored"),
+        Option(("--disable",), "disable", "append", metavar="FEATURE",
+               help="a codex feature flag: accepted, then ignored"),
         Option(("--version",), "version", "store_true", default=False,
                help="print the recorded codex version, as codex would"),
     ]
@@ -95,7 +101,7 @@ def options() -> list[Option]:
 SUBCOMMAND_DEFAULT = "app-server"
 
 
-def build_parser(scrub: Callable[[str], str]) -> Any:
+def build_parser(scrub: Callable[[str], str], add_help: bool = True) -> Any:
     """The argparse parser for the same table: for --help and for every refusal.
     ``scrub`` makes an error message safe to print (it may quote a key)."""
     import argparse
@@ -105,7 +111,7 @@ def build_parser(scrub: Callable[[str], str]) -> Any:
             self.print_usage(sys.stderr)
             self.exit(USAGE_EXIT, f"{self.prog}: error: {scrub(message)}\n")
 
-    p = Parser(prog="fake_server", description="A scripted fake `codex app-server`.")
+    p = Parser(prog="fake_server", description="A scripted fake `codex app-server`.", add_help=add_help)
     for o in options():
         kw: dict[str, Any] = {"dest": o.dest, "action": o.action, "help": o.help}
         if o.action == "append":
@@ -119,8 +125,14 @@ def build_parser(scrub: Callable[[str], str]) -> Any:
         if o.action == "append":
             kw["metavar"] = o.metavar
         p.add_argument(*o.flags, **kw)
-    p.add_argument("subcommand", nargs="?", default=SUBCOMMAND_DEFAULT)
+    p.add_argument("subcommand", nargs="?", default=SUBCOMMAND_DEFAULT,
+                   help="codex's subcommand: app-server (the default; the only one served)")
     return p
+
+
+def options_help() -> str:
+    """The fake's options as help text, for commands that pass them on (`codex-cassette replay`)."""
+    return build_parser(str, add_help=False).format_help().split("\noptions:\n", 1)[-1]
 
 
 def parse_args(argv: list[str] | None, scrub: Callable[[str], str]) -> Any:

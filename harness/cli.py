@@ -21,7 +21,7 @@ COMMANDS: dict[str, str] = {
     "record": "harness.record.cli",
     "record-live": "harness.live.record_live",
     "replay": "harness.cli",  # cli_register below
-    "show": "harness.show",
+    "show": "harness.show_html",
     "validate": "harness.drift.cli",
     "drift": "harness.drift.cli",
     "codex": "harness.live.install",
@@ -33,14 +33,20 @@ COMMANDS: dict[str, str] = {
 def cli_register(sub: argparse._SubParsersAction) -> None:
     """`codex-cassette replay PATH [options] [codex arguments]`: the same program as
     `python -m fake_server --cassette PATH`, for launchers that take one command line."""
+    from fake_server.argv import options_help
+
     p = sub.add_parser("replay", help="serve a cassette or YAML scenario as a fake `codex app-server` (stdio, or a socket)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="options after PATH (those of `python -m fake_server`, and codex's own):\n"
+                              + options_help(),
                        description="Serve a cassette (.jsonl) or scenario (.yaml) on stdin/stdout, "
                                    "impersonating `codex app-server`. Options after PATH are those of "
                                    "`python -m fake_server` (--report, --timeout, --pace, --bind, ...) "
                                    "and codex's own (app-server, --listen stdio:// | ws://IP:PORT | unix://PATH, "
                                    "-c key=value).")
-    p.add_argument("cassette", metavar="PATH")
-    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p.add_argument("cassette", metavar="PATH", help="the cassette (.jsonl) or scenario (.yaml) to serve")
+    p.add_argument("rest", nargs=argparse.REMAINDER, metavar="...",
+                   help="the fake's options and codex's own, listed below")
     p.set_defaults(func=_replay)
 
 

@@ -7,13 +7,14 @@ deltas folded into one row with the text they add up to.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
+
+from rich.cells import cell_len, chop_cells, set_cell_size
 
 from harness.format.cassette import Cassette, Event
 
@@ -169,9 +170,10 @@ def rows(cassette: Cassette, fold: bool = True) -> list[Row]:
 
 
 def _wrap(text: str, width: int) -> list[str]:
-    if width <= 0 or len(text) <= width:
+    """At most three pieces of ``width`` terminal cells (a CJK character or an emoji takes two)."""
+    if width <= 0 or cell_len(text) <= width:
         return [text]
-    return [text[k:k + width] for k in range(0, min(len(text), width * 3), width)][:3]
+    return chop_cells(text, width)[:3]
 
 
 def render(cassette: Cassette, out: TextIO, width: int | None = None, fold: bool = True) -> None:
@@ -191,33 +193,15 @@ def render(cassette: Cassette, out: TextIO, width: int | None = None, fold: bool
         pieces = _wrap(printable(row.text, keep=""), col)
         for n, piece in enumerate(pieces):
             line = f"{row.line:>5} {row.t:>8.3f}" if n == 0 else " " * 14
+            # Padded by terminal cells, not characters: wide text would push the divider right.
             mark = row.mark if n == 0 else " "
+            mark = " " * max(0, 2 - cell_len(mark)) + mark  # right-aligned in two cells (✋ takes both)
             if row.side == "client":
-                out.write(f"{line}  {mark} {piece:<{col}} │\n")
+                out.write(f"{line} {mark} {set_cell_size(piece, col)} │\n")
             else:
-                out.write(f"{line}  {mark} {'':<{col}} │ {piece}\n")
+                out.write(f"{line} {mark} {'':<{col}} │ {piece}\n")
     counts = {s: sum(1 for e in cassette.events if e.side == s) for s in ("client", "server")}
     out.write(f"{len(cassette.events)} events: {counts['client']} from the client, {counts['server']} from the server\n")
-
-
-def cli_register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("show", help="print a cassette as a conversation timeline",
-                       description="Print a cassette (or YAML scenario) as a two-column timeline: client left, "
-                                   "server right; ? approval requests, ✓/✗ decisions, ✋ interrupts, ! errors, "
-                                   "… folded runs of deltas, ■ end of stream or process exit.")
-    p.add_argument("cassettes", nargs="+", metavar="PATH")
-    p.add_argument("--width", type=int, default=None, help="output width (default: the terminal's)")
-    p.add_argument("--no-fold", action="store_true", help="one row per delta notification")
-    p.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    for n, path in enumerate(args.cassettes):
-        if n:
-            sys.stdout.write("\n")
-        render(open_cassette(path), sys.stdout, args.width, fold=not args.no_fold)
-    sys.stdout.flush()
-    return 0
 
 
 if os.environ.get("PYTHONIOENCODING") is None and hasattr(sys.stdout, "reconfigure"):

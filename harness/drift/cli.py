@@ -16,7 +16,10 @@ from typing import Any
 from harness.drift import coverage, impact, schema_diff, schema_report
 from harness.drift.snapshot import GENERATE_TIMEOUT_S, load_snapshot, snapshot
 from harness.drift.validate import validate_inputs
-from harness.live.binary import CODEX_BIN_HELP, find_codex_binary
+from harness.format.ci_output import append_step_summary
+from harness.format.pins import default_schema
+from harness.format.report_formats import FORMAT_HELP, FORMATS
+from harness.live.binary import CODEX_BIN_HELP, CODEX_BIN_METAVAR, find_codex_binary
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
@@ -32,6 +35,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     diff = schema_diff.diff_snapshots(load_snapshot(args.old), load_snapshot(args.new))
     hits = impact.impacts(diff, impact.load_all(args.cassettes)) if args.cassettes else None
     sys.stdout.write(schema_report.render(diff, args.format, hits))
+    append_step_summary(schema_report.render(diff, "markdown", hits))
     failing = diff.count("breaking") + (diff.count("risky") if args.fail_on == "risky" else 0)
     return 1 if failing else 0
 
@@ -39,15 +43,17 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_coverage(args: argparse.Namespace) -> int:
     cov = coverage.coverage(args.paths, load_snapshot(args.schema))
     sys.stdout.write(coverage.render(cov, args.format))
+    append_step_summary(coverage.render(cov, "markdown"))
     return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    snap = load_snapshot(args.schema)
+    snap = load_snapshot(args.schema or default_schema(args.paths))
     result = validate_inputs(args.paths, snap)
-    for p in result.problems:
+    for p in result.problems + result.deliberate:
         print(p)
     print(result.summary())
+    append_step_summary(result.markdown())
     return 1 if result.problems else 0
 
 
@@ -62,8 +68,8 @@ def cli_register(subparsers: Any) -> None:
     dsub.required = True
 
     p = dsub.add_parser("schema-snapshot", help="normalised JSON Schema of a codex binary")
-    p.add_argument("--codex-bin", help=CODEX_BIN_HELP)
-    p.add_argument("-o", "--output", help="directory (default: cassettes/schema/<version>)")
+    p.add_argument("--codex-bin", metavar=CODEX_BIN_METAVAR, help=CODEX_BIN_HELP)
+    p.add_argument("-o", "--output", metavar="DIR", help="directory (default: cassettes/schema/<version>)")
     p.add_argument("--experimental", action="store_true",
                    help="also write the experimental surface under DIR/experimental/")
     p.add_argument("--timeout", type=float, default=GENERATE_TIMEOUT_S,
@@ -71,9 +77,9 @@ def cli_register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_snapshot)
 
     p = dsub.add_parser("schema", help="compare two snapshots; exit 1 on a breaking change")
-    p.add_argument("old")
-    p.add_argument("new")
-    p.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    p.add_argument("old", metavar="OLD", help="the snapshot directory of the old codex (cassettes/schema/<version>)")
+    p.add_argument("new", metavar="NEW", help="the snapshot directory of the new codex")
+    p.add_argument("--format", choices=FORMATS, default="text", help=FORMAT_HELP)
     p.add_argument("--fail-on", choices=("breaking", "risky"), default="breaking",
                    help="lowest severity that makes the exit code 1")
     p.add_argument("--cassettes", action="append", default=[], metavar="DIR",
@@ -83,8 +89,8 @@ def cli_register(subparsers: Any) -> None:
 
     p = dsub.add_parser("coverage", help="which methods of a schema the cassettes exercise")
     p.add_argument("paths", nargs="+", metavar="PATH", help="cassettes or directories of them")
-    p.add_argument("--schema", required=True, help="snapshot directory")
-    p.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    p.add_argument("--schema", required=True, metavar="DIR", help="snapshot directory")
+    p.add_argument("--format", choices=FORMATS, default="text", help=FORMAT_HELP)
     p.set_defaults(func=cmd_coverage)
 
     p = dsub.add_parser("rerecord", help="re-record live cassettes against a codex and compare",
@@ -93,9 +99,9 @@ def cli_register(subparsers: Any) -> None:
                                     "old and new structurally. Exit 1 when one drifted (without --update).")
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="cassettes, or directories searched for *.jsonl recorded live")
-    p.add_argument("--codex-bin", default=None, metavar="B", help=CODEX_BIN_HELP)
+    p.add_argument("--codex-bin", default=None, metavar=CODEX_BIN_METAVAR, help=CODEX_BIN_HELP)
     p.add_argument("--update", action="store_true", help="replace each drifted cassette by its new recording")
-    p.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    p.add_argument("--format", choices=FORMATS, default="text", help=FORMAT_HELP)
     p.add_argument("--timeout", type=float, default=3.0,
                    help="longest wait for one expected codex message before it counts as missing (default 3)")
     p.add_argument("--out-dir", default=None, metavar="DIR",
@@ -110,6 +116,8 @@ def cli_register(subparsers: Any) -> None:
     v = subparsers.add_parser("validate", help="validate cassette messages against a schema snapshot")
     v.add_argument("paths", nargs="+", metavar="PATH",
                    help="cassettes (.jsonl), YAML scenarios (.yaml), or directories of them")
-    v.add_argument("--schema", required=True, help="snapshot directory (cassettes/schema/<version>)")
+    v.add_argument("--schema", default=None, metavar="DIR",
+                   help="snapshot directory (default: schema/<version> beside the cassettes, or "
+                        "cassettes/schema/<version>, where <version> is the codex most of them were recorded with)")
     v.set_defaults(func=cmd_validate)
 

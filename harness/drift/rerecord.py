@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from harness.format.cassette import Cassette, load_cassette
+from harness.format.ci_output import append_step_summary
 from harness.errors import HarnessError
 from harness.live.session import LiveCodex, LiveScenario
 from harness.record.handle import RecordingHandle
@@ -245,10 +246,18 @@ async def check_cassette(path: str | Path, **kwargs: Any) -> DriftResult:
     return next(r for r in results if Path(r.cassette) == path)
 
 
-async def check_all(paths: Iterable[str | Path], **kwargs: Any) -> list[DriftResult]:
+async def check_all(paths: Iterable[str | Path], progress: bool = False, **kwargs: Any) -> list[DriftResult]:
+    """Every live cassette's session re-recorded in turn; with ``progress``, a line on stderr as each
+    cassette is done (a terminal or a CI log alike: a long run shows it is moving)."""
     results: list[DriftResult] = []
-    for session in find_sessions(paths):
-        results += await check_session(session, **kwargs)
+    sessions = find_sessions(paths)
+    total = sum(len(s) for s in sessions)
+    for session in sessions:
+        done = await check_session(session, **kwargs)
+        results += done
+        for r in done if progress else ():
+            print(f"[{len(results) - len(done) + done.index(r) + 1}/{total}] {r.cassette}: {r.status} "
+                  f"({r.seconds:.1f} s)", file=sys.stderr, flush=True)
     return results
 
 
@@ -260,8 +269,9 @@ def run_cli(args: Any) -> int:
                             "whose header has meta.live (written by record-live or a live recording)")
     invocation = Invocation(codex_bin=args.codex_bin, timeout=args.timeout,
                             floating=list(args.floating or []), ignore=list(args.ignore or []))
-    results = asyncio.run(check_all(args.paths, codex_bin=args.codex_bin, update=args.update,
+    results = asyncio.run(check_all(args.paths, progress=True, codex_bin=args.codex_bin, update=args.update,
                                     timeout=args.timeout, out_dir=args.out_dir,
                                     floating=FLOATING + invocation.floating, ignore=invocation.ignore))
     sys.stdout.write(render(results, args.format, invocation))
+    append_step_summary(render(results, "markdown", invocation))
     return exit_code(results)

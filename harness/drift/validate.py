@@ -14,7 +14,7 @@ as a subset may leave out required fields (the fields it has are checked).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -46,8 +46,42 @@ class Problem:
     path: str       # JSON path inside the message: $.params.input[0].type
     message: str
 
+    deliberate: str = ""  # the fault of a fault variant that made this problem on purpose
+
     def __str__(self) -> str:
-        return f"{self.cassette}:{self.line}: {self.path}: {self.message}"
+        text = f"{self.cassette}:{self.line}: {self.path}: {self.message}"
+        return f"{text} (deliberate: {self.deliberate})" if self.deliberate else text
+
+
+# Fault kinds whose variant breaks the schema on purpose, and the variant lines each one makes,
+# relative to the fault's point (its cassette line): a novel value changes the message at the
+# point, a duplicate repeats it on the next line, an unknown request is asked and answered
+# after it. Only problems on those lines are the fault's; the rest of a variant is checked as usual.
+FAULT_LINES = {"novel-value": (0,), "duplicate": (0, 1), "unknown-notification": (1,),
+               "unknown-request": (1, 2), "error": (0,), "drop": ()}
+
+
+def deliberate_fault(cassette: Cassette) -> tuple[str, set[int]] | None:
+    """A fault variant's header (``meta.fault``) names its fault: what it is, and the lines it
+    broke on purpose (a dropped request leaves its answer orphaned: any orphaned answer after
+    the point is the drop's)."""
+    fault = cassette.meta.get("fault")
+    if not isinstance(fault, dict) or not isinstance(fault.get("point"), int):
+        return None
+    offsets = FAULT_LINES.get(str(fault.get("kind")), ())
+    return str(fault.get("what") or fault.get("id") or "a fault variant"), {fault["point"] + o for o in offsets}
+
+
+def _mark_deliberate(cassette: Cassette, problems: list[Problem]) -> None:
+    found = deliberate_fault(cassette)
+    if found is None:
+        return
+    what, lines = found
+    drop = cassette.meta["fault"].get("kind") == "drop"
+    for p in problems:
+        orphan = drop and p.path == "$.id" and p.line >= cassette.meta["fault"]["point"]
+        if p.line in lines or orphan:
+            p.deliberate = what
 
 
 def _json_path(prefix: str, parts: Iterable[Any]) -> str:
@@ -195,6 +229,7 @@ def validate_cassette(cassette: Cassette, snap: Snapshot,
                 report(event, path, f"{text} (result of {method})")
         else:
             report(event, "$", "neither a request, a notification nor a response")
+    _mark_deliberate(cassette, problems)
     return problems
 
 
@@ -203,15 +238,27 @@ class ValidationResult:
     version: str
     inputs: int
     messages: int
-    problems: list[Problem]
+    problems: list[Problem]        # what fails validation
+    deliberate: list[Problem] = field(default_factory=list)  # the faults of fault variants, shown, not failing
 
     def summary(self) -> str:
         """The closing line: what was checked and how it went."""
         head = f"validated {self.messages} message(s) in {self.inputs} file(s) against schema {self.version}"
+        faults = (f"; {len(self.deliberate)} deliberate fault(s) of fault variants, not counted"
+                  if self.deliberate else "")
         if not self.problems:
-            return f"{head}: no problem"
+            return f"{head}: no problem{faults}"
         files = len({p.cassette for p in self.problems})
-        return f"{head}: {len(self.problems)} problem(s) in {files} file(s)"
+        return f"{head}: {len(self.problems)} problem(s) in {files} file(s){faults}"
+
+    def markdown(self) -> str:
+        """For a CI job summary: the closing line, then each problem (deliberate ones marked)."""
+        status = "no problem" if not self.problems else f"**{len(self.problems)} problem(s)**"
+        lines = [f"## Cassettes validated against schema {self.version}: {status}", "", self.summary(), ""]
+        for p in self.problems + self.deliberate:
+            lines.append(f"- `{p.cassette}:{p.line}` `{p.path}`: {p.message}"
+                         + (f" (deliberate: {p.deliberate})" if p.deliberate else ""))
+        return "\n".join(lines).rstrip() + "\n"
 
 
 def validate_inputs(paths: Iterable[str | Path], snap: Snapshot) -> ValidationResult:
@@ -227,7 +274,8 @@ def validate_inputs(paths: Iterable[str | Path], snap: Snapshot) -> ValidationRe
         cassette = open_cassette(p)
         messages += sum(1 for _ in cassette.messages())
         problems.extend(validate_cassette(cassette, snap, checker))
-    return ValidationResult(snap.version, len(files), messages, problems)
+    return ValidationResult(snap.version, len(files), messages, [p for p in problems if not p.deliberate],
+                            [p for p in problems if p.deliberate])
 
 
 def validate_paths(paths: Iterable[str | Path], snap: Snapshot) -> list[Problem]:

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from harness.errors import UsageError
-
-FORMATS = ("text", "markdown", "json")
+from harness.format.ci_output import append_step_summary
+from harness.format.report_formats import FORMAT_HELP, FORMATS
 
 
 DESCRIPTION = (
@@ -27,9 +27,9 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max", type=int, default=None, metavar="N",
                    help="run at most N variants, drawn evenly across kinds (seeded: see --seed)")
     p.add_argument("--seed", default="0", help="the sampling seed (default 0): same seed, same variants")
-    p.add_argument("--deadline", type=float, default=10.0, metavar="S",
+    p.add_argument("--deadline", type=float, default=10.0, metavar="SECONDS",
                    help="seconds a client has to end under a fault before it counts as hung (default 10)")
-    p.add_argument("--format", choices=FORMATS, default="text")
+    p.add_argument("--format", choices=FORMATS, default="text", help=FORMAT_HELP)
     p.add_argument("--write-variants", type=Path, default=None, metavar="DIR",
                    help="write every variant cassette here (each replays alone: codex-cassette replay)")
     p.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="variants run at a time (default 1)")
@@ -42,7 +42,8 @@ def cli_register(sub: argparse._SubParsersAction) -> None:
                        description=DESCRIPTION)
     _add_options(p)
     # Options may follow CASSETTE, and CMD follows `--`: both are read from here by run().
-    p.add_argument("rest", nargs=argparse.REMAINDER, metavar="CASSETTE [options] -- CMD ...")
+    p.add_argument("rest", nargs=argparse.REMAINDER, metavar="CASSETTE [options] -- CMD ...",
+                   help="the cassette, then (options may follow it) `--` and the client command to run")
     p.set_defaults(func=run)
 
 
@@ -90,13 +91,13 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"the client does not pass the clean cassette {args.cassette} ({why}); a sweep "
                              "needs a client that gets through the session when nothing goes wrong")
         started = time.monotonic()
-        progress = _progress(len(faults)) if sys.stderr.isatty() else None
-        verdicts = sweep.run(faults, args.jobs, progress)
+        verdicts = sweep.run(faults, args.jobs, _progress(len(faults)))  # a CI log shows progress too
         result = SweepResult(cassette, command, args.deadline, args.jobs, time.monotonic() - started,
                              clean, verdicts)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     sys.stdout.write(render(result, args.format))
+    append_step_summary(render(result, "markdown"))
     return 1 if result.failed else 0
 
 

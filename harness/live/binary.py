@@ -41,6 +41,7 @@ class CodexBinaryError(HarnessError):
 
 
 # What --codex-bin defaults to, for every command's help (find_codex_binary's order).
+CODEX_BIN_METAVAR = "CODEX_BIN"  # every --codex-bin shows this one name
 CODEX_BIN_HELP = ("codex binary (default: $CODEX_BIN, the pinned openai-codex-cli-bin, the npm package "
                   "in ./node_modules, then codex on PATH)")
 

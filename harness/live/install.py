@@ -28,6 +28,7 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
+from harness.format.pins import PIN_PACKAGE, pinned_version, recorded_version
 from harness.errors import HarnessError
 from harness.live.binary import (NPM_PACKAGE, PINNED_PACKAGE, PLATFORMS, bundled_binary, codex_version,
                                  target_triple)
@@ -227,8 +228,13 @@ def cmd_install(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_version(args: argparse.Namespace) -> int:
+    print(pinned_version(args.pinned) if args.pinned else recorded_version(args.cassettes))
+    return 0
+
+
 def cli_register(subparsers: argparse._SubParsersAction) -> None:
-    codex = subparsers.add_parser("codex", help="codex binaries: install a version into a cache")
+    codex = subparsers.add_parser("codex", help="codex binaries: install a version into a cache, say which version a project uses")
     csub = codex.add_subparsers(dest="codex_command", metavar="ACTION")
     csub.required = True
     p = csub.add_parser("install", help="fetch a codex version (PyPI, else npm) and print its binary's path",
@@ -239,3 +245,12 @@ def cli_register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dir", default=None, metavar="DIR",
                    help="cache directory (default: $CODEX_CASSETTE_CACHE or ~/.cache/codex-cassette/codex)")
     p.set_defaults(func=cmd_install)
+    p = csub.add_parser("version", help="print the codex version a project pins or its cassettes were recorded with",
+                        description="Print one codex version read from the project: the pin "
+                                    f"`{PIN_PACKAGE}==VERSION` of a pyproject.toml (--pinned), or the version "
+                                    "most cassettes' headers say they were recorded with (--cassettes; fault "
+                                    "variants follow their source). Exit 2, saying why, when there is none.")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--pinned", metavar="PYPROJECT", help="a pyproject.toml whose dependencies pin codex")
+    which.add_argument("--cassettes", metavar="DIR", nargs="+", help="cassettes, or directories of them")
+    p.set_defaults(func=cmd_version)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from harness.format.minted import add_rerecord_flags
-from harness.live.binary import CODEX_BIN_HELP
+from harness.live.binary import CODEX_BIN_HELP, CODEX_BIN_METAVAR
 from harness.live.client import ScriptedClient
 from harness.live.session import LiveCodex, LiveScenario
 from harness.record.guard import ProviderGuard
@@ -67,9 +67,9 @@ def cli_register(sub: argparse._SubParsersAction) -> None:
                        description="Run the real codex app-server against a loopback mock of the model API "
                                    "(no account, no internet), drive it with the built-in client as the "
                                    "scenario says, and write the session as a cassette.")
-    p.add_argument("scenario", metavar="SCENARIO.yaml")
-    p.add_argument("-o", "--output", required=True, metavar="PATH")
-    p.add_argument("--codex-bin", default=None, metavar="B", help=CODEX_BIN_HELP)
+    p.add_argument("scenario", metavar="SCENARIO.yaml", help="the live scenario: what the scripted client does")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the cassette to write (.jsonl)")
+    p.add_argument("--codex-bin", default=None, metavar=CODEX_BIN_METAVAR, help=CODEX_BIN_HELP)
     p.add_argument("--timeout", type=float, default=30.0, help="longest wait for any one answer (default 30)")
     add_rerecord_flags(p)
     p.set_defaults(func=_run)

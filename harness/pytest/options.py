@@ -41,7 +41,7 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--codex-disable-recording", action="store_true", default=False,
                     help="no fake, no cassette: the codex fixtures hand out the real codex (offline against "
                          "the mock model with a marker's live=), as pytest-recording's --disable-recording")
-    group.addoption("--codex-bin", default=None, metavar="PATH",
+    group.addoption("--codex-bin", default=None, metavar="CODEX_BIN",
                     help="the real codex binary to record from (default: $CODEX_BIN, the pinned "
                          "openai-codex-cli-bin package, the npm package in ./node_modules, then PATH)")
     group.addoption("--codex-faults", default=None, metavar="all|KIND,...",
@@ -53,6 +53,9 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--codex-faults-seed", default="0", metavar="SEED", help="the sampling seed (default 0)")
     group.addoption("--codex-faults-deadline", type=float, default=None, metavar="SECONDS",
                     help="seconds a test has to end under a fault before it counts as hung (default 10)")
+    from harness.pytest.report_pages import add_option  # --codex-report-dir
+
+    add_option(group)
     # An ini key is its option's name, dashes as underscores (codex_record_mode, codex_replay_timeout).
     parser.addini("codex_replay_timeout", "default of --codex-replay-timeout, in seconds (10)", default="")
     parser.addini("codex_record_mode", "default of --codex-record-mode (none)", default="none")

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from harness.errors import HarnessError
+from harness.pytest import report_pages
 from harness.pytest import verdict
 from harness.pytest.names import SUFFIXES, cassette_base, resolve_cassette
 from harness.pytest.options import (ACTIVE_FAULT, FAULT_KEYS, add_options, check_args, check_ini, check_options,
@@ -331,6 +332,7 @@ def fake_codex(request: pytest.FixtureRequest, codex_cassette_dir: Path, codex_c
     fake.close()
     bad = fake.untold_failures()  # what the test's own outcome did not already say (pytest_runtest_makereport)
     if bad and not fake._expected_failure and codex_fault is None:
+        report_pages.record(request.node, bad, request.node.user_properties)
         verdict.fail_at_teardown(request, verdict.diverged_text([r.summary() for r in bad]))
 
 
@@ -347,6 +349,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
     """A test using a codex fixture gets one outcome: what its teardown finds folds into its call."""
     return verdict.run_folded(item, nextitem) if verdict.uses_codex(item) else None
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    report_pages.terminal_summary(terminalreporter)
 
 
 def _live_scenario(request: pytest.FixtureRequest, spec: Any, directory: Path) -> Any:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from harness.errors import HarnessError
+from harness.pytest import report_pages
 
 if TYPE_CHECKING:
     from harness.pytest.servers import FakeCodex
@@ -78,6 +79,7 @@ def tell_in_call(item: pytest.Item, report: pytest.TestReport) -> None:
     if not told:
         return
     fake.mark_told(told)
+    report_pages.record(item, bad, report.user_properties)  # --codex-report-dir, ::error
     summaries = [r.summary() for r in told]
     _without_told(report, summaries)
     text = diverged_text(summaries) if bad else SAW + "\n\n" + "\n\n".join(summaries)
