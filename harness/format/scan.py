@@ -105,5 +105,6 @@ def cli_register(sub: argparse._SubParsersAction) -> None:
                                    "recursed). Prints FILE:LINE: KIND for each finding, never the value; exit "
                                    "status 1 when something was found, 0 when clean, 2 for a missing or "
                                    "unreadable path.")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="files or directories to scan (directories recursed; .git and binary files skipped)")
     p.set_defaults(func=lambda args: scan(args.paths, sys.stdout))
