@@ -30,22 +30,49 @@ class Option:
     choices: tuple[str, ...] | None = None
     metavar: str | None = None
     help: str | None = None
+    env: tuple[str, ...] = ()  # the environment variables that set it, first found wins
+    codex: bool = False        # codex's own option (the client passes it): no variable
+
+    def variables(self) -> tuple[str, ...]:
+        """CODEX_CASSETTE_ and the long flag's name (``--pace-scale``: CODEX_CASSETTE_PACE_SCALE),
+        or the names the table gives; none for codex's own options."""
+        if self.codex:
+            return ()
+        return self.env or ("CODEX_CASSETTE_" + self.flags[-1].lstrip("-").upper().replace("-", "_"),)
 
 
-def options() -> list[Option]:
-    """The table; defaults read from the environment now, as argparse would."""
-    env = os.environ
+LIST_SEPARATOR = ","  # an append option's values in one variable: CODEX_CASSETTE_IGNORE=a.b,c.d
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _from_env(option: Option, env: "os._Environ[str] | dict[str, str]") -> Any:
+    """The option's default as its variable sets it. A value the option's type refuses stays a
+    string: argparse converts string defaults, so it refuses it, naming the option."""
+    raw = next((env[name] for name in option.variables() if env.get(name)), None)
+    if raw is None:
+        return [] if option.action == "append" else option.default
+    if option.action == "append":
+        return [item for item in raw.split(LIST_SEPARATOR) if item]
+    if option.action == "store_true":
+        return raw.strip().lower() in _TRUE
+    return raw
+
+
+def table() -> list[Option]:
+    """The options, with their built-in defaults."""
     return [
-        Option(("--cassette",), "cassette", default=env.get("CODEX_CASSETTE"),
-               help="cassette (.jsonl) or scenario (.yaml) to serve [$CODEX_CASSETTE]"),
-        Option(("--report",), "report", default=env.get("CODEX_CASSETTE_REPORT"),
-               help="write a JSON replay report here when the session ends [$CODEX_CASSETTE_REPORT]"),
-        Option(("--timeout",), "timeout", type=float, default=float(env.get("CODEX_CASSETTE_TIMEOUT", 10.0)),
+        Option(("--cassette",), "cassette", env=("CODEX_CASSETTE_FILE", "CODEX_CASSETTE"),
+               help="cassette (.jsonl) or scenario (.yaml) to serve"),
+        Option(("--report",), "report",
+               help="write a JSON replay report here when the session ends ({pid}: the launch's pid)"),
+        Option(("--timeout",), "timeout", type=float, default=10.0,
                help="seconds to wait for each expected client message (default 10)"),
         Option(("--linger",), "linger", type=float, default=60.0,
                help="seconds to wait for the client to hang up after the last event (default 60)"),
-        Option(("--pace",), "pace", choices=("instant", "recorded"), default="instant"),
-        Option(("--pace-scale",), "pace_scale", type=float, default=1.0),
+        Option(("--pace",), "pace", choices=("instant", "recorded"), default="instant",
+               help="instant (default), or recorded: the recorded gaps between events"),
+        Option(("--pace-scale",), "pace_scale", type=float, default=1.0,
+               help="the recorded gaps times this (default 1)"),
         Option(("--connections",), "connections", metavar="FILE",
                help="a launch counter (the pytest fixture's): this launch takes the next number k "
                     "and serves connection k's cassette (NAME.jsonl, NAME.2.jsonl, ...)"),
@@ -58,15 +85,29 @@ def options() -> list[Option]:
         Option(("--match-on",), "match_on", metavar="M1,M2,...",
                help="the matchers that decide, in order (default kind,method,id,body)"),
         # codex's own arguments, accepted and checked
-        Option(("--listen",), "listen", default="stdio://",
+        Option(("--listen",), "listen", default="stdio://", codex=True,
                help="stdio:// (default), ws://IP:PORT or unix://[PATH], as codex"),
-        Option(("--stdio",), "listen", "store_const", const="stdio://"),
-        Option(("-c", "--config"), "config", "append", metavar="KEY=VALUE"),
-        Option(("--enable",), "enable", "append"),
-        Option(("--disable",), "disable", "append"),
-        Option(("--version",), "version", "store_true", default=False,
+        Option(("--stdio",), "listen", "store_const", const="stdio://", codex=True),
+        Option(("-c", "--config"), "config", "append", metavar="KEY=VALUE", codex=True),
+        Option(("--enable",), "enable", "append", codex=True),
+        Option(("--disable",), "disable", "append", codex=True),
+        Option(("--version",), "version", "store_true", default=False, codex=True,
                help="print the recorded codex version, as codex would"),
     ]
+
+
+def options() -> list[Option]:
+    """The table, its defaults read from the environment now (each option's variables())."""
+    from dataclasses import replace
+
+    env = os.environ
+    out = []
+    for o in table():
+        default = _from_env(o, env)
+        names = o.variables()
+        text = o.help if not names else f"{o.help or o.dest} [${names[0]}]"
+        out.append(replace(o, default=default, help=text))
+    return out
 
 
 SUBCOMMAND_DEFAULT = "app-server"
@@ -86,7 +127,7 @@ def build_parser(scrub: Callable[[str], str]) -> Any:
     for o in options():
         kw: dict[str, Any] = {"dest": o.dest, "action": o.action, "help": o.help}
         if o.action == "append":
-            kw["default"] = []
+            kw["default"] = list(o.default or [])
         elif o.action == "store_true":
             kw["default"] = o.default
         elif o.action == "store_const":
@@ -113,7 +154,15 @@ def _plain(args: list[str]) -> SimpleNamespace | None:
     by_flag = {flag: o for o in table for flag in o.flags}
     values: dict[str, Any] = {}
     for o in table:  # an option sharing a dest with one before it does not set its default
-        values.setdefault(o.dest, [] if o.action == "append" else o.default)
+        default = o.default
+        if isinstance(default, str) and o.type is not None:  # from a variable: converted as argparse would
+            try:
+                default = o.type(default)
+            except ValueError:
+                return None
+        if isinstance(default, str) and o.choices is not None and default not in o.choices:
+            return None
+        values.setdefault(o.dest, list(default or []) if o.action == "append" else default)
     subcommand: str | None = None
     i = 0
     while i < len(args):

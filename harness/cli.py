@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "drift": "harness.drift.cli",
     "codex": "harness.live.install",
     "faults": "harness.faults.cli",
+    "warm": "fake_server.warm",
 }
 
 
