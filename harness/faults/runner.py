@@ -5,9 +5,10 @@ the fake serving it (warm, through this process's fork server), the fake's repor
 the client's output. The shim is first on PATH and ``CODEX_BIN`` names it, so a
 client finds it whichever way it looks for codex.
 
-A hung run costs no more than its deadline, and usually much less: once the fault is
-in place, a client whose process tree has done nothing for ``quiet`` seconds (no CPU, no
-wake-up, no byte moved: harness.faults.quiescence) is called hung then. Either way the
+A hung run costs no more than its deadline, and usually much less: a client whose
+process tree has done nothing for ``quiet`` seconds (no CPU, no wake-up, no byte moved:
+harness.faults.quiescence) is called hung then. The fake plays at instant pace, so a
+quiet tree means the session is stuck, before the fault's line as after it. Either way the
 client's whole process tree is stopped (SIGTERM, then SIGKILL), and so is a fake it
 launched in a session of its own.
 """
