@@ -58,6 +58,15 @@ def _from_env(option: Option, env: "os._Environ[str] | dict[str, str]") -> Any:
     return raw
 
 
+def _set_by(message: str) -> str:
+    """Where the refused value came from, when a variable set it (argparse names only the option)."""
+    for o in table():
+        name = next((n for n in o.variables() if os.environ.get(n)), None)
+        if name is not None and f"argument {'/'.join(o.flags)}:" in message and repr(os.environ[name]) in message:
+            return f" (set by ${name})"
+    return ""
+
+
 def table() -> list[Option]:
     """The options, with their built-in defaults."""
     return [
@@ -121,7 +130,7 @@ def build_parser(scrub: Callable[[str], str]) -> Any:
     class Parser(argparse.ArgumentParser):
         def error(self, message: str) -> NoReturn:
             self.print_usage(sys.stderr)
-            self.exit(USAGE_EXIT, f"{self.prog}: error: {scrub(message)}\n")
+            self.exit(USAGE_EXIT, f"{self.prog}: error: {scrub(message + _set_by(message))}\n")
 
     p = Parser(prog="fake_server", description="A scripted fake `codex app-server`.")
     for o in options():

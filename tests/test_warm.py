@@ -106,6 +106,7 @@ def test_a_value_the_option_refuses_is_a_usage_error_naming_it(tmp_path: Path) -
                          env=env, cwd=tmp_path, timeout=WAIT)
     assert run.returncode == 2
     assert b"--timeout" in run.stderr and b"soon" in run.stderr and b"Traceback" not in run.stderr
+    assert b"(set by $CODEX_CASSETTE_TIMEOUT)" in run.stderr
 
 
 def test_every_variable_in_the_docs_table_is_the_option_tables_own() -> None:
