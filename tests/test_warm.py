@@ -190,3 +190,33 @@ def test_the_node_example_runs_as_written(warm_dir: Path, tmp_path: Path) -> Non
                          env={**os.environ, "CODEX_WARM_DIR": str(warm_dir)})
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "initialize answered: fake/1.0"
+
+
+def test_a_session_longer_than_the_idle_time_keeps_it_and_stop_ends_the_fake_with_a_report(
+        warm_dir: Path, tmp_path: Path) -> None:
+    """Idle means no launcher and no fake running: a long session is not cut; `warm stop`
+    stops a fake still running, which writes its `stopped` report."""
+    assert _cli("warm", "start", "--dir", str(warm_dir), "--idle-exit", "1").returncode == 0
+    server = read_pidfile(warm_dir)
+    assert server is not None
+    (tmp_path / "hello.yaml").write_text(HELLO)
+    report = tmp_path / "r.json"
+    env = {**os.environ, "CODEX_CASSETTE_FILE": "hello.yaml", "CODEX_CASSETTE_REPORT": str(report),
+           "CODEX_CASSETTE_TIMEOUT": "60"}
+    fake = subprocess.Popen([str(warm_dir / LAUNCHER), "app-server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    try:
+        assert fake.stdin is not None and fake.stdout is not None
+        fake.stdin.write(INIT.splitlines(keepends=True)[0])
+        fake.stdin.flush()
+        assert json.loads(fake.stdout.readline())["result"] == {"userAgent": "fake/1.0"}
+        time.sleep(3.0)  # three idle times, the session still open (it waits for `initialized`)
+        assert server.ours() and fake.poll() is None
+        stopped = _cli("warm", "stop", "--dir", str(warm_dir))
+        assert stopped.returncode == 0 and "stopped" in stopped.stderr
+        fake.wait(timeout=WAIT)
+        assert json.loads(report.read_text())["status"] == "stopped"
+        assert _gone(server.pid, 15.0)
+    finally:
+        fake.kill()
+        fake.wait()
