@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from harness.errors import HarnessError
+from harness.errors import CassetteError, HarnessError
 from harness.replay.options import ReplayOptions
 
 from fake_server.argv import USAGE_EXIT, parse_args
@@ -91,8 +91,11 @@ def main(argv: list[str] | None = None) -> int:
             # The same report as a replay's, so whoever launched us reads why we did not start.
             from harness.replay.report import Divergence, ReplayReport
 
+            excerpt = ""
+            if isinstance(exc, CassetteError) and exc.excerpt:  # a message is one paragraph; an excerpt has lines
+                excerpt, said = exc.excerpt, _said(f"fake codex: {exc.headline}")
             report = ReplayReport(cassette=str(args.cassette), role="server", status="error", pid=client_pid(),
-                                  divergence=Divergence(kind="error", message=said))
+                                  divergence=Divergence(kind="error", message=said, excerpt=_said(excerpt)))
             report.write(args.report.replace("{pid}", str(client_pid())))
         return USAGE_EXIT
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Callable, NoReturn
 
+from harness.format.values import MAX_SECONDS
+
 USAGE_EXIT = 2
 
 
@@ -39,6 +41,27 @@ class Option:
         if self.codex:
             return ()
         return self.env or ("CODEX_CASSETTE_" + self.flags[-1].lstrip("-").upper().replace("-", "_"),)
+
+
+def seconds(text: str) -> float:
+    """A wait of the command line: a finite number of seconds, 0 or more, at most an hour
+    (a bigger one overflows the clock the waits are computed on)."""
+    value = float(text)
+    if not 0 <= value <= MAX_SECONDS:  # NaN fails this too
+        import argparse  # only to refuse: argparse says this message, naming the option
+
+        raise argparse.ArgumentTypeError(f"takes a number of seconds from 0 to {MAX_SECONDS:g}, "
+                                         f"not {text!r}")
+    return value
+
+
+def scale(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"takes a finite number, 0 or more, not {text!r}")
+    return value
 
 
 LIST_SEPARATOR = ","  # an append option's values in one variable: CODEX_CASSETTE_IGNORE=a.b,c.d
@@ -74,13 +97,13 @@ def table() -> list[Option]:
                help="cassette (.jsonl) or scenario (.yaml) to serve"),
         Option(("--report",), "report",
                help="write a JSON replay report here when the session ends ({pid}: the launch's pid)"),
-        Option(("--timeout",), "timeout", type=float, default=10.0,
+        Option(("--timeout",), "timeout", type=seconds, default=10.0,
                help="seconds to wait for each expected client message (default 10)"),
-        Option(("--linger",), "linger", type=float, default=60.0,
+        Option(("--linger",), "linger", type=seconds, default=60.0,
                help="seconds to wait for the client to hang up after the last event (default 60)"),
         Option(("--pace",), "pace", choices=("instant", "recorded"), default="instant",
                help="instant (default), or recorded: the recorded gaps between events"),
-        Option(("--pace-scale",), "pace_scale", type=float, default=1.0,
+        Option(("--pace-scale",), "pace_scale", type=scale, default=1.0,
                help="the recorded gaps times this (default 1)"),
         Option(("--connections",), "connections", metavar="FILE",
                help="a launch counter (the pytest fixture's): this launch takes the next number k "
@@ -164,10 +187,10 @@ def _plain(args: list[str]) -> SimpleNamespace | None:
     values: dict[str, Any] = {}
     for o in table:  # an option sharing a dest with one before it does not set its default
         default = o.default
-        if isinstance(default, str) and o.type is not None:  # from a variable: converted as argparse would
+        if isinstance(default, str) and o.type is not None:  # from a variable: argparse judges a bad one
             try:
                 default = o.type(default)
-            except ValueError:
+            except Exception:
                 return None
         if isinstance(default, str) and o.choices is not None and default not in o.choices:
             return None
@@ -199,7 +222,7 @@ def _plain(args: list[str]) -> SimpleNamespace | None:
             return None
         try:
             value = option.type(raw) if option.type is not None else raw
-        except ValueError:
+        except Exception:  # ValueError, or a refusal argparse words (ArgumentTypeError)
             return None
         if option.action == "append":
             values[option.dest].append(value)

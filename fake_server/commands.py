@@ -9,7 +9,6 @@ client starts is the one whose pid the reports carry and whose signals count.
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from fake_server.forkserver import launcher_argv
 from fake_server.paths import BOOT, LAUNCH, LAUNCH_MAIN, MARKER, SITE_DIRS, SOURCE_ROOT
-from harness.format.safe_files import open_private
+from harness.record.exec_script import ExecScript, write_executable
 from harness.replay.matching import DEFAULT_ORDER
 
 if TYPE_CHECKING:
@@ -102,7 +101,7 @@ def write_launcher(exe: Path, fixed: list[str], what: str) -> None:
     shebang = f"#!{sys.executable} -SI"
     if len(shebang) <= _SHEBANG_MAX and not any(c.isspace() for c in sys.executable):
         # The launcher itself, with its arguments built in: no sh to start first.
-        _write_executable(exe,
+        write_executable(exe,
             f"{shebang}\n"
             f"# {MARKER}: a fake codex {what}; codex's own arguments pass through.\n"
             "import sys\n"
@@ -113,18 +112,6 @@ def write_launcher(exe: Path, fixed: list[str], what: str) -> None:
         _write_sh(exe, [sys.executable, "-S", "-I", LAUNCH_MAIN, *fixed], what)
 
 
-def _write_sh(exe: Path, fixed: list[str], what: str) -> None:
-    _write_executable(exe,
-        "#!/bin/sh\n"
-        f"# {MARKER}: a fake codex {what}; codex's own arguments pass through.\n"
-        f"PYTHONPATH={shlex.quote(SOURCE_ROOT)}${{PYTHONPATH:+:$PYTHONPATH}}\n"
-        "export PYTHONPATH\n"
-        f'exec {shlex.join(fixed)} "$@"\n'
-    )
-
-
-def _write_executable(exe: Path, text: str) -> None:
-    """The shim, never written through a link planted where it goes (harness.format.safe_files)."""
-    with open_private(exe) as out:
-        out.write(text.encode())
-        os.fchmod(out.fileno(), 0o700)
+def _write_sh(exe: Path, command: list[str], what: str) -> None:
+    ExecScript(command=command, prepend={"PYTHONPATH": SOURCE_ROOT},
+               comment=f"{MARKER}: a fake codex {what}; codex's own arguments pass through.").write(exe)

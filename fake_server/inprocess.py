@@ -8,6 +8,7 @@ from pathlib import Path
 from harness.format.cassette import Cassette
 
 from harness.format.load import open_cassette
+from harness.format.values import returncode
 from harness.replay.aio_channels import memory_pair
 from harness.replay.engine import DIVERGED_EXIT, ReplayEngine
 from harness.replay.options import ReplayOptions
@@ -56,7 +57,7 @@ class InProcessCodex:
             return -9  # killed, as a process by SIGKILL
         if self.report.failed(self.options.strict):  # as the fake subprocess exits
             return DIVERGED_EXIT
-        return self.report.exit_code or 0
+        return returncode(self.report.exit_code or 0)  # a recorded death by signal N: -N, as a process's
 
     async def wait(self, timeout: float | None = None) -> int:
         try:

@@ -18,9 +18,11 @@ when a session failed.
 from __future__ import annotations
 
 import signal
+import socket
 import sys
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -43,6 +45,37 @@ HEALTH_PATHS = ("/readyz", "/healthz")
 CLOSE_TIMEOUT = 2.0   # the closing handshake a session's end waits for
 STOP_GRACE = 5.0      # how long the sessions get to end after a stop
 SETTLE = 1.0          # a session only waiting for its client's close (already on its way) gets this long
+
+
+_OPENING: "weakref.WeakSet[Any]" = weakref.WeakSet()  # this process's connections, from their accept on
+_OPENING_LOCK = threading.Lock()
+
+
+def _tracked_connection() -> type:
+    """websockets' server connection, remembered from its accept: a connection whose upgrade
+    never comes is in no list of the server's, yet its thread holds the server's shutdown."""
+    from websockets.sync.server import ServerConnection
+
+    class TrackedConnection(ServerConnection):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            with _OPENING_LOCK:
+                _OPENING.add(self)
+
+    return TrackedConnection
+
+
+def _drop_opening() -> None:
+    """Drop every connection still in its opening handshake: a stop does not wait for an upgrade."""
+    from websockets.protocol import State
+
+    with _OPENING_LOCK:
+        opening = [c for c in _OPENING if c.protocol.state is State.CONNECTING]
+    for connection in opening:
+        try:
+            connection.socket.shutdown(socket.SHUT_RDWR)  # wakes its thread's read: the handshake fails
+        except OSError:
+            pass  # closed meanwhile
 
 
 def session_cassettes(path: Path) -> list[Path]:
@@ -158,7 +191,8 @@ class SocketFake:
 
         kwargs: dict[str, Any] = dict(process_request=self._process_request, process_response=self._process_response,
                                       compression=None, max_size=None, server_header=None,
-                                      close_timeout=CLOSE_TIMEOUT, ping_interval=None)
+                                      close_timeout=CLOSE_TIMEOUT, ping_interval=None,
+                                      create_connection=_tracked_connection())
         if self.listen.scheme == "ws":
             try:
                 return serve(self._session, self.listen.host, self.listen.port, **kwargs)
@@ -207,7 +241,10 @@ class SocketFake:
         # Stop accepting; the sessions end at their next wait, each writing its report.
         done = threading.Thread(target=server.shutdown, kwargs={"close_connections": False}, daemon=True)
         done.start()
-        done.join(STOP_GRACE)
+        deadline = time.monotonic() + STOP_GRACE
+        while done.is_alive() and time.monotonic() < deadline:
+            _drop_opening()  # again while the shutdown runs: one may have been accepted meanwhile
+            done.join(0.05)
 
     def _snapshot(self) -> dict[WebSocketChannel, ReplayEngine]:
         with self._lock:

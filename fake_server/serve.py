@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from harness.format.load import open_cassette
+from harness.format.values import returncode
 from harness.replay.channel import StdioChannel, Stopped, run_sync, write_mode, write_within
 from harness.replay.engine import DIVERGED_EXIT, ReplayEngine
 from harness.replay.options import ReplayOptions
@@ -113,15 +114,24 @@ def _serve(cassette_path: str | os.PathLike[str], options: ReplayOptions, report
 
 def _die_of(signum: int | None) -> None:
     signum = signum or signal.SIGTERM
-    signal.signal(signum, signal.SIG_DFL)
+    if signum in (signal.SIGQUIT, signal.SIGILL, signal.SIGTRAP, signal.SIGABRT, signal.SIGBUS, signal.SIGFPE,
+                  signal.SIGSEGV, signal.SIGSYS, signal.SIGXCPU, signal.SIGXFSZ):
+        import resource  # a replayed crash leaves no core file behind
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    try:
+        signal.signal(signum, signal.SIG_DFL)
+    except (OSError, ValueError):
+        pass  # SIGKILL keeps its default anyway
     os.kill(os.getpid(), signum)
     raise SystemExit(128 + signum)  # a signal whose default is not to end us
 
 
 def serve_stdio(cassette_path: str | os.PathLike[str], options: ReplayOptions | None = None,
                 report_path: str | os.PathLike[str] | None = None) -> int:
-    """Play the server role on stdin/stdout; the exit code is the recorded one,
-    or DIVERGED_EXIT when the replay failed (the report says what happened)."""
+    """Play the server role on stdin/stdout; the exit code is the recorded one (a recorded
+    death by a signal is died of), or DIVERGED_EXIT when the replay failed (the report says
+    what happened)."""
     options = options or ReplayOptions()
     if report_path is not None:
         # One report per process, so several launches in one test keep theirs.
@@ -135,9 +145,13 @@ def serve_stdio(cassette_path: str | os.PathLike[str], options: ReplayOptions | 
             # cleaning up after the error it was sent) shortens its deadline, never skips it.
             tell(report.summary(), STOP_TELL_DEADLINE if signals.pending or signals.received else STDERR_DEADLINE)
             return DIVERGED_EXIT
-        return report.exit_code or 0
+        status = report.exit_code or 0
     finally:
         signals.restore()
+    code = returncode(status)
+    if code < 0:  # the recorded server died of this signal: so does the fake
+        _die_of(-code)
+    return code
 
 
 def tell(text: str, deadline: float = STDERR_DEADLINE) -> None:

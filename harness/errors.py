@@ -22,12 +22,20 @@ class HarnessError(Exception):
 class CassetteError(HarnessError):
     """A cassette or scenario file that cannot be used, located by file and line."""
 
-    def __init__(self, path: str | os.PathLike[str], line: int | None, message: str) -> None:
+    def __init__(self, path: str | os.PathLike[str], line: int | None, message: str, excerpt: str = "") -> None:
         self.path = str(path)
         self.line = line
         self.message = message
-        where = f"{self.path}:{line}" if line is not None else self.path
-        super().__init__(f"{where}: {message}")
+        # The line's text around the column at fault, and a caret under it (safe_text.pointed):
+        # shown under the paragraph, where a person reads it.
+        self.excerpt = excerpt
+        super().__init__(self.headline + (f"\n{excerpt}" if excerpt else ""))
+
+    @property
+    def headline(self) -> str:
+        """The error in one line: file:line and what is wrong (without the excerpt)."""
+        where = f"{self.path}:{self.line}" if self.line is not None else self.path
+        return for_people(f"{where}: {self.message}", ERROR_CAP, keep="")
 
 
 class ScenarioError(CassetteError):

@@ -57,3 +57,19 @@ def clipped(text: str, limit: int = CAP) -> str:
 def for_people(text: str, limit: int = CAP, keep: str = "\n\t") -> str:
     """Escaped for a terminal, then capped."""
     return clipped(printable(text, keep), limit)
+
+
+EXCERPT_RADIUS = 40  # characters of a line shown on each side of the column an error points at
+
+
+def pointed(text: str, index: int, radius: int = EXCERPT_RADIUS) -> str:
+    """Two lines for a person: ``text`` around ``index`` (escaped, ``radius`` characters each
+    side at most, "..." where it was cut) and a caret under the character at ``index``."""
+    index = max(0, min(index, len(text)))
+    start, end = max(0, index - radius), min(len(text), index + radius)
+    head = ("..." if start else "") + printable(text[start:index], keep="")
+    tail = printable(text[index:end], keep="") + ("..." if end < len(text) else "")
+    import unicodedata  # an error path: a caret under wide (CJK) characters counts two columns each
+
+    width = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in head)
+    return f"    {head}{tail}\n    {' ' * width}^"

@@ -31,7 +31,8 @@ def load_error(path: Path) -> CassetteError:
     err = info.value
     assert isinstance(err, HarnessError)
     text = str(err)
-    assert "\n" not in text, "an error is one paragraph"
+    assert "\n" not in err.headline, "an error is one paragraph"
+    assert text == err.headline + (f"\n{err.excerpt}" if err.excerpt else "")  # a broken line shown under it
     assert "Traceback" not in text
     return err
 
@@ -55,10 +56,11 @@ BAD_CASES = [
     ("bad-raw-b64", [HEADER, '{"i": 1, "from": "server", "t": 0, "raw_b64": "***not base64***"}'], 2,
      "raw_b64"),
     ("event-not-object", [HEADER, GOOD_EVENT, '"just a string"'], 3, "json object"),
-    ("msg-not-object", [HEADER, '{"i": 1, "from": "client", "t": 0, "msg": [1]}'], 2, "'msg' must"),
-    ("bad-eof", [HEADER, '{"i": 1, "from": "client", "t": 0, "eof": false}'], 2, "'eof' must be true"),
-    ("bad-exit", [HEADER, '{"i": 1, "from": "server", "t": 0, "exit": true}'], 2, "'exit' must"),
-    ("bad-t", [HEADER, '{"i": 1, "from": "server", "t": "soon", "exit": 0}'], 2, "'t' must"),
+    ("msg-not-object", [HEADER, '{"i": 1, "from": "client", "t": 0, "msg": [1]}'], 2, "'msg' takes a JSON-RPC message object, not [1]"),
+    ("bad-eof", [HEADER, '{"i": 1, "from": "client", "t": 0, "eof": false}'], 2, "'eof' takes true, not False"),
+    ("bad-exit", [HEADER, '{"i": 1, "from": "server", "t": 0, "exit": true}'], 2,
+     "'exit' takes an exit code 0-255, the name of a signal"),
+    ("bad-t", [HEADER, '{"i": 1, "from": "server", "t": "soon", "exit": 0}'], 2, "'t' takes a number of seconds (0 or more), not 'soon'"),
     ("unknown-field", [HEADER, '{"i": 1, "from": "server", "t": 0, "exit": 0, "colour": "red"}'], 2, "colour"),
 ]
 
@@ -189,10 +191,10 @@ def test_writer_partial_is_loadable_mid_recording_and_finish_is_atomic(tmp_path:
 
 def test_writer_finish_can_say_incomplete(tmp_path: Path) -> None:
     writer = CassetteWriter(tmp_path / "x.jsonl")
-    writer.record("server", exit=-9)
+    writer.record("server", exit="SIGKILL")
     path = writer.finish(complete=False)
     c = load_cassette(path)
-    assert c.complete is False and c.events[0].exit == -9
+    assert c.complete is False and c.events[0].exit == "SIGKILL"
 
 
 def test_raw_bytes_round_trip(tmp_path: Path) -> None:

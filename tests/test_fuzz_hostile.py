@@ -349,7 +349,11 @@ def check_load(path: Path) -> None:
     except HarnessError as exc:
         text = str(exc)
         assert text.startswith(str(path)), text
-        assert "\n" not in text and not UNSAFE.search(text) and len(text) <= ERROR_CAP + 64, text
+        # One paragraph; a line that is not JSON is shown under it (two lines: an excerpt and a caret).
+        headline = getattr(exc, "headline", text)
+        assert text == headline + (f"\n{exc.excerpt}" if getattr(exc, "excerpt", "") else ""), text
+        assert "\n" not in headline and text.count("\n") in (0, 2), text
+        assert not UNSAFE.search(text.replace("\n", "")) and len(text) <= ERROR_CAP + 64, text
         return
     out = io.StringIO()
     render(cassette, out, width=100)

@@ -66,3 +66,35 @@ def test_a_diverged_test_is_one_failure_told_once(pytester: pytest.Pytester) -> 
                                  "*\\x1b]0;retitled\\x07other*"])
     result.stdout.fnmatch_lines(["*_ test_passes_but_its_fake_diverged _*", "*divergence at *session.yaml:2*"])
     assert "\x1b" not in out and "\x07" not in out
+
+
+HANGS = """
+    import asyncio, json, pytest
+
+    @pytest.mark.asyncio
+    @pytest.mark.codex_cassette("session")
+    async def test_hangs_after_all_was_played(fake_codex):
+        proc = await asyncio.create_subprocess_exec(*fake_codex.argv, stdin=asyncio.subprocess.PIPE,
+                                                    stdout=asyncio.subprocess.PIPE)
+        proc.stdin.write(b'{"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "inner"}}}\\n')
+        await asyncio.wait_for(proc.stdout.readline(), 10)
+        secret = "ghp_" + "k3Xq" * 9  # planted: the report must never show it
+        proc.stdin.write(json.dumps({"method": "initialized",
+                                     "params": {"note": "the last words", "token": secret}}).encode() + b"\\n")
+        await asyncio.wait_for(proc.stdout.readline(), 1)  # waits for what the cassette never had
+    """
+
+
+def test_a_client_that_hangs_after_everything_was_played_gets_the_report_in_its_failure(
+        pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(test_inner=textwrap.dedent(HANGS))
+    directory = pytester.path / "cassettes" / "test_inner"
+    directory.mkdir(parents=True)
+    (directory / "session.yaml").write_text(textwrap.dedent(SCENARIO).lstrip())
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=120)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*TimeoutError*", "*- codex-cassette -*", "*as server: *",
+                                 "*all 3 events played; the client was still connected when the test ended*",
+                                 "*the client's last message: *initialized*the last words*"])
+    assert "k3Xqk3Xq" not in result.stdout.str()

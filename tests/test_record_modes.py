@@ -163,3 +163,34 @@ def test_a_test_that_fails_while_recording_leaves_its_cassette_incomplete_so_new
     assert modes == ["record"]
     again = load_cassette(inner.cassette)
     assert again.complete and again.meta["end"] == "clean"
+
+
+# A session already cut short by its recorder, then the test fails: docs/recording.md puts the
+# test's failure first in `end`, the recording's own end kept after it, whatever the door.
+CUT_SHORT = {
+    # the client signals its codex (the proxy) while still connected
+    "as-command": (AS_COMMAND.replace(
+        "    await client.close()\n",
+        "    proc.terminate()\n    await asyncio.wait_for(proc.wait(), 30)\n    await client.close()\n"),
+        "the recorder got SIGTERM and passed it on to the server"),
+    # the server killed before the client hung up
+    "in-process": (INNER.replace(
+        "    await client.close()\n",
+        "    handle.kill()\n    await asyncio.wait_for(handle.wait(), 30)\n").replace(
+        "    client = ScriptedClient(await codex_app_server.handle(), timeout=10)",
+        "    import asyncio\n    handle = await codex_app_server.handle()\n"
+        "    client = ScriptedClient(handle, timeout=10)"),
+        "the server ended by SIGKILL"),
+}
+
+
+@pytest.mark.parametrize("door", sorted(CUT_SHORT))
+def test_a_failed_test_comes_first_in_the_end_of_a_cassette_already_cut_short(inner, door):
+    tests, own_end = CUT_SHORT[door]
+    failing = tests.replace('assert await drive(codex_app_server) == "Hello!"',
+                            'assert await drive(codex_app_server) == "Goodbye!"')
+    result, modes = inner("--codex-record-mode=once", tests=failing)
+    result.assert_outcomes(failed=1)
+    end = load_cassette(inner.cassette).meta["end"]
+    assert end.startswith("the test failed while recording (test_inner.py::test_one)"), end
+    assert end.endswith("; the recording itself ended so: " + own_end), end

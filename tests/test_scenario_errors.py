@@ -69,7 +69,7 @@ BAD = {
             params: {}
             ignore: params.cwd
             reply: {}
-        """, 2, "'ignore' must be a list"),
+        """, 2, "'ignore' takes a list of dotted paths"),
     "reply-to-unknown-label": ("""
         steps:
           - expect: turn/start
@@ -121,7 +121,7 @@ BAD = {
         steps:
           - expect: turn/start
             error: "went wrong"
-        """, 2, "'code' and 'message'"),
+        """, 2, "an integer 'code', a string 'message'"),
     "request-without-expect-reply": ("""
         steps:
           - expect: initialize

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -100,15 +101,17 @@ def test_the_plugins_ssh_option_puts_names_on_argv_and_values_in_env(tmp_path: P
     monkeypatch.setenv("FROM_MY_ENV_TOKEN", "listed-s3cr3t-0d4c8b2a")
     for remote_env in ({"MY_REMOTE_TOKEN": SECRET, "PYTHONPATH": str(REPO)}, ["FROM_MY_ENV_TOKEN"]):
         server = CodexAppServer(cassette_path=tmp_path / "c.jsonl", recording=True, workdir=tmp_path,
-                                ssh={"target": "tester@127.0.0.1:2222", "remote_env": remote_env})
-        argv, env = server.argv, server.env
+                                ssh={"target": "tester@127.0.0.1:2222", "remote_env": remote_env}).start()
+        # .argv launches the recording `codex`, a script whose exec line is the proxy's command line.
+        script = (server.bin_dir / "codex").read_text()
+        argv, env = shlex.split(next(line for line in script.splitlines() if "--ssh" in line)), server.env
         names = [argv[n + 1] for n, a in enumerate(argv) if a == "--remote-env"]
         values = dict(remote_env) if isinstance(remote_env, dict) else {"FROM_MY_ENV_TOKEN": "listed-s3cr3t-0d4c8b2a"}
         for name, value in values.items():
             if name == "PYTHONPATH":  # the proxy's own: it keeps its own value, so the remote one goes on argv
                 assert f"PYTHONPATH={value}" in names
                 continue
-            assert name in names and not any(value in a for a in argv)
+            assert name in names and value not in script
             assert env[name] == value
 
 

@@ -172,7 +172,7 @@ def test_a_dropped_connection_replays_as_one(tmp_path: Path) -> None:
     assert [m.get("method") or m["id"] for m in conv.received] == [1, 2, "item/agentMessage/delta"]
     assert conv.closed is not None and conv.closed.rcvd is None  # no close frame: code 1006, as from codex
     session = next(r for name, r in reports(tmp_path).items() if name.count(".") == 2)
-    assert session.status == "ok" and session.exit_code == 1
+    assert session.status == "ok" and session.exit_code == "SIGKILL"  # as recorded, not a made-up 1
 
 
 def test_a_client_that_drops_where_the_recording_closed_diverges(tmp_path: Path) -> None:

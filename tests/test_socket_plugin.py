@@ -208,3 +208,32 @@ def test_record_the_real_codex_over_ws_with_the_fixture_then_replay(pytester: py
     replayed = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", "-s", timeout=180)
     replayed.assert_outcomes(passed=1)
     replayed.stdout.fnmatch_lines(["*MODE replay*"])
+
+
+def test_recording_a_socket_a_failed_test_leaves_incomplete_cassettes_one_never_connecting_fails(
+        pytester: pytest.Pytester, tmp_path: Path) -> None:
+    scenario = tmp_path / "real.yaml"
+    scenario.write_text(textwrap.dedent(SCENARIO).lstrip("\n"))
+    codex = write_bin_dir(tmp_path / "realbin", FakeCodexCommand(cassette=scenario, extra=["--linger=2"])) / "codex"
+    directory = project(pytester, '''
+        import pytest
+        from inner_client import talk
+
+        @pytest.mark.asyncio
+        @pytest.mark.codex_cassette("session", transport="ws")
+        async def test_session(codex_app_server):
+            await talk(codex_app_server.url)
+            assert False, "the test fails after a whole session"
+
+        @pytest.mark.codex_cassette("quiet", transport="ws")
+        def test_never_connects(codex_app_server):
+            pass
+        ''', cassette=False)
+    result = pytester.runpytest_subprocess(f"--codex-bin={codex}", "-p", "no:cacheprovider", "-q",
+                                           "--codex-record-mode=once", timeout=120)
+    result.assert_outcomes(failed=2)  # one outcome per test
+    result.stdout.fnmatch_lines(["*no client connected to codex_app_server while the test recorded, so nothing was "
+                                 "recorded to *quiet.jsonl*doors: `.url` (the socket a WebSocket client connects to)*"])
+    cassette = load_cassette(directory / "session.jsonl")
+    assert not cassette.complete
+    assert cassette.meta["end"].startswith("the test failed while recording (test_inner.py::test_session)")

@@ -391,7 +391,8 @@ PLUGIN_TESTS = """
     async def test_as_command(codex_app_server, tmp_path):
         from optio_host.host import LocalHost
         if codex_app_server.recording:
-            assert "--ssh" in codex_app_server.argv and "--known-hosts" in codex_app_server.argv
+            recording_codex = (codex_app_server.bin_dir / "codex").read_text()  # what .argv launches
+            assert "--ssh" in recording_codex and "--known-hosts" in recording_codex
         host = LocalHost(str(tmp_path))
         os.makedirs(host.workdir, exist_ok=True)
         handle = await host.launch_subprocess(shlex.join(codex_app_server.argv), env=codex_app_server.env,

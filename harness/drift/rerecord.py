@@ -107,7 +107,8 @@ async def _play_part(live: LiveCodex, old: Cassette, output: Path, timeout: floa
     placeholders = live.placeholders()
     # The old cassette's own rules (its regexes, paths, variables) and today's built-ins.
     recorder = RecordingHandle(proc, output, placeholders=placeholders, command=["codex", "app-server"],
-                               redactor=Redactor.widened(old.meta, live.env, str(old.path)))
+                               redactor=Redactor.widened(old.meta, live.env, str(old.path)),
+                               baseline=old.path)  # unchanged lines as the old cassette has them
     meta = _carried_meta(old)
     fresh = live.meta()
     meta["live"] = {**(old.meta.get("live") or {}), **fresh["live"]}

@@ -8,15 +8,16 @@ or a YAML scenario by its file name in harness.format.load.
 from __future__ import annotations
 
 import dataclasses
-import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from harness.safe_text import quoted
+from harness.safe_text import pointed, quoted
 from harness.errors import CassetteError
 from harness.format.event_log import EventLog, Order
+from harness.format.values import problem, seconds
 from harness.format.wire import NotJSON, decode
 
 FORMAT_VERSION = 1
@@ -28,6 +29,8 @@ MATCH_MODES = ("exact", "subset", "method")
 # Modifiers on a payload: nonl (a raw line), binary (a raw WebSocket binary frame), close
 # (the close frame that ended a WebSocket connection: on eof).
 EVENT_KEYS = {"i", "from", "t", "match", "nonl", "note", "binary", "close", *PAYLOADS}
+# What the harness reads of a header's meta (the rest is for people): checked by its rule.
+HEADER_FIELDS = ("complete", "codex_version")
 # From this size a cassette is indexed and decoded as it plays, not parsed up front.
 LAZY_FROM = 4 << 20
 
@@ -163,6 +166,9 @@ def parse_header(path: Path, line_no: int, obj: Any) -> dict[str, Any]:
     meta = obj.get("meta", {})
     if not isinstance(meta, dict):
         raise _fail(path, line_no, "the header's meta must be an object")
+    for key in HEADER_FIELDS:
+        if key in meta:
+            _check(path, line_no, "meta." + key, meta[key])
     return meta
 
 
@@ -179,32 +185,22 @@ def parse_event(path: Path, line_no: int, obj: Any) -> Event:
     unknown = set(obj) - EVENT_KEYS
     if unknown:
         raise _fail(path, line_no, f"unknown event field(s) {quoted(sorted(unknown), 80)}")
-    t = obj.get("t", 0.0)
-    if not _seconds(t):
-        raise _fail(path, line_no, f"'t' must be a number of seconds (0 or more), not {quoted(t, 80)}")
-    index = obj.get("i", line_no - 1)
-    if type(index) is not int or index < 0:
-        raise _fail(path, line_no, f"'i' must be the event's number (an integer), not {quoted(index, 80)}")
-    nonl = obj.get("nonl", False)
-    if not isinstance(nonl, bool):
-        raise _fail(path, line_no, f"'nonl' must be true or false, not {quoted(nonl, 80)}")
-    ev = Event(side=side, t=float(t), index=index, line=line_no, newline=not nonl,
-               match=_match_options(path, line_no, obj.get("match")))
+    for key in _CHECKED_FIELDS:
+        if key in obj:
+            _check(path, line_no, key, obj[key])
+    ev = Event(side=side, t=float(obj.get("t", 0.0)), index=obj.get("i", line_no - 1), line=line_no,
+               newline=not obj.get("nonl", False), match=_match_options(path, line_no, obj.get("match")))
     key = present[0]
     if "close" in obj and key != "eof":
         raise _fail(path, line_no, "'close' (a WebSocket close frame) goes only on an eof event")
     if "binary" in obj:
-        if key not in ("raw", "raw_b64") or obj["binary"] is not True:
+        if key not in ("raw", "raw_b64"):
             raise _fail(path, line_no, "'binary' goes only on a raw event, as true")
         ev.binary = True
     value = obj[key]
     if key == "msg":
-        if not isinstance(value, dict):
-            raise _fail(path, line_no, "'msg' must be a JSON-RPC message object")
         ev.msg = value
     elif key == "raw":
-        if not isinstance(value, str):
-            raise _fail(path, line_no, "'raw' must be a string")
         ev.raw = value.encode("utf-8", "surrogatepass")  # a hand-written "\\ud800" too
     elif key == "raw_b64":
         import base64  # a rare event: not on every fake's start-up
@@ -214,21 +210,24 @@ def parse_event(path: Path, line_no: int, obj: Any) -> Event:
         except (ValueError, TypeError):
             raise _fail(path, line_no, "'raw_b64' is not valid base64") from None
     elif key == "eof":
-        if value is not True:
-            raise _fail(path, line_no, "'eof' must be true")
         ev.eof = True
         ev.close = _close_frame(path, line_no, obj.get("close"))
     elif key == "exit":
-        if not isinstance(value, (int, str)) or isinstance(value, bool):
-            raise _fail(path, line_no, "'exit' must be an exit code or a signal name")
         ev.exit = value
     else:
         ev.fault = _fault(path, line_no, value)
     return ev
 
 
-def _seconds(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+# The fields of an event checked by their rule (harness.format.values); from, match, fault
+# and close have a shape of their own, checked here.
+_CHECKED_FIELDS = ("i", "t", "nonl", "binary", "note", "msg", "raw", "raw_b64", "eof", "exit")
+
+
+def _check(path: Path, line_no: int, key: str, value: Any) -> None:
+    said = problem(key, value)
+    if said is not None:
+        raise _fail(path, line_no, said)
 
 
 def _match_options(path: Path, line_no: int, match: Any) -> dict[str, Any] | None:
@@ -251,12 +250,7 @@ def _fault(path: Path, line_no: int, value: Any) -> dict[str, Any]:
         raise _fail(path, line_no, f"'fault' must be an object with one of {', '.join(FAULT_KINDS)}, "
                     f"not {quoted(value, 80)}")
     (kind, arg), = value.items()
-    if kind in ("delay", "stall") and not _seconds(arg):
-        raise _fail(path, line_no, f"fault {kind} takes a number of seconds, not {quoted(arg, 80)}")
-    if kind == "exit" and type(arg) is not int:
-        raise _fail(path, line_no, f"fault exit takes an exit code, not {quoted(arg, 80)}")
-    if kind in ("garbage", "partial") and not isinstance(arg, str):
-        raise _fail(path, line_no, f"fault {kind} takes the text to send, not {quoted(arg, 80)}")
+    _check(path, line_no, "fault " + kind, arg)
     return value
 
 
@@ -295,7 +289,7 @@ def _writer_line(line_no: int, raw: bytes) -> Event | None:
         return None
     i, sender, t = head.groups()
     t = float(t)
-    if not isinstance(msg, dict) or not 0 <= t < math.inf:
+    if not isinstance(msg, dict) or not seconds(t):
         return None
     side = "client" if sender == b"client" else "server"
     event = Event(side=side, t=t, msg=msg, index=int(i), line=line_no)
@@ -312,8 +306,30 @@ def read_event(path: Path, line_no: int, raw: bytes) -> tuple[Event, bool]:
     try:
         obj = decode(raw)
     except NotJSON as exc:
-        raise _fail(path, line_no, f"not valid JSON: {exc}") from None
+        raise _not_json(path, line_no, raw, exc) from None
     return parse_event(path, line_no, obj), "i" in obj
+
+
+def _not_json(path: Path, line_no: int, raw: bytes, exc: NotJSON) -> CassetteError:
+    """The error of a line that is not JSON, with the line's text around the column and a caret:
+    a hand-edited cassette's missing comma is found by looking, not by counting columns."""
+    if exc.column is None:
+        return _fail(path, line_no, f"not valid JSON: {exc}")
+    try:
+        text = raw.decode("utf-8")
+        before, after = text[:exc.column - 1], text[exc.column - 1:]  # the parser counted characters
+    except UnicodeDecodeError:  # the column is the bad byte's
+        before = raw[:exc.column - 1].decode("utf-8", "replace")
+        after = raw[exc.column - 1:].decode("utf-8", "replace")
+    message = f"not valid JSON: {exc}"
+    # A hand-edited line may hold a secret: shown scrubbed, as everything the harness prints.
+    from harness.format.redact import Redactor  # only for a broken line
+
+    scrub = Redactor.widened({}, os.environ).scrub_raw
+    shown_before, shown_after = scrub(before), scrub(after)
+    if shown_before + shown_after != scrub(before + after):  # a secret across the column: not cut in two
+        return _fail(path, line_no, message + " (the line is not shown: it holds a secret)")
+    return CassetteError(path, line_no, message, pointed(shown_before + shown_after, len(shown_before)))
 
 
 def load_cassette(path: str | Path, lazy_from: int = LAZY_FROM) -> Cassette:
@@ -340,7 +356,7 @@ def load_cassette(path: str | Path, lazy_from: int = LAZY_FROM) -> Cassette:
     try:
         header = decode(data[:end])
     except NotJSON as exc:
-        raise _fail(path, 1, f"not valid JSON: {exc}") from None
+        raise _not_json(path, 1, data[:end], exc) from None
     cassette = Cassette(path=path, meta=parse_header(path, 1, header))
 
     def torn(raw: bytes) -> bool:  # the final write of an interrupted recording

@@ -38,7 +38,7 @@ class FileLock:
         ``purpose`` says what the lock guards, for that message."""
         deadline = time.monotonic() + wait
         while True:
-            fd = open_fd(self.path, read=True)  # a planted link is refused, never followed
+            fd = open_fd(self.path, read=True, still_there=False)  # a planted link is refused, never followed
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

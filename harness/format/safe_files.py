@@ -64,8 +64,9 @@ def _target_is_stream(path: PathLike) -> bool:
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
-def _check_opened(fd: int, path: PathLike, *, followed: bool) -> None:
-    """The descriptor is a regular file of one name, still the one at the path; or a stream."""
+def _check_opened(fd: int, path: PathLike, *, followed: bool, still_there: bool) -> None:
+    """The descriptor is a regular file of one name (with ``still_there``, still the one at
+    the path); or a stream."""
     mine = os.fstat(fd)
     if not stat.S_ISREG(mine.st_mode):
         if followed or not stat.S_ISDIR(mine.st_mode):
@@ -75,6 +76,8 @@ def _check_opened(fd: int, path: PathLike, *, followed: bool) -> None:
         raise _link_problem(path)  # the link was swapped for one to a file as we opened it
     if mine.st_nlink > 1:
         raise UnsafePath(path, f"it has {mine.st_nlink} names (a hard link to another file)")
+    if not still_there:
+        return
     try:
         now = os.lstat(path)
     except FileNotFoundError:
@@ -86,9 +89,11 @@ def _check_opened(fd: int, path: PathLike, *, followed: bool) -> None:
 
 
 def open_fd(path: PathLike, *, read: bool = False, append: bool = False,
-            truncate: bool = False, create: bool = True) -> int:
+            truncate: bool = False, create: bool = True, still_there: bool = True) -> int:
     """A descriptor of ``path`` for writing (and reading with ``read``), mode 0600
-    whatever the umask, never through a link to a file; truncated only once checked."""
+    whatever the umask, never through a link to a file; truncated only once checked.
+    ``still_there=False``: the caller checks itself that the file is still at the path
+    (a lock, whose holder may remove it as we open it, and then tries again)."""
     flags = (os.O_RDWR if read else os.O_WRONLY) | os.O_CLOEXEC | (os.O_APPEND if append else 0)
     try:
         fd = os.open(path, flags | os.O_NOFOLLOW | (os.O_CREAT if create else 0), MODE)
@@ -101,7 +106,7 @@ def open_fd(path: PathLike, *, read: bool = False, append: bool = False,
         fd = os.open(path, flags)  # no O_CREAT: a dangling or swapped link creates nothing
         followed = True
     try:
-        _check_opened(fd, path, followed=followed)
+        _check_opened(fd, path, followed=followed, still_there=still_there)
         if stat.S_ISREG(os.fstat(fd).st_mode):
             os.fchmod(fd, MODE)
             if truncate:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NoReturn
 
-from harness.safe_text import quoted
 from harness.errors import ScenarioError
-from harness.format.cassette import FAULT_KINDS, MATCH_MODES, Cassette, Event
+from harness.format.cassette import FAULT_KINDS, HEADER_FIELDS, MATCH_MODES, Cassette, Event
+from harness.format.values import problem
 from harness.format.yaml_reader import LINE_KEY, read_yaml, strip_lines
 
 STEP_KINDS = ("expect", "notify", "request", "reply_to", "fault", "raw", "exit", "close", "expect_close")
@@ -27,6 +27,16 @@ STEP_KEYS = {
     "reply_to": ("result", "error"),
     "notify": ("params",),
 }
+# What the mapping form of a step's kind takes (`expect: {method: ..., params: ...}`); None:
+# anything more is a field of the message (a notification's `emittedAtMs`).
+SPEC_KEYS: dict[str, tuple[str, ...] | None] = {
+    "expect": ("method", "params", "match", "ignore", "id", "request"),
+    "request": ("method", "params", "id"),
+    "notify": None,
+}
+# The keys of a step (and of a mapping form) whose values harness.format.values checks.
+CHECKED = ("method", "params", "id", "request", "ignore", "error", "expect_error", "no_reply", "as",
+           "reply_to", "raw", "exit", "close", "expect_close")
 
 
 class _Compiler:
@@ -45,6 +55,15 @@ class _Compiler:
 
     def fail(self, line: int | None, message: str) -> NoReturn:
         raise ScenarioError(self.path, line, message)
+
+    def check(self, line: int, values: dict[str, Any], kind: str = "") -> None:
+        """Every value of ``values`` whose key has a rule, checked by it (a step's own key
+        naming a method is method_spec's to check: `request` is also a flag of `expect`)."""
+        for key in CHECKED:
+            if key in values and not (key == kind and kind in SPEC_KEYS):
+                said = problem(key, values[key])
+                if said is not None:
+                    self.fail(values[key].get(LINE_KEY, line) if isinstance(values[key], dict) else line, said)
 
     def add(self, side: str, line: int, **payload: Any) -> Event:
         ev = Event(side=side, t=self.t, index=len(self.events) + 1, line=line, **payload)
@@ -71,11 +90,16 @@ class _Compiler:
             spec: dict[str, Any] = {"method": value}
             if "params" in step:
                 spec["params"] = step["params"]
-            return spec
-        if isinstance(value, dict) and isinstance(value.get("method"), str):
-            return value
-        self.fail(line, f"'{key}' needs a method name, or a mapping with 'method' (and 'params')")
-        return {}
+        elif isinstance(value, dict) and "method" in value:
+            spec = value
+            allowed = SPEC_KEYS[key]
+            unknown = sorted(set(spec) - {LINE_KEY, *allowed}) if allowed is not None else []
+            if unknown:
+                self.fail(line, f"unknown key(s) {unknown} in this '{key}' mapping, which takes {', '.join(allowed)}")
+        else:
+            self.fail(line, f"'{key}' needs a method name, or a mapping with 'method' (and 'params')")
+        self.check(line, spec)
+        return spec
 
     def compile(self) -> list[Event]:
         steps = self.doc.get("steps")
@@ -95,6 +119,7 @@ class _Compiler:
             if unknown:
                 self.fail(line, f"unknown key(s) {unknown} in this '{kinds[0]}' step, which takes "
                           f"{', '.join(allowed) if allowed else 'no other key'}")
+            self.check(line, step, kinds[0])
             getattr(self, "step_" + kinds[0])(step, line)
         for label, (_, line) in self.labels.items():
             if label not in self.answered:
@@ -105,9 +130,12 @@ class _Compiler:
 
     def step_expect(self, step: dict[str, Any], line: int) -> None:
         spec = self.method_spec(step, "expect", line)
-        label = self.label(step.get("as"), line, "as")
+        label = step.get("as")
         replies = [k for k in ("reply", "error") if k in step]
-        is_request = spec.get("request", bool(replies or label))
+        is_request = spec.get("request", bool(replies) or label is not None)
+        if not is_request and (replies or label is not None):
+            self.fail(line, "'request: false' expects a notification, which has no answer: drop "
+                      f"{' and '.join(repr(k) for k in [*replies, *(['as'] if label is not None else [])])} or the flag")
         msg: dict[str, Any] = {}
         if is_request:
             self.client_id += 1
@@ -126,21 +154,13 @@ class _Compiler:
         elif replies:
             self.add("server", line, msg=self.response(msg["id"], step, line))
 
-    def label(self, value: Any, line: int, key: str) -> Any:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int))):
-            self.fail(line, f"'{key}' takes a label (a name), not {quoted(value)}")
-        return value
-
     def response(self, rid: Any, step: dict[str, Any], line: int) -> dict[str, Any]:
         if "error" in step:
-            err = strip_lines(step["error"])
-            if not isinstance(err, dict) or "code" not in err or "message" not in err:
-                self.fail(line, "'error' must be a mapping with 'code' and 'message'")
-            return {"id": rid, "error": err}
+            return {"id": rid, "error": strip_lines(step["error"])}
         return {"id": rid, "result": strip_lines(step.get("reply", step.get("result")))}
 
     def step_reply_to(self, step: dict[str, Any], line: int) -> None:
-        label = self.label(step["reply_to"], line, "reply_to")
+        label = step["reply_to"]
         if label not in self.labels:
             self.fail(line, f"'reply_to: {label}' names no earlier 'expect' with 'as: {label}'")
         if label in self.answered:
@@ -187,22 +207,17 @@ class _Compiler:
         if not isinstance(fault, dict) or len(fault) != 1 or next(iter(fault)) not in FAULT_KINDS:
             self.fail(line, f"'fault' must be a mapping with one of {', '.join(FAULT_KINDS)}")
         (kind, arg), = fault.items()
-        if kind in ("delay", "stall"):
-            if not isinstance(arg, (int, float)) or isinstance(arg, bool) or arg < 0:
-                self.fail(line, f"fault {kind} takes a number of seconds, not {quoted(arg)}")
-        if kind == "exit" and type(arg) is not int:
-            self.fail(line, f"fault exit takes an exit code, not {quoted(arg)}")
+        said = problem("fault " + kind, arg)
+        if said is not None:
+            self.fail(line, said)
         if kind == "close_stdout":
             self.add("server", line, eof=True)
             return
         if kind == "exit":
             self.add("server", line, exit=arg)
             return
-        if kind == "garbage":
-            self.add("server", line, raw=str(arg).encode("utf-8", "surrogatepass"))
-            return
-        if kind == "partial":
-            self.add("server", line, raw=str(arg).encode("utf-8", "surrogatepass"), newline=False)
+        if kind in ("garbage", "partial"):
+            self.add("server", line, raw=arg.encode("utf-8", "surrogatepass"), newline=kind == "garbage")
             return
         self.add("server", line, fault={kind: arg})
         if kind == "delay":
@@ -215,7 +230,7 @@ class _Compiler:
         self.step_fault({"fault": {"exit": step["exit"]}}, line)
 
     def step_close(self, step: dict[str, Any], line: int) -> None:
-        self.step_fault({"fault": {"close_stdout": True}}, line)
+        self.step_fault({"fault": {"close_stdout": step["close"]}}, line)
 
     def step_expect_close(self, step: dict[str, Any], line: int) -> None:
         self.add("client", line, eof=True)
@@ -227,12 +242,18 @@ def load_scenario(path: str | Path) -> Cassette:
     doc = read_yaml(path)
     if not isinstance(doc, dict):
         raise ScenarioError(path, 1, "a scenario is a mapping with a 'steps' list")
+    line = doc.get(LINE_KEY, 1)
     unknown = set(doc) - {"name", "description", "meta", "match", "steps", "model", "client", LINE_KEY}
     if unknown:
-        raise ScenarioError(path, doc.get(LINE_KEY, 1), f"unknown top-level key(s) {sorted(unknown)}")
+        raise ScenarioError(path, line, f"unknown top-level key(s) {sorted(unknown)}")
+    meta = doc.get("meta", {})
+    fields = [(key, doc[key]) for key in ("name", "description", "meta") if key in doc]
+    fields += [("meta." + key, meta[key]) for key in HEADER_FIELDS if isinstance(meta, dict) and key in meta]
+    for key, value in fields:
+        said = problem(key, value)
+        if said is not None:
+            raise ScenarioError(path, line, said)
     events = _Compiler(path, doc).compile()
-    if not isinstance(doc.get("meta") or {}, dict):
-        raise ScenarioError(path, doc.get(LINE_KEY, 1), "'meta' must be a mapping")
     meta = dict(strip_lines(doc.get("meta") or {}))
     meta.setdefault("scenario", doc.get("name", path.stem))
     meta["complete"] = True

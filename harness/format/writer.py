@@ -20,11 +20,12 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator, Sequence
 
 from harness.errors import HarnessError
 from harness.format.cassette import FORMAT_VERSION, Cassette, Event
 from harness.format.locks import FileLock
+from harness.format.minted import DEFAULT, MintedValues
 from harness.format.safe_files import UnsafePath, open_private, refuse_link, replace_atomically, unlink_ours
 from harness.format.wire import decode, encode
 
@@ -53,8 +54,14 @@ class CassetteWriter:
     """
 
     def __init__(self, path: str | Path, meta: dict[str, Any] | None = None, *,
-                 clock: Any = time.monotonic) -> None:
+                 clock: Any = time.monotonic, fresh: bool = False,
+                 volatile: Sequence[str] = (), baseline: str | Path | None = None) -> None:
         self.path = Path(path)
+        # Over an existing cassette (or the baseline given), finish keeps the old lines whose
+        # meaning is unchanged (harness.format.stable) unless fresh: no old file is then read.
+        self.fresh = fresh
+        self.baseline = Path(baseline) if baseline is not None else self.path
+        self.minted = MintedValues(tuple(volatile)) if volatile else DEFAULT
         if self.path.is_dir() or not self.path.name:
             raise CassettePathError(f"cannot write the cassette {self.path}: it is a directory. "
                                     "Give a file name such as session.jsonl (the -o/--output option).")
@@ -209,11 +216,22 @@ class CassetteWriter:
     def _move_into_place(self) -> None:
         tmp = self._tmp
         try:
+            old = None if self.fresh else _old_cassette(self.baseline)
             with open(self.partial, "rb") as src, open_private(tmp) as dst:
                 src.readline()  # the provisional header
-                dst.write(encode(self._header()))
-                while chunk := src.read(1 << 20):
-                    dst.write(chunk)
+                if old is not None:
+                    from harness.format.stable import stable_bytes  # only when re-recording
+
+                    new = encode(self._header()) + src.read()
+                    try:
+                        kept = stable_bytes(old, new, self.minted)
+                    except (ValueError, TypeError, RecursionError):
+                        kept = None  # an old file we cannot read as a cassette is replaced whole
+                    dst.write(new if kept is None else kept.data)
+                else:
+                    dst.write(encode(self._header()))
+                    while chunk := src.read(1 << 20):
+                        dst.write(chunk)
                 dst.flush()
                 os.fsync(dst.fileno())
                 replace_atomically(tmp, dst, self.path)
@@ -222,10 +240,26 @@ class CassetteWriter:
             unlink_ours(tmp)
 
 
+def _old_cassette(path: Path) -> bytes | None:
+    """The bytes of the cassette a recording is about to replace, if it is a regular file."""
+    try:
+        if not path.is_file():
+            return None
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+EARLIER_END = "; the recording itself ended so: "  # joins mark_incomplete's reason to a cassette's own end
+
+
 def mark_incomplete(path: str | Path, reason: str) -> bool:
     """Say in a finished cassette's header that it is not to be trusted (``complete:
-    false``, ``end: reason``), so ``--codex-record-mode=new`` records it again.
-    False when there is nothing to mark (no such file, or it already says incomplete)."""
+    false``, ``end: reason``), so ``--codex-record-mode=new`` records it again. A cassette
+    already cut short keeps its own end after the reason, which comes first
+    (docs/recording.md: a failed test is the first reason). False when there is nothing
+    to mark (no such file, or its end already begins with the reason)."""
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
     tmp = path.with_name(path.name + ".tmp")
@@ -235,8 +269,10 @@ def mark_incomplete(path: str | Path, reason: str) -> bool:
         with open(path, "rb") as src:
             header = decode(src.readline())
             meta = header.get("meta") if isinstance(header, dict) else None
-            if not isinstance(meta, dict) or not meta.get("complete"):
+            if not isinstance(meta, dict) or str(meta.get("end", "")).startswith(reason):
                 return False
+            if not meta.get("complete") and meta.get("end"):
+                reason = f"{reason}{EARLIER_END}{meta['end']}"
             meta["complete"] = False
             meta["end"] = reason
             with open_private(tmp) as dst:
@@ -255,8 +291,9 @@ def mark_incomplete(path: str | Path, reason: str) -> bool:
 
 
 def dump_cassette(cassette: Cassette, path: str | Path) -> Path:
-    """Write a whole cassette atomically (compiled scenarios, rewrites)."""
-    writer = CassetteWriter(path, cassette.meta)
+    """Write a whole cassette atomically (compiled scenarios, rewrites): exactly these
+    events, whatever the file held before (fresh)."""
+    writer = CassetteWriter(path, cassette.meta, fresh=True)
     for event in cassette.events:
         writer.write(event)
     return writer.finish(complete=cassette.meta.get("complete", True))

@@ -22,9 +22,9 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from harness.safe_text import quoted
 from harness.errors import ScenarioError
+from harness.format.values import LINE_KEY  # every mapping read notes its line (strip_lines removes it)
 from harness.format.wire import MAX_DEPTH
 
-LINE_KEY = "__line__"  # every mapping read notes its line here (strip_lines removes it)
 MAX_EXPANSION = 64 << 20  # characters aliases may add beyond the file's own
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _NOT_JSON_TAGS = ("binary", "set", "omap", "pairs", "timestamp")

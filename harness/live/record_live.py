@@ -13,7 +13,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
+from harness.format.minted import add_rerecord_flags
 from harness.live.binary import CODEX_BIN_HELP
 from harness.live.client import ScriptedClient
 from harness.live.session import LiveCodex, LiveScenario
@@ -32,14 +34,16 @@ class LiveRecording:
 
 
 async def record_live(scenario: LiveScenario | str | Path, output: str | Path, *,
-                      codex_bin: str | None = None, timeout: float = 30.0) -> LiveRecording:
+                      codex_bin: str | None = None, timeout: float = 30.0, fresh: bool = False,
+                      volatile: Sequence[str] = ()) -> LiveRecording:
     if not isinstance(scenario, LiveScenario):
         scenario = LiveScenario.load(scenario)
     started = time.monotonic()
     async with LiveCodex(scenario, codex_bin) as live:
         proc = await live.spawn()
         recorder = RecordingHandle(proc, output, placeholders=live.placeholders(),
-                                   command=["codex", "app-server"], env=live.env, guard=ProviderGuard("mock"))
+                                   command=["codex", "app-server"], env=live.env, guard=ProviderGuard("mock"),
+                                   fresh=fresh, volatile=volatile)
         recorder.writer.meta.update(live.meta())
         client = ScriptedClient(recorder, timeout=timeout, source=scenario.source)
         complete = False
@@ -67,11 +71,13 @@ def cli_register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, metavar="PATH")
     p.add_argument("--codex-bin", default=None, metavar="B", help=CODEX_BIN_HELP)
     p.add_argument("--timeout", type=float, default=30.0, help="longest wait for any one answer (default 30)")
+    add_rerecord_flags(p)
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    rec = asyncio.run(record_live(args.scenario, args.output, codex_bin=args.codex_bin, timeout=args.timeout))
+    rec = asyncio.run(record_live(args.scenario, args.output, codex_bin=args.codex_bin, timeout=args.timeout,
+                                  fresh=args.fresh, volatile=args.volatile))
     print(f"recorded {rec.events} events from codex {rec.codex_version} in {rec.seconds:.2f} s -> {rec.path}",
           file=sys.stderr)
     return 0

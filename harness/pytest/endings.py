@@ -1,5 +1,5 @@
 """How a test's recordings end at teardown: in-process handles, SSH handles, and the
-proxies a client launched itself (``codex_app_server.argv``).
+proxies a client launched itself (``codex_app_server.argv``); a test that recorded nothing.
 
 The test's event loop may be closed by now, so nothing here needs it: a local
 codex is reaped by harness.record.child (its status is known, or said to be
@@ -89,6 +89,20 @@ def mark_failed(paths: list[Path], reason: str) -> list[str]:
         except LockBusy as exc:
             problems.append(f"{path} could not be marked incomplete: {exc}")
     return problems
+
+
+def never_connected(cassette: Path, transport: str) -> str:
+    """The failure of a recording test whose client never reached the recorder (it ran the
+    real codex by itself, or nothing): it names codex_app_server's doors."""
+    doors = ["`.argv` (the command to launch instead of `codex app-server`)",
+             "`.env` (its PATH finds the recording `codex` first)",
+             "`.bin_dir` (its `codex`, for a client that takes a codex path such as CODEX_BIN and adds "
+             "`app-server` itself)", "`await .handle()` (in-process)"]
+    url = "`.url` (the socket a WebSocket client connects to)"
+    doors = [url, *doors] if transport != "stdio" else [*doors, url + " with transport='ws' or 'unix'"]
+    return (f"no client connected to codex_app_server while the test recorded, so nothing was recorded to "
+            f"{cassette} (a client that starts the real codex by itself is not recorded). A client reaches the "
+            "recorder through one of codex_app_server's doors: " + "; ".join(doors) + ".")
 
 
 def _is_proxy(pid: int) -> bool:

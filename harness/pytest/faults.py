@@ -201,7 +201,15 @@ def generate(metafunc: pytest.Metafunc, resolve: Callable[[Path, str], Path | No
             swept.extend([case] if case is not None else [])
             continue
         if path not in made:
-            faults = sample(catalogue(open_cassette(path), kinds), limit, config.getoption("--codex-faults-seed"),
+            try:
+                cassette = open_cassette(path)
+                bad = None
+            except HarnessError as exc:
+                bad = str(exc)
+            if bad is not None:  # said once, as the fixture would say it: the file's line, no traceback
+                pytest.fail(f"{bad}\n(the fault sweep of {metafunc.definition.nodeid} reads its cassette while "
+                            "collecting)", pytrace=False)
+            faults = sample(catalogue(cassette, kinds), limit, config.getoption("--codex-faults-seed"),
                             salt=f"{metafunc.definition.nodeid}:{path.name}")
             made[path] = ([None, *(ActiveFault(f, path, timing) for f in faults)],
                           [variant_param_id(f) for f in (None, *faults)])

@@ -44,7 +44,9 @@ if TYPE_CHECKING:
 OPTION_KEYS = {"timeout", "linger", "pace", "pace_scale", "strict", "bindings", "ignore", "learn", "match_on"}
 # live: a live scenario (codex + model parts) to record against, offline;
 # ssh: {"target": "user@host:port", "identity": [...], "known_hosts": ...}: record a codex on another host
-RECORD_KEYS = {"live", "ssh"}
+# fresh: record without reading the old cassette; volatile: more minted keys or paths
+# a re-record does not compare (harness.format.minted, docs/recording.md)
+RECORD_KEYS = {"live", "ssh", "fresh", "volatile"}
 # transport: "stdio" (default), "ws" or "unix": the fixture listens there and hands out .url
 TRANSPORT_KEY = "transport"
 
@@ -60,7 +62,9 @@ MARKER_HELP = (
     "'module:function', in order), live (a live scenario to record against), ssh (record a codex on "
     "another host), faults ('all' or kinds: run once per fault variant, docs/faults.md), faults_max "
     "(at most this many variants), faults_deadline (seconds a test has under a fault), transport "
-    "('ws' or 'unix': the fixture listens on a socket, at its .url)")
+    "('ws' or 'unix': the fixture listens on a socket, at its .url), fresh (True: a re-record does not "
+    "keep the old cassette's unchanged lines), volatile (key names or dotted paths a re-record does not "
+    "compare)")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -207,6 +211,15 @@ def _options(request: pytest.FixtureRequest, config_options: dict[str, Any],
     return merged
 
 
+def _volatile(request: pytest.FixtureRequest, value: Any) -> tuple[str, ...]:
+    """The marker's or config's ``volatile``: a key name or dotted path, or a list of them."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) and v for v in items):
+        pytest.fail(f"codex-cassette: volatile must be a key name, a dotted path or a list of them, "
+                    f"not {value!r} ({request.node.nodeid})", pytrace=False)
+    return tuple(items)
+
+
 def _replay_timeout(request: pytest.FixtureRequest, merged: dict[str, Any]) -> float:
     """The marker's or config's timeout, else --codex-replay-timeout, else the ini value."""
     if "timeout" in merged:
@@ -252,8 +265,11 @@ def _fake(request: pytest.FixtureRequest, path: Path, options: ReplayOptions,
 
     try:
         cassette = open_cassette(path)  # a broken cassette is the test's error, said once, up front
+        bad = None
     except HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        bad = str(exc)
+    if bad is not None:  # failed outside the handler: pytest would print the error again as its context
+        pytest.fail(bad, pytrace=False)
     if path.suffix == ".jsonl" and not cassette.complete:
         _warn_incomplete(request, path, cassette.meta.get("end"))
     return FakeCodex(cassette_path=path, options=options,
@@ -415,6 +431,7 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path, c
         yield from _real_codex(request, merged, Path(codex_cassette_dir))
         return
     transport = _transport(merged)
+    volatile = _volatile(request, merged.get("volatile", ()))  # said before any lock is taken
     directory = Path(codex_cassette_dir)
     existing = _resolve(request, directory, name)
     lock = None
@@ -448,7 +465,9 @@ def codex_app_server(request: pytest.FixtureRequest, codex_cassette_dir: Path, c
             _check_account(request, lock)
         server = CodexAppServer(cassette_path=target, recording=True, workdir=tmp_path_factory.mktemp("codex_app_server"),
                                 codex_bin=request.config.getoption("--codex-bin"), live_scenario=live,
-                                ssh=merged.get("ssh"), transport=transport)
+                                ssh=merged.get("ssh"), transport=transport,
+                                fresh=bool(merged.get("fresh", False)),
+                                volatile=volatile)
     else:
         if existing is None:
             _missing(request, directory, name, hint=f" (record mode {codex_record_mode!r}; run with "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -17,9 +18,9 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.format.cassette import Cassette
-from harness.format.connections import LaunchCounter, connection_path
+from harness.format.connections import Launch, LaunchCounter, connection_path
 from harness.format.load import open_cassette
-from harness.pytest.endings import end_process, end_remote, mark_failed, settle_proxies
+from harness.pytest.endings import end_process, end_remote, mark_failed, never_connected, settle_proxies
 from harness.record.process import spawn_owned
 from harness.replay.options import ReplayOptions
 from harness.replay.report import ReplayReport
@@ -140,6 +141,11 @@ class FakeCodex:
         return [r for r in self.failures() if _report_key(r) not in self._told
                 and not (ended_only and r.status in ("running", "stopped"))]
 
+    def untold_reports(self) -> list[ReplayReport]:
+        """Every session's report not told yet, failed or not: a test that failed on its own
+        (its client hung after everything was played) is told what the fake saw."""
+        return [r for r in self.reports if _report_key(r) not in self._told]
+
     def mark_told(self, reports: list[ReplayReport]) -> None:
         self._told.update(_report_key(r) for r in reports)
 
@@ -168,6 +174,9 @@ class FakeCodex:
 
 
 
+_SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")  # what sh can set or unset
+
+
 def _report_key(report: ReplayReport) -> tuple[Any, ...]:
     """One session's report, whichever copy of it was read."""
     return (report.pid, report.started, report.cassette)
@@ -192,6 +201,8 @@ class CodexAppServer:
     ssh: dict[str, Any] | None = None  # {"target": "user@host:port", ...}: record a codex on another host
     timeout: float = 10.0              # the replay timeout in force (as FakeCodex.timeout), in either mode
     transport: str = "stdio"           # ws or unix: clients connect to .url, each connection a cassette
+    fresh: bool = False                # True: a recording does not keep the old cassette's unchanged lines
+    volatile: tuple[str, ...] = ()     # more values a re-record does not compare (harness.format.minted)
     _recorder: Any = None              # harness.pytest.sockets.ListeningProcess (recording a socket)
     _live: Any = None                  # harness.live.session.LiveCodex, started by start()
     _recorders: list[tuple[Any, Any]] = field(default_factory=list)
@@ -222,6 +233,8 @@ class CodexAppServer:
             from harness.live.session import LiveCodex
 
             self._live = LiveCodex(self.live_scenario, self.codex_bin).start()
+        if self.recording:
+            self._write_recording_codex()
         if self.recording and self.transport != "stdio" and self._recorder is None:
             self._start_socket_recorder()
         return self
@@ -236,7 +249,8 @@ class CodexAppServer:
     def _start_socket_recorder(self) -> None:
         from harness.pytest.sockets import start_socket_recorder
 
-        self._recorder = start_socket_recorder(self.argv, self.transport, self.env, self.cwd)
+        self._recorder = start_socket_recorder([*self._proxy_argv(), "app-server"], self.transport,
+                                               self._proxy_env(), self.cwd)
 
     # -- recording setup ---------------------------------------------------------
 
@@ -281,35 +295,65 @@ class CodexAppServer:
         remote.codex_bin = remote.codex_bin or "codex"
         return remote
 
-    # -- what a client launches -------------------------------------------------------
+    # -- what a client launches: the same doors replaying and recording ----------------
 
     @property
     def argv(self) -> list[str]:
+        """The command to launch instead of `codex app-server`: the fake, or the recording
+        `codex` of .bin_dir (the proxy in front of the real codex), with or without .env."""
         if not self.recording:
             assert self.fake is not None
             return self.fake.argv
+        return [str(self.bin_dir / "codex"), "app-server"]
+
+    @property
+    def bin_dir(self) -> Path:
+        """A directory whose `codex` is the fake, or (recording) runs `codex app-server` behind
+        the recording proxy: put it first on PATH, or give its `codex` to a client that takes
+        a codex path (`CODEX_BIN`) and adds `app-server` itself. Written by start()."""
+        if not self.recording:
+            assert self.fake is not None
+            return self.fake.bin_dir
+        if self.workdir is None:
+            raise HarnessError("CodexAppServer.start() was not called: it has no bin dir yet")
+        return self.workdir / "bin"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """An environment whose PATH finds .bin_dir's `codex` first (replaying or recording),
+        with what the recorded codex needs (the live scenario's HOME and CODEX_HOME)."""
+        if not self.recording:
+            assert self.fake is not None
+            return self.fake.env
+        env = self._proxy_env()
+        env["PATH"] = os.pathsep.join(p for p in (str(self.bin_dir), env.get("PATH")) if p)
+        return env
+
+    def _proxy_argv(self) -> list[str]:
+        """The recording proxy up to codex's own arguments: `... record -o X --connections C -- codex`;
+        each launch records the connection whose number it takes from the launch counter."""
         argv = [sys.executable, "-m", "harness", "record", "-o", str(self.cassette_path),
                 "--connections", str(self.launches.path)]
+        argv += ["--fresh"] * self.fresh + [f"--volatile={v}" for v in self.volatile]
         live = self._live_codex()
         if live is not None:
             argv += [f"--placeholder={name}={value}" for name, value in live.placeholders().values.items()]
             argv += ["--meta", json.dumps(self._recording_meta()), "--require-model-provider", "mock"]
         if self.ssh is not None:
             remote = self._remote()
-            return argv + remote.flags() + ["--", remote.codex_bin, "app-server"]
-        return argv + ["--", self._command_name(), "app-server"]
+            return argv + remote.flags() + ["--", remote.codex_bin]
+        return argv + ["--", self._command_name()]
 
     def _command_name(self) -> str:
-        """What the proxy runs: plain `codex`, found through .env's PATH, so the cassette
-        header names no path of the recording machine (as the in-process recorder's does)."""
+        """What the proxy runs: plain `codex`, found through the proxy's PATH (the real codex's
+        folder first), so the cassette header names no path of the recording machine (as the
+        in-process recorder's does)."""
         binary = Path(self._binary())
         return "codex" if binary.name == "codex" else str(binary)
 
-    @property
-    def env(self) -> dict[str, str]:
-        if not self.recording:
-            assert self.fake is not None
-            return self.fake.env
+    def _proxy_env(self) -> dict[str, str]:
+        """The recording proxy's environment: the live scenario's (or ours), the real codex's
+        folder first on PATH, and over SSH the values behind `--remote-env NAME`."""
         from fake_server.paths import SOURCE_ROOT
 
         live = self._live_codex()
@@ -320,6 +364,29 @@ class CodexAppServer:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (SOURCE_ROOT, env.get("PYTHONPATH")) if p)
         env["PATH"] = os.pathsep.join(p for p in (str(Path(self._binary()).parent), env.get("PATH")) if p)
         return env
+
+    def _write_recording_codex(self) -> None:
+        """.bin_dir's `codex`: `codex app-server ...` (any launch naming app-server) runs behind
+        the recording proxy with the client's own arguments; codex's other subcommands
+        (`--version`, `generate-json-schema`) run the real codex unrecorded. It carries the live
+        scenario's environment itself, so a client that launches it with an environment of its
+        own still records offline; SSH's `--remote-env` values it never holds (they come only
+        through .env: a file is no place for them)."""
+        from fake_server.paths import SOURCE_ROOT
+        from harness.record.exec_script import ExecScript
+
+        live = self._live_codex()
+        wanted = live.env if live is not None else dict(os.environ)
+        own = {"PATH", "PYTHONPATH"}
+        script = ExecScript(
+            command=self._proxy_argv(), when="app-server",
+            otherwise=None if self.ssh is not None else [self._binary()],  # over SSH every launch records
+            comment="the codex of a test recording its cassette: app-server runs behind the recording proxy",
+            unset=tuple(sorted(k for k in os.environ if k not in wanted and k not in own and _SHELL_NAME.match(k))),
+            setenv={k: v for k, v in wanted.items() if os.environ.get(k) != v and k not in own
+                    and _SHELL_NAME.match(k)},
+            prepend={"PYTHONPATH": SOURCE_ROOT, "PATH": str(Path(self._binary()).parent)})
+        script.write(self.bin_dir / "codex")
 
     def connection_path(self, n: int) -> Path:
         """The cassette of this test's n-th connection (1-based): NAME.jsonl, then NAME.2.jsonl, ...
@@ -363,7 +430,8 @@ class CodexAppServer:
         # Offline recording must never go on once codex falls back to a real provider.
         guard = ProviderGuard("mock") if live is not None else None
         recorder = RecordingHandle(proc, path, placeholders=placeholders,
-                                   command=["codex", "app-server"], env=self.env, guard=guard)
+                                   command=["codex", "app-server"], env=self.env, guard=guard,
+                                   fresh=self.fresh, volatile=self.volatile)
         recorder.writer.meta.update({**self._recording_meta(), **ssh_meta})
         self._recorders.append((recorder, proc))
         return recorder
@@ -378,6 +446,8 @@ class CodexAppServer:
         problems: list[str] = []
         if self._recorder is not None:
             problems += self._stop_socket_recorder()
+        if self.recording and failed is None and not self._connected():
+            problems.append(never_connected(self.cassette_path, self.transport))
         for recorder, proc in self._recorders:
             if hasattr(proc, "exit_value"):  # a harness.record.process.DriverHandle (codex over SSH)
                 status, stopped, problem = end_remote(proc)
@@ -385,14 +455,14 @@ class CodexAppServer:
             else:
                 status, stopped = end_process(recorder, proc, grace)
                 problems += [f"{stopped}; {recorder.writer.path} is marked incomplete"] if stopped else []
-            recorder.finish(exit=status, stopped=failed or stopped)
+            recorder.finish(exit=status, stopped=stopped)  # the recording's own end; a failed test's comes below
             if recorder.writer.failure is not None:
                 problems.append(recorder.writer.failure_message())
         if self.recording:
-            launched = [launch for launch in self.launches.launches() if launch.pid]
-            problems += settle_proxies(launched)
-            if failed:
-                problems += mark_failed([self.connection_path(launch.number) for launch in launched], failed)
+            launches = self.launches.launches()
+            problems += settle_proxies([launch for launch in launches if launch.pid])
+            if failed:  # every door alike: the test's failure first, each cassette's own end kept
+                problems += mark_failed(self._recorded(launches), failed)
         if self._live is not None:
             self._live.stop()
             self._live = None
@@ -401,8 +471,24 @@ class CodexAppServer:
             problems += [r.summary() for r in self.fake.untold_failures() if not self.fake._expected_failure]
         return problems
 
+    def _recorded(self, launches: list[Launch]) -> list[Path]:
+        """The cassettes this test recorded: one per launch or handle(), and on a socket one
+        per session (NAME.jsonl, NAME.2.jsonl, ... as the recorder wrote them)."""
+        paths = [self.connection_path(launch.number) for launch in launches]
+        if self.transport != "stdio":
+            n = 1
+            while self.connection_path(n).is_file():
+                paths.append(self.connection_path(n))
+                n += 1
+        return list(dict.fromkeys(paths))
+
+    def _connected(self) -> bool:
+        """Whether a client reached the recorder: a launch of the recording `codex` (or a
+        handle()), or a session on the socket recorder."""
+        return bool(self.launches.launches()) or connection_path(self.cassette_path, 1).is_file()
+
     def _stop_socket_recorder(self) -> list[str]:
         from harness.pytest.sockets import stop_socket_recorder
 
         recorder, self._recorder = self._recorder, None
-        return stop_socket_recorder(recorder, self.cassette_path)
+        return stop_socket_recorder(recorder)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from harness.errors import HarnessError
+from harness.format.safe_files import open_private
 
 TRANSPORTS = ("stdio", "ws", "unix")
 READY_TIMEOUT = 30.0
@@ -58,7 +59,7 @@ class ListeningProcess:
               cwd: str | None = None, timeout: float = READY_TIMEOUT,
               scratch: Path | None = None) -> "ListeningProcess":
         """Start ``argv`` (which listens at ``url``) and wait until it accepts, bounded."""
-        with open(stderr_path, "wb") as err:
+        with open_private(stderr_path) as err:  # never through a planted link
             proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                     env=dict(env), cwd=cwd)
         started = cls(proc, url, stderr_path, scratch)
@@ -141,15 +142,13 @@ def start_socket_recorder(record_argv: Sequence[str], transport: str, env: Mappi
         raise
 
 
-def stop_socket_recorder(recorder: ListeningProcess, cassette: Path) -> list[str]:
+def stop_socket_recorder(recorder: ListeningProcess) -> list[str]:
     """Stop it (codex stops with it; the sessions still open are written as cut short) and say
-    what went wrong, for the fixture to fail the test with."""
+    what went wrong, for the fixture to fail the test with (a test whose client never
+    connected is told by the fixture, which knows its doors)."""
     code = recorder.stop()
     problems = []
     if code not in (0, -signal.SIGTERM):
         problems.append(f"the recorder in front of codex ended with {code}: {recorder.stderr_tail()}")
-    elif not cassette.is_file():
-        problems.append(f"no client opened a WebSocket session on {recorder.url}, so nothing was recorded to "
-                        f"{cassette}")
     recorder.remove_scratch()
     return problems

@@ -1,7 +1,8 @@
 """One verdict per test, told once: how what a test's fake saw joins the test's own outcome.
 
 - The call phase's report gets the fake's verdict (``tell_in_call``): a failed test has it as a
-  section of its failure; a passing test whose fake diverged fails with it.
+  section of its failure (what the fake saw, also when nothing diverged: a client that hung
+  after everything was played); a passing test whose fake diverged fails with it.
 - What only teardown can find (a fake the client left running, stopped and judged then; a
   recording that did not end well) folds into the call's report (``run_folded``): the test
   is one failure, never "1 passed, 1 error".
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from harness.pytest.servers import FakeCodex
 
 DIVERGED = "codex-cassette: the session diverged from the cassette"
+SAW = "codex-cassette: what the fake codex saw"  # a failed test whose fake did not diverge
 FAKE_KEY = pytest.StashKey["FakeCodex"]()  # the fake serving a test, for its report hook
 CALL_REPORT = pytest.StashKey["pytest.TestReport"]()  # the call phase's report, for teardown
 TOLD_AT_TEARDOWN = pytest.StashKey[str]()  # what a codex fixture's teardown failed the test with
@@ -70,18 +72,20 @@ def tell_in_call(item: pytest.Item, report: pytest.TestReport) -> None:
         fake.close()  # the test failed anyway: stop its fake now, so its report can say what it saw
     try:
         bad = fake.untold_failures(ended_only=not report.failed)
+        told = fake.untold_reports() if report.failed else bad  # a failed test hears what the fake saw
     except HarnessError:
         return  # an unreadable report: teardown says so
-    if not bad:
+    if not told:
         return
-    fake.mark_told(bad)
-    summaries = [r.summary() for r in bad]
+    fake.mark_told(told)
+    summaries = [r.summary() for r in told]
     _without_told(report, summaries)
+    text = diverged_text(summaries) if bad else SAW + "\n\n" + "\n\n".join(summaries)
     if not report.failed:
         report.outcome = "failed"
-        report.longrepr = diverged_text(summaries)
+        report.longrepr = text
     else:
-        _add(report, "codex-cassette", diverged_text(summaries))
+        _add(report, "codex-cassette", text)
 
 
 def _fold(item: pytest.Item, reports: list[pytest.TestReport]) -> None:

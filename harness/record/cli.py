@@ -16,6 +16,7 @@ from harness.format.connections import LaunchCounter, connection_path
 from harness.format.placeholders import NAME
 from harness.record.guard import ProviderGuard
 from harness.record.tee import default_placeholders
+from harness.format.minted import add_rerecord_flags
 from harness.record.proxy import record_command
 from harness.format.redact import Redactor, Rule, parse_rule_arg
 from harness.format.rules import parse_env_name
@@ -45,6 +46,7 @@ def cli_register(subparsers: Any) -> None:
     p.add_argument("--require-model-provider", metavar="NAME", default=None,
                    help="stop at once if codex reports another model provider (e.g. mock: an offline "
                         "recording must never fall back to the real one)")
+    add_rerecord_flags(p)
     p.add_argument("--meta", metavar="JSON", default=None,
                    help="a JSON object merged into the cassette header (e.g. the live scenario to "
                         "re-record from)")
@@ -119,7 +121,7 @@ def _cli_record(args: argparse.Namespace) -> int:
             raise UsageError(f"--meta must be a JSON object: {exc}") from None
         if not isinstance(meta, dict):
             raise UsageError("--meta must be a JSON object, such as '{\"note\": \"...\"}'")
-    kwargs: dict[str, Any] = {"meta": meta}
+    kwargs: dict[str, Any] = {"meta": meta, "fresh": args.fresh, "volatile": args.volatile}
     if args.require_model_provider:
         kwargs["guard"] = ProviderGuard(args.require_model_provider)
     listen = _socket_listen(args, command)

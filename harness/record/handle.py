@@ -73,7 +73,8 @@ class RecordingHandle:
     def __init__(self, handle: Any, cassette: str | Path | CassetteWriter, *,
                  placeholders: Placeholders | None = None, redactor: Redactor | None = None,
                  command: Sequence[str] = (), env: Mapping[str, str] | None = None,
-                 guard: ProviderGuard | None = None) -> None:
+                 guard: ProviderGuard | None = None, fresh: bool = False,
+                 volatile: Sequence[str] = (), baseline: str | Path | None = None) -> None:
         env = os.environ if env is None else env
         self._handle = handle
         self.guard = guard
@@ -84,7 +85,8 @@ class RecordingHandle:
             self.writer.meta.update(header_meta(command, self.placeholders, self.redactor, "in-process"))
         else:
             self.writer = CassetteWriter(cassette, header_meta(command, self.placeholders,
-                                                               self.redactor, "in-process"))
+                                                               self.redactor, "in-process"),
+                                         fresh=fresh, volatile=volatile, baseline=baseline)
         self.tee = Tee(self.writer, self.placeholders, self.redactor)
         self.stdin = _RecordingStdin(handle.stdin, self) if handle.stdin is not None else None
         self.stdout = _RecordingStdout(handle.stdout, self)

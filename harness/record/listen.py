@@ -20,6 +20,7 @@ from typing import Mapping, Sequence
 from harness.errors import HarnessError, UsageError
 
 SCHEMES = ("stdio", "ws", "unix")
+SUN_PATH = 108  # bytes of a unix socket's path on Linux, its terminating NUL included
 BANNER_TITLE = "codex app-server (WebSockets)"
 LOOPBACK_NOTE = "  note: binds localhost only (use SSH port-forwarding for remote access)"
 _LISTENING = re.compile(r"^\s*listening on:\s*(ws://\S+)\s*$")
@@ -47,7 +48,7 @@ class ListenAddress:
                 raise UsageError(f"--listen {url!r}: stdio:// takes nothing after the scheme")
             return cls("stdio")
         if scheme == "unix":
-            return cls("unix", path=rest or None)
+            return cls("unix", path=_short_enough(rest) if rest else None)
         host, colon, port = rest.rpartition(":")
         host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
         import ipaddress
@@ -73,7 +74,7 @@ class ListenAddress:
             return Path(self.path)
         env = os.environ if env is None else env
         home = env.get("CODEX_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".codex")
-        return Path(home).joinpath(*CONTROL_SOCKET)
+        return Path(_short_enough(os.path.join(home, *CONTROL_SOCKET)))
 
     def with_port(self, port: int) -> "ListenAddress":
         return ListenAddress(self.scheme, self.host, port, self.path)
@@ -128,6 +129,18 @@ def listen_arg(argv: Sequence[str]) -> ListenAddress:
         elif arg == "--stdio":
             found = "stdio://"
     return ListenAddress.parse(found)
+
+
+def _short_enough(path: str) -> str:
+    """A unix socket path the kernel can bind and connect to: its bytes, with the NUL that
+    ends them, fit in sockaddr_un's sun_path (else bind says only "AF_UNIX path too long")."""
+    size = len(os.fsencode(path))
+    if size >= SUN_PATH:
+        raise UsageError(f"--listen unix://{path}: a unix socket path may be at most {SUN_PATH - 1} bytes "
+                         f"({SUN_PATH} with the NUL that ends it, the limit of sockaddr_un on Linux), and this "
+                         f"one is {size}. Use a shorter path: a relative one from a nearby working "
+                         "directory, or one under /tmp.")
+    return path
 
 
 def claim_socket_path(path: Path) -> None:

@@ -209,10 +209,12 @@ class RecordingProxy:
         while True:
             chunk = await self.process.stderr.read(CHUNK)
             if not chunk:
-                self._put("stderr", "eof")
+                if self.recorder.copies_stderr:
+                    self._put("stderr", "eof")
                 return
             await self.err_out.write(chunk)
-            self._put("stderr", "data", chunk)
+            if self.recorder.copies_stderr:  # else nothing reads it: spooling it would only cost memory
+                self._put("stderr", "data", chunk)
 
     @property
     def _threaded(self) -> bool:
@@ -341,6 +343,7 @@ async def record_command(argv: Sequence[str], output: str | Path, *,
                          open_process: Callable[..., Awaitable[PeerProcess]] | None = None,
                          meta: Mapping[str, Any] | None = None,
                          guard: ProviderGuard | None = None,
+                         fresh: bool = False, volatile: Sequence[str] = (),
                          ) -> ProxyResult:
     """Run ``argv`` behind the recording proxy on this process's stdio.
 
@@ -356,7 +359,8 @@ async def record_command(argv: Sequence[str], output: str | Path, *,
     redactor = redactor or Redactor.default(env=env)
     # --meta is written into the header too: scrubbed like everything else the recorder writes.
     writer = CassetteWriter(output, {**header_meta(argv, placeholders, redactor, "proxy"),
-                                     **redactor.scrub(dict(meta or {}))})
+                                     **redactor.scrub(dict(meta or {}))},
+                            fresh=fresh, volatile=volatile)
     try:
         stderr_copy = open_stderr_copy(stderr_file, redactor) if stderr_file else None
     except HarnessError:

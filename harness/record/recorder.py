@@ -104,6 +104,7 @@ class RecorderProcess:
     pid: int
     spool: SpoolWriter
     answer_fd: int
+    copies_stderr: bool = False  # without a stderr copy, the server's stderr is not spooled at all
 
     def put(self, side: str, kind: str, t: float, payload: bytes = b"") -> None:
         self.spool.put(side, kind, t, payload)
@@ -167,7 +168,7 @@ def start_recorder(writer: CassetteWriter, tee: Tee, stderr_copy: StderrCopy | N
         try:
             os.close(answer_r)
             reader = spool.for_reader()
-            _detach(keep={reader.memfd, reader.poke, answer_w, *writer.fds(),
+            _detach(keep={reader.memfd, reader.poke, reader.ack, answer_w, *writer.fds(),
                           *([stderr_copy.out.fileno()] if stderr_copy else [])})
             code = _record(reader, writer, tee, stderr_copy, answer_w)
         finally:
@@ -176,7 +177,7 @@ def start_recorder(writer: CassetteWriter, tee: Tee, stderr_copy: StderrCopy | N
     writer.hand_over()
     if stderr_copy is not None:
         stderr_copy.out.close()
-    return RecorderProcess(pid, spool.for_writer(), answer_r)
+    return RecorderProcess(pid, spool.for_writer(), answer_r, stderr_copy is not None)
 
 
 def _detach(keep: set[int]) -> None:

@@ -3,10 +3,17 @@
 The proxy appends every chunk it forwards (and every end of stream, exit and
 stderr chunk) as a frame to an anonymous in-memory file (``memfd``) that the
 recorder process shares, and pokes a pipe. Appending costs the wire one memory
-copy and never waits for the recorder; the kernel keeps what was appended even
-if the proxy is killed with SIGKILL the next instant, so the recorder, which
-outlives it, still records it. The memory file never reaches a disk: what it
-holds is not redacted yet.
+copy; the kernel keeps what was appended even if the proxy is killed with
+SIGKILL the next instant, so the recorder, which outlives it, still records it.
+The memory file never reaches a disk: what it holds is not redacted yet.
+
+The spool is bounded: the recorder gives recorded bytes back to the kernel
+(RELEASE_EVERY) and says how far in the file's first page; a frame that would
+hold more than CAP unrecorded-or-unreleased bytes waits (the forwarding thread,
+so the wire, slows to the recorder's pace) until the recorder has given some
+back. Nothing is dropped: a burst of any size costs time, never memory. The
+recorder's end of the ``ack`` pipe wakes the waiting writer, and closes when
+the recorder dies, so a wait never outlives it.
 """
 
 from __future__ import annotations
@@ -27,7 +34,11 @@ KINDS = ("data", "eof", "exit")
 POKE = b"\0"
 LAST_WORD = b"\1"  # on the poke pipe: what follows, to its end, is the proxy's closing message
 INLINE = 1 << 12  # a payload up to this size goes out in the header's write
-RELEASE_EVERY = 64 << 20  # give recorded memory back in steps of this much
+RELEASE_EVERY = 4 << 20  # give recorded memory back in steps of this much
+CAP = 40 << 20  # the most the spool holds (frames not yet given back); then the wire waits
+START = 4096  # frames start here; the first page says how far the recorder gave memory back
+RELEASED = struct.Struct("<Q")
+WAIT_LOOK = 0.05  # a waiting writer looks again this often (the ack pipe wakes it sooner)
 _FALLOC_PUNCH = 0x01 | 0x02  # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE
 
 
@@ -57,19 +68,25 @@ class Spool:
     memfd: int = field(default_factory=_memory_file)
     poke_r: int = -1
     poke_w: int = -1
+    ack_r: int = -1
+    ack_w: int = -1
 
     def __post_init__(self) -> None:
         self.poke_r, self.poke_w = os.pipe()
-        for fd in (self.poke_r, self.poke_w):
+        self.ack_r, self.ack_w = os.pipe()
+        for fd in (self.poke_r, self.poke_w, self.ack_r, self.ack_w):
             os.set_blocking(fd, False)
+        _pwrite_all(self.memfd, RELEASED.pack(START).ljust(START, b"\0"), 0)
 
     def for_writer(self) -> "SpoolWriter":
         os.close(self.poke_r)
-        return SpoolWriter(self.memfd, self.poke_w)
+        os.close(self.ack_w)
+        return SpoolWriter(self.memfd, self.poke_w, self.ack_r)
 
     def for_reader(self) -> "SpoolReader":
         os.close(self.poke_w)
-        return SpoolReader(self.memfd, self.poke_r)
+        os.close(self.ack_r)
+        return SpoolReader(self.memfd, self.poke_r, self.ack_w)
 
 
 @dataclass
@@ -78,9 +95,11 @@ class SpoolWriter:
 
     memfd: int
     poke: int
-    offset: int = 0
+    ack: int
+    offset: int = START
     failure: OSError | None = None  # the spool could not take a frame: recording stopped there
     closed: bool = False
+    recorder_gone: bool = False  # its end of the ack pipe closed: nobody gives memory back
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def put(self, side: str, kind: str, t: float, payload: bytes = b"") -> None:
@@ -88,6 +107,7 @@ class SpoolWriter:
         with self._lock:
             if self.failure is not None or self.closed:
                 return  # a forwarding thread left behind (a client that never reads) puts nothing more
+            self._room_for(len(head) + len(payload))
             try:
                 if len(payload) <= INLINE:
                     _pwrite_all(self.memfd, head + payload, self.offset)
@@ -105,6 +125,20 @@ class SpoolWriter:
         except BrokenPipeError:
             pass  # the recorder is gone: the proxy learns it when it asks for the result
 
+    def _room_for(self, size: int) -> None:
+        """Wait (holding the lock: frames keep their order) until the spool can take ``size``
+        more bytes within CAP; a frame bigger than CAP alone goes into an empty spool."""
+        while not self.recorder_gone:
+            released = RELEASED.unpack(os.pread(self.memfd, RELEASED.size, 0))[0]
+            if self.offset + size - released <= CAP or self.offset == released:
+                return
+            if select.select([self.ack], [], [], WAIT_LOOK)[0]:
+                try:
+                    if not os.read(self.ack, 1 << 12):
+                        self.recorder_gone = True  # it died: no wait for it, the answer says so
+                except BlockingIOError:
+                    pass
+
     def close(self, last_word: bytes) -> None:
         """The end of input: every frame is in the spool; ``last_word`` (the proxy's verdict)
         goes on the poke pipe, which the recorder drains, so it is never dropped."""
@@ -116,6 +150,7 @@ class SpoolWriter:
         except BrokenPipeError:
             pass  # the recorder is gone
         os.close(self.poke)
+        os.close(self.ack)
         os.close(self.memfd)
 
 
@@ -132,11 +167,12 @@ class SpoolReader:
 
     memfd: int
     poke: int
-    offset: int = 0
+    ack: int
+    offset: int = START
     closed: bool = False  # the proxy closed its end (it is done, or dead)
     last_word: bytes | None = None  # what the proxy said at the end (None: it died first)
     _pokes: bytes = b""
-    _released: int = 0
+    _released: int = START
 
     def wait(self, timeout: float) -> bool:
         """Block up to ``timeout`` for a poke (an idle recorder waking on the first one);
@@ -187,25 +223,34 @@ class SpoolReader:
         being written (or torn by the proxy's death) waits."""
         size = os.fstat(self.memfd).st_size
         taken = 0
-        while size - self.offset >= FRAME.size and taken < limit:
-            side, kind, t, length = FRAME.unpack(os.pread(self.memfd, FRAME.size, self.offset))
-            if size - self.offset - FRAME.size < length:
-                return
-            payload = os.pread(self.memfd, length, self.offset + FRAME.size) if length else b""
-            if len(payload) < length:
-                return
-            self.offset += FRAME.size + length
-            taken += FRAME.size + length
-            yield Frame(SIDES[side], KINDS[kind], t, payload)
-        self._release()
+        try:
+            while size - self.offset >= FRAME.size and taken < limit:
+                side, kind, t, length = FRAME.unpack(os.pread(self.memfd, FRAME.size, self.offset))
+                if size - self.offset - FRAME.size < length:
+                    return
+                payload = os.pread(self.memfd, length, self.offset + FRAME.size) if length else b""
+                if len(payload) < length:
+                    return
+                self.offset += FRAME.size + length
+                taken += FRAME.size + length
+                yield Frame(SIDES[side], KINDS[kind], t, payload)
+        finally:  # a slice cut short gives back what it recorded too: the wire may be waiting
+            self._release()
 
     def _release(self) -> None:
         # Recorded bytes are not needed again: let the kernel have their memory back.
         if self.offset - self._released < RELEASE_EVERY:
             return
         upto = self.offset - self.offset % 4096
-        if _punch_hole(self.memfd, self._released, upto - self._released):
-            self._released = upto
+        _punch_hole(self.memfd, self._released, upto - self._released)
+        # Said even where no hole could be punched (a temporary file): the writer's wait
+        # is on how far recording got, which is what bounds the spool's memory anyway.
+        self._released = upto
+        _pwrite_all(self.memfd, RELEASED.pack(upto), 0)
+        try:
+            os.write(self.ack, b"\0")
+        except (BlockingIOError, BrokenPipeError):
+            pass  # a wake-up is already waiting, or the proxy is gone
 
 
 @functools.cache

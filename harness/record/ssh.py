@@ -32,6 +32,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="DSA is deprecated", category=UserWarning)
     import asyncssh
 
+from harness.format.values import CONNECTION_LOST  # the cassette's word for a lost connection
 from harness.record.ssh_target import (_CWD_MISSING, _NOT_FOUND, EnvMode, RemoteCommandNotFound, SSHAuthError,
                                        SSHConnectError, SSHConnectionLost, SSHError, SSHHostKeyError, SSHTarget,
                                        _preflight_command, build_remote_command)
@@ -41,9 +42,6 @@ _STDERR_TAIL = 4096
 
 
 # --------------------------------------------------------------------------- process
-
-
-CONNECTION_LOST = "connection lost"
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,8 @@ class SocketRecorder:
     _tasks: set[asyncio.Task] = field(default_factory=set)
     _exit: asyncio.Future | None = None
     quiet: QuietWire = field(default_factory=lambda: QuietWire(time.monotonic))
+    fresh: bool = False                 # a session's cassette does not keep the old one's unchanged lines
+    volatile: Sequence[str] = ()        # more values a re-record does not compare
 
     def __post_init__(self) -> None:
         self.upstream = listen_arg(self.argv)
@@ -91,7 +93,7 @@ class SocketRecorder:
         self.written.append(path)
         header = {**header_meta(self.argv, self.placeholders, self.redactor, "proxy"), **self.meta,
                   "transport": self.listen.scheme, "connection": number}
-        return number, CassetteWriter(path, header)
+        return number, CassetteWriter(path, header, fresh=self.fresh, volatile=self.volatile)
 
     def kill_codex(self) -> None:
         if self.process is not None and self.process.returncode is None:
@@ -312,9 +314,11 @@ class SocketRecorder:
 async def record_socket(argv: Sequence[str], output: str | Path, listen: ListenAddress, *,
                         placeholders: Placeholders, redactor: Redactor, env: Mapping[str, str],
                         cwd: str | None = None, meta: Mapping[str, Any] | None = None,
-                        guard: ProviderGuard | None = None, stderr_file: str | Path | None = None) -> SocketRecorder:
+                        guard: ProviderGuard | None = None, stderr_file: str | Path | None = None,
+                        fresh: bool = False, volatile: Sequence[str] = ()) -> SocketRecorder:
     """Run ``argv`` (a codex listening on a socket) behind the recorder listening at ``listen``."""
     recorder = SocketRecorder(list(argv), Path(output), listen, placeholders, redactor, dict(env), cwd,
-                              dict(meta or {}), guard, Path(stderr_file) if stderr_file else None)
+                              dict(meta or {}), guard, Path(stderr_file) if stderr_file else None,
+                              fresh=fresh, volatile=tuple(volatile))
     await recorder.run()
     return recorder

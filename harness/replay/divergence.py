@@ -31,12 +31,12 @@ def _same(value: Any) -> Any:
 
 
 def _made(scrub: Scrub, kind: str, message: str, expected: Any = None, expected_at: str | None = None,
-          received: Any = None, matcher: str | None = None, diff: str = "") -> Divergence:
+          received: Any = None, matcher: str | None = None, diff: str = "", excerpt: str = "") -> Divergence:
     """The one way a Divergence is made here: what it says is scrubbed of secrets first, then
     (Divergence's own gate) escaped and capped; in that order, so a cap never cuts a secret
     in half where the scrubber would no longer know it."""
     return Divergence(kind=kind, message=scrub(message), expected=scrub(expected), expected_at=expected_at,
-                      received=scrub(received), matcher=matcher, diff=scrub(diff))
+                      received=scrub(received), matcher=matcher, diff=scrub(diff), excerpt=scrub(excerpt))
 
 
 def short(value: Any, limit: int = SHORT) -> str:
@@ -161,7 +161,8 @@ def closed_otherwise(cassette: Cassette, event: Event, live: dict[str, Any], pee
 
 def unreadable(error: CassetteError) -> Divergence:
     """A line of a cassette read as it plays (harness.format.event_log) that turned out bad."""
-    return _made(_same, "error", f"codex-cassette: {error}", expected_at=f"{error.path}:{error.line}")
+    return _made(_same, "error", f"codex-cassette: {error.headline}", expected_at=f"{error.path}:{error.line}",
+                 excerpt=error.excerpt)
 
 
 def error_response(live_id: Any, divergence: Divergence) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from harness.replay.divergence import DIVERGENCE_CODE  # noqa: F401 - importers 
 from harness.replay.intake import Heard, Intake
 from harness.replay.matching import MatchContext, commit, compare, competes, strip_transport, substitute_learned
 from harness.replay.options import ReplayOptions
-from harness.replay.report import Divergence, ReplayReport
+from harness.replay.report import Divergence, ReplayReport, report_value
 from harness.replay.tolerant import TolerantPlay
 
 DIVERGED_EXIT = 3         # the fake server's exit code after a divergence
@@ -78,6 +78,7 @@ class ReplayEngine(TolerantPlay):
         self._last_t = 0.0
         self._write_closed = False
         self._peer_closed = False
+        self._last_heard: Heard | None = None  # for the report: what a client that hung last said
 
     # -- public ------------------------------------------------------------
 
@@ -117,6 +118,7 @@ class ReplayEngine(TolerantPlay):
             self._write_closed = True
             raise
         finally:
+            self.report.last_received = self.report_last_received()
             self.report.bindings = self.report_bindings()
             self.report.seconds = round(time.monotonic() - t0, 6)
             try:
@@ -125,6 +127,14 @@ class ReplayEngine(TolerantPlay):
                 if self.report.divergence is None:
                     self._stalled(stall, len(events) - 1)
         return self.report
+
+    def report_last_received(self) -> Any:
+        """The peer's last line, as a report may say it (scrubbed, capped); None before any."""
+        heard = self._last_heard
+        if heard is None:
+            return None
+        said = heard.msg if heard.is_json else heard.data.decode("utf-8", "replace")
+        return report_value(self.for_report(said), 4096)
 
     def report_bindings(self) -> dict[str, str]:
         """The placeholder values bound so far, as a report may say them (secrets scrubbed)."""
@@ -198,11 +208,7 @@ class ReplayEngine(TolerantPlay):
         elif event.eof:
             await self._close_write(event)
         elif event.exit is not None:
-            self.report.played += 1
-            self.report.exit_code = event.exit if isinstance(event.exit, int) else 1
-            self._finish_unplayed(event)
-            self.report.status = "ok"
-            raise _Stop
+            self._exit(event, event.exit)
         elif event.fault is not None:
             await self._fault(event)
         self.report.played += 1
@@ -285,11 +291,16 @@ class ReplayEngine(TolerantPlay):
                 raise _Stop
             await self._diverge_on(line, [], event, "unexpected", unplayed_after=event)
         elif kind == "exit":
-            self.report.exit_code = int(arg)
-            self.report.played += 1
-            self._finish_unplayed(event)
-            self.report.status = "ok"
-            raise _Stop
+            self._exit(event, arg)
+
+    def _exit(self, event: Event, status: int | str) -> NoReturn:
+        """End the play as the cassette says: an exit code, or death by a signal (its name),
+        which whoever runs the engine carries out (fake_server.serve dies of it)."""
+        self.report.exit_code = status
+        self.report.played += 1
+        self._finish_unplayed(event)
+        self.report.status = "ok"
+        raise _Stop
 
     async def _close_write(self, ending: Event | None = None) -> None:
         if not self._write_closed:
@@ -309,7 +320,8 @@ class ReplayEngine(TolerantPlay):
         if line is None:
             self._peer_closed = True
             return None
-        return self._intake.hear(line)
+        self._last_heard = self._intake.hear(line)
+        return self._last_heard
 
     async def _expect(self, start: int, end: int) -> None:
         events = self.cassette.events

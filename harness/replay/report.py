@@ -69,11 +69,13 @@ class Divergence:
     received: Any = None
     matcher: str | None = None
     diff: str = ""
+    excerpt: str = ""            # a file's line at fault, and a caret under the column (a broken cassette)
 
     def __post_init__(self) -> None:
         # The one place every divergence, made here or read back, is bounded and made safe.
         self.message = report_text(self.message, keep="")
         self.diff = report_text(self.diff)
+        self.excerpt = report_text(self.excerpt)
         self.expected = report_value(self.expected)
         self.received = report_value(self.received)
         if self.expected_at is not None:
@@ -93,9 +95,10 @@ class ReplayReport:
     divergence: Divergence | None = None
     unplayed: list[dict[str, Any]] = field(default_factory=list)
     bindings: dict[str, str] = field(default_factory=dict)
-    exit_code: int | None = None
+    exit_code: int | str | None = None  # the cassette's exit: a code, or a signal's name (SIGKILL)
     notes: list[dict[str, Any]] = field(default_factory=list)  # tolerant play: what differed
     awaiting_close: bool = False  # all that is left is the peer hanging up (and our exit)
+    last_received: Any = None     # the peer's last message (scrubbed, capped): what a hung client last said
     pid: int | None = None        # the fake server process that wrote this report
     started: float = field(default_factory=time.time)
     seconds: float = 0.0
@@ -116,11 +119,22 @@ class ReplayReport:
                        f"{counted(self.total, 'event')} played"]
         if self.divergence:
             lines.append("  " + self.divergence.message.replace("\n", "\n  "))
+            if self.divergence.excerpt:
+                lines.extend("  " + e for e in self.divergence.excerpt.splitlines())
             if self.divergence.diff:
                 lines.append("  diff (recorded -> live):")
                 lines.extend("    " + d for d in self.divergence.diff.splitlines())
         if self.status in ("running", "stopped") and self.played < self.total and not self.awaiting_close:
             lines.append(f"  the session was still running: {counted(self.total - self.played, 'event')} not reached")
+        elif self.status in ("running", "stopped"):
+            played = (f"all {counted(self.total, 'event')} played" if self.played >= self.total else
+                      f"all but the hang-up played ({self.played} of {self.total} events)")
+            lines.append(f"  {played}; the client was still connected when the test ended (it never hung up)")
+        if self.last_received is not None and self.divergence is None:  # a divergence shows it already
+            said = self.last_received
+            if not isinstance(said, str):
+                said = encode(said)[:-1].decode("utf-8", "replace")
+            lines.append("  the client's last message: " + clipped(said, 2000))
         if self.notes:
             kinds = sorted({n["kind"] for n in self.notes})
             lines.append(f"  {counted(len(self.notes), 'note')} from tolerant play: " + ", ".join(

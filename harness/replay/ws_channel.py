@@ -2,8 +2,9 @@
 
 Blocking, like the stdio channel: the fake serving a socket runs one engine per
 connection, each in the thread websockets gives the connection, driven by
-``run_sync`` (no event loop). One text frame is one message: the engine writes
-one message per ``write`` call, so a write is a frame (its newline dropped).
+``run_sync`` (no event loop). One text frame is one message (a binary frame is
+ignored, as codex ignores it): the engine writes one message per ``write`` call,
+so a write is a frame (its newline dropped).
 
 Endings follow the cassette: a recorded eof with a close frame sends that close
 frame; one without (codex killed mid-session, or a stdio cassette's server that
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from typing import Any
 
 # Only a socket fake loads this module, and it has websockets loaded already.
@@ -52,17 +54,23 @@ class WebSocketChannel:
         self._check_stop()
         if self.peer_close is not None:
             return None
-        try:
-            data = self._conn.recv(timeout=timeout, decode=False)
-        except TimeoutError:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                data = self._conn.recv(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                self._check_stop()
+                raise ReadTimeout(f"nothing came in {timeout:g} s") from None
+            except ConnectionClosed as closed:
+                self._check_stop()
+                frame = closed.rcvd
+                self.peer_close = {"code": frame.code, "reason": frame.reason} if frame is not None else DROPPED
+                return None
+            if isinstance(data, str):
+                return Line(data.encode())
+            # A binary frame: codex 0.163.0 ignores it (no answer, the session goes on, even
+            # when it holds a valid request), and so does the fake; its read timeout runs on.
             self._check_stop()
-            raise ReadTimeout(f"nothing came in {timeout:g} s") from None
-        except ConnectionClosed as closed:
-            self._check_stop()
-            frame = closed.rcvd
-            self.peer_close = {"code": frame.code, "reason": frame.reason} if frame is not None else DROPPED
-            return None
-        return Line(bytes(data))
 
     def write(self, data: bytes) -> None:
         if self._write_closed:
