@@ -12,10 +12,15 @@ Commands, spawns interleaved, medians compared:
     library's json, the floor of any Python fake that reads JSON with it; and
     (d'') that, importing typing and dataclasses too: the floor of a fake
     written as this project writes code (type hints, dataclasses);
+(f) the warm dir: `DIR/codex app-server` with CODEX_CASSETTE_FILE naming the cassette,
+    after `codex-cassette warm start --dir DIR` (fake_server.warm.start): what a client
+    outside pytest (Node, a shell script) spawns;
 (e) the real codex, offline (harness.live: a throwaway CODEX_HOME whose config
     points at a loopback mock model); `initialize` needs no model call, but the
     offline config is used all the same so nothing can reach the internet.
-Goal: (a) <= 1/3 of (e). The harness's and fake_server's .pyc files are written
+Goal: (f) <= 0.30x (e) (issue 25; the cold fake's 1/3 goal is retired: a Python
+interpreter with the standard json alone is 0.30x, (d'), so only a warm fake gets there;
+(a) and (c) are for information). The harness's and fake_server's .pyc files are written
 first (as pip does on install), whatever PYTHONDONTWRITEBYTECODE says.
 
     python bench/startup.py [--quick] [--runs 9]
@@ -42,7 +47,7 @@ from harness.format.cassette import Cassette, Event  # noqa: E402
 from harness.format.writer import dump_cassette  # noqa: E402
 
 WAIT = 30.0
-GOAL = 1 / 3
+GOAL = 0.30
 FLOOR = ("import sys; sys.stdin.buffer.readline(); "
          "sys.stdout.buffer.write(b'{\"id\":1,\"result\":{}}\\n'); sys.stdout.buffer.flush()")
 JSON_FLOOR = ("import sys, json; msg = json.loads(sys.stdin.buffer.readline()); "
@@ -107,8 +112,15 @@ async def measure(runs: int, workdir: Path) -> dict[str, Any]:
     floor_argv = [sys.executable, "-S", "-c", FLOOR]
     json_floor_argv = [sys.executable, "-S", "-c", JSON_FLOOR]
     style_floor_argv = [sys.executable, "-S", "-c", STYLE_FLOOR]
-    times: dict[str, list[float]] = {"cold": [], "module": [], "warm": [], "floor": [], "json_floor": [],
-                                     "style_floor": [], "real": []}
+    from fake_server.warm import LAUNCHER, start, stop
+
+    warm_dir = workdir / "warm"
+    start(warm_dir, idle_exit=600)
+    dir_argv = [str(warm_dir / LAUNCHER), "app-server"]
+    dir_env = {**fake.env(), "CODEX_CASSETTE_FILE": str(path), "CODEX_CASSETTE_TIMEOUT": str(WAIT)}
+    await time_to_initialize(dir_argv, dir_env, None)  # its first fork, as for (c)
+    times: dict[str, list[float]] = {"cold": [], "module": [], "warm": [], "warm_dir": [], "floor": [],
+                                     "json_floor": [], "style_floor": [], "real": []}
     with MockModelThread([]).start() as mock:
         with make_codex_home(mock.base_url) as home:
             work = home.root / "work"
@@ -117,6 +129,7 @@ async def measure(runs: int, workdir: Path) -> dict[str, Any]:
                 times["cold"].append(await time_to_initialize(cold_argv, fake.env(), None))
                 times["module"].append(await time_to_initialize(module_argv, fake.env(), None))
                 times["warm"].append(await time_to_initialize(warm_argv, fake.env(), None))
+                times["warm_dir"].append(await time_to_initialize(dir_argv, dir_env, None))
                 times["floor"].append(await time_to_initialize(floor_argv, fake.env(), None))
                 times["json_floor"].append(await time_to_initialize(json_floor_argv, fake.env(), None))
                 times["style_floor"].append(await time_to_initialize(style_floor_argv, fake.env(), None))
@@ -124,6 +137,7 @@ async def measure(runs: int, workdir: Path) -> dict[str, Any]:
             if mock.mock is not None and getattr(mock.mock, "requests", None):
                 raise RuntimeError("codex called the model during initialize; the benchmark assumes it does not")
     stop_server()
+    stop(warm_dir)
     return {**times, "version": version}
 
 
@@ -138,13 +152,15 @@ def main(argv: list[str] | None = None) -> int:
         compileall.compile_dir(str(ROOT / package), quiet=1)
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         r = asyncio.run(measure(runs, Path(tmp)))
-    names = ("cold", "module", "warm", "floor", "json_floor", "style_floor", "real")
+    names = ("cold", "module", "warm", "warm_dir", "floor", "json_floor", "style_floor", "real")
     m = {name: median(r[name]) for name in names}
     real = m["real"]
-    ratio = m["cold"] / real
+    ratio = m["warm_dir"] / real
     header = ["command", "to initialize (ms)", f"/ real codex {r['version']}", "goal", "verdict"]
-    rows = [["cold fake (python -S _boot.py; the codex shim)", fmt(m["cold"] * 1e3), f"{ratio:.2f}", "<= 0.33",
-             verdict(ratio <= GOAL)],
+    rows = [["warm dir (codex-cassette warm start; DIR/codex)", fmt(m["warm_dir"] * 1e3), f"{ratio:.2f}",
+             f"<= {GOAL:.2f}", verdict(ratio <= GOAL)],
+            ["cold fake (python -S _boot.py; the codex shim)", fmt(m["cold"] * 1e3), f"{m['cold'] / real:.2f}",
+             "(information)", ""],
             ["python -m fake_server", fmt(m["module"] * 1e3), f"{m['module'] / real:.2f}", "(information)", ""],
             ["warm fake (fork server)", fmt(m["warm"] * 1e3), f"{m['warm'] / real:.2f}", "(information)", ""],
             ["floor: bare python -S answering", fmt(m["floor"] * 1e3), f"{m['floor'] / real:.2f}", "(information)", ""],
@@ -156,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(header, rows))
     low = {name: min(r[name]) for name in m}
     print(f"  fastest runs (what a free CPU gives, least touched by other load): cold {fmt(low['cold'] * 1e3)} ms, "
-          f"floor {fmt(low['floor'] * 1e3)} ms, real {fmt(low['real'] * 1e3)} ms: cold / real "
+          f"warm dir {fmt(low['warm_dir'] * 1e3)} ms, floor {fmt(low['floor'] * 1e3)} ms, real "
+          f"{fmt(low['real'] * 1e3)} ms: warm dir / real {low['warm_dir'] / low['real']:.2f}, cold / real "
           f"{low['cold'] / low['real']:.2f}, floor / real {low['floor'] / low['real']:.2f}")
     print(f"  the harness's share of the cold start: {fmt((m['cold'] - m['floor']) * 1e3)} ms "
           f"= {(m['cold'] - m['floor']) / real:.2f} x real")

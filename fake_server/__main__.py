@@ -2,8 +2,9 @@
 
 Accepts what a client passes to codex (`app-server`, `--listen stdio:// | ws://IP:PORT |
 unix://[PATH]`, `-c/--config key=value`, `--enable/--disable FEATURE`), so it can stand
-where the codex binary stands. Options may also come from the environment
-(CODEX_CASSETTE, CODEX_CASSETTE_REPORT) for launchers that cannot add flags.
+where the codex binary stands. Every option of the fake's own may also come from the
+environment (CODEX_CASSETTE_FILE, CODEX_CASSETTE_REPORT, ...: fake_server.argv derives the
+names from its table) for launchers that cannot add flags.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv, _said)
     try:
         if not args.cassette:
-            raise HarnessError("no cassette: pass --cassette PATH or set CODEX_CASSETTE")
+            raise HarnessError("no cassette: pass --cassette PATH or set CODEX_CASSETTE_FILE")
         if args.version:
             from harness.format.load import open_cassette
             from harness.safe_text import for_people

@@ -32,6 +32,15 @@ class Option:
     choices: tuple[str, ...] | None = None
     metavar: str | None = None
     help: str | None = None
+    env: tuple[str, ...] = ()  # the environment variables that set it, first found wins
+    codex: bool = False        # codex's own option (the client passes it): no variable
+
+    def variables(self) -> tuple[str, ...]:
+        """CODEX_CASSETTE_ and the long flag's name (``--pace-scale``: CODEX_CASSETTE_PACE_SCALE),
+        or the names the table gives; none for codex's own options."""
+        if self.codex:
+            return ()
+        return self.env or ("CODEX_CASSETTE_" + self.flags[-1].lstrip("-").upper().replace("-", "_"),)
 
 
 def seconds(text: str) -> float:
@@ -55,17 +64,41 @@ def scale(text: str) -> float:
     return value
 
 
-def options() -> list[Option]:
-    """The table; defaults read from the environment now, as argparse would."""
-    env = os.environ
+LIST_SEPARATOR = ","  # an append option's values in one variable: CODEX_CASSETTE_IGNORE=a.b,c.d
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _from_env(option: Option, env: "os._Environ[str] | dict[str, str]") -> Any:
+    """The option's default as its variable sets it. A value the option's type refuses stays a
+    string: argparse converts string defaults, so it refuses it, naming the option."""
+    raw = next((env[name] for name in option.variables() if env.get(name)), None)
+    if raw is None:
+        return [] if option.action == "append" else option.default
+    if option.action == "append":
+        return [item for item in raw.split(LIST_SEPARATOR) if item]
+    if option.action == "store_true":
+        return raw.strip().lower() in _TRUE
+    return raw
+
+
+def _set_by(message: str) -> str:
+    """Where the refused value came from, when a variable set it (argparse names only the option)."""
+    for o in table():
+        name = next((n for n in o.variables() if os.environ.get(n)), None)
+        if name is not None and f"argument {'/'.join(o.flags)}:" in message and repr(os.environ[name]) in message:
+            return f" (set by ${name})"
+    return ""
+
+
+def table() -> list[Option]:
+    """The options, with their built-in defaults."""
     return [
-        Option(("--cassette",), "cassette", default=env.get("CODEX_CASSETTE"), metavar="PATH",
-               help="cassette (.jsonl) or scenario (.yaml) to serve [$CODEX_CASSETTE]"),
-        Option(("--report",), "report", default=env.get("CODEX_CASSETTE_REPORT"), metavar="FILE",
-               help="write a JSON replay report here when the session ends [$CODEX_CASSETTE_REPORT]"),
-        Option(("--timeout",), "timeout", type=seconds, default=env.get("CODEX_CASSETTE_TIMEOUT", "10"),
-               metavar="SECONDS",
-               help="seconds to wait for each expected client message (default 10) [$CODEX_CASSETTE_TIMEOUT]"),
+        Option(("--cassette",), "cassette", env=("CODEX_CASSETTE_FILE", "CODEX_CASSETTE"), metavar="PATH",
+               help="cassette (.jsonl) or scenario (.yaml) to serve"),
+        Option(("--report",), "report", metavar="FILE",
+               help="write a JSON replay report here when the session ends ({pid}: the launch's pid)"),
+        Option(("--timeout",), "timeout", type=seconds, default=10.0, metavar="SECONDS",
+               help="seconds to wait for each expected client message (default 10)"),
         Option(("--linger",), "linger", type=seconds, default=60.0, metavar="SECONDS",
                help="seconds to wait for the client to hang up after the last event (default 60)"),
         Option(("--pace",), "pace", choices=("instant", "recorded"), default="instant",
@@ -84,18 +117,33 @@ def options() -> list[Option]:
         Option(("--match-on",), "match_on", metavar="M1,M2,...",
                help="the matchers that decide, in order (default kind,method,id,body)"),
         # codex's own arguments, accepted and checked
-        Option(("--listen",), "listen", default="stdio://",
+        Option(("--listen",), "listen", default="stdio://", codex=True,
                help="stdio:// (default), ws://IP:PORT or unix://[PATH], as codex"),
-        Option(("--stdio",), "listen", "store_const", const="stdio://", help="the same as --listen stdio://"),
-        Option(("-c", "--config"), "config", "append", metavar="KEY=VALUE",
+        Option(("--stdio",), "listen", "store_const", const="stdio://", codex=True,
+               help="the same as --listen stdio://"),
+        Option(("-c", "--config"), "config", "append", metavar="KEY=VALUE", codex=True,
                help="a codex config override: accepted and checked, as codex would, then ignored"),
-        Option(("--enable",), "enable", "append", metavar="FEATURE",
+        Option(("--enable",), "enable", "append", metavar="FEATURE", codex=True,
                help="a codex feature flag: accepted, then ignored"),
-        Option(("--disable",), "disable", "append", metavar="FEATURE",
+        Option(("--disable",), "disable", "append", metavar="FEATURE", codex=True,
                help="a codex feature flag: accepted, then ignored"),
-        Option(("--version",), "version", "store_true", default=False,
+        Option(("--version",), "version", "store_true", default=False, codex=True,
                help="print the recorded codex version, as codex would"),
     ]
+
+
+def options() -> list[Option]:
+    """The table, its defaults read from the environment now (each option's variables())."""
+    from dataclasses import replace
+
+    env = os.environ
+    out = []
+    for o in table():
+        default = _from_env(o, env)
+        names = o.variables()
+        text = o.help if not names else f"{o.help or o.dest} [${names[0]}]"
+        out.append(replace(o, default=default, help=text))
+    return out
 
 
 SUBCOMMAND_DEFAULT = "app-server"
@@ -109,13 +157,13 @@ def build_parser(scrub: Callable[[str], str], add_help: bool = True) -> Any:
     class Parser(argparse.ArgumentParser):
         def error(self, message: str) -> NoReturn:
             self.print_usage(sys.stderr)
-            self.exit(USAGE_EXIT, f"{self.prog}: error: {scrub(message)}\n")
+            self.exit(USAGE_EXIT, f"{self.prog}: error: {scrub(message + _set_by(message))}\n")
 
     p = Parser(prog="fake_server", description="A scripted fake `codex app-server`.", add_help=add_help)
     for o in options():
         kw: dict[str, Any] = {"dest": o.dest, "action": o.action, "help": o.help}
         if o.action == "append":
-            kw["default"] = []
+            kw["default"] = list(o.default or [])
         elif o.action == "store_true":
             kw["default"] = o.default
         elif o.action == "store_const":
@@ -149,12 +197,14 @@ def _plain(args: list[str]) -> SimpleNamespace | None:
     values: dict[str, Any] = {}
     for o in table:  # an option sharing a dest with one before it does not set its default
         default = o.default
-        if isinstance(default, str) and o.type is not None:  # from the environment: argparse judges a bad one
+        if isinstance(default, str) and o.type is not None:  # from a variable: argparse judges a bad one
             try:
                 default = o.type(default)
             except Exception:
                 return None
-        values.setdefault(o.dest, [] if o.action == "append" else default)
+        if isinstance(default, str) and o.choices is not None and default not in o.choices:
+            return None
+        values.setdefault(o.dest, list(default or []) if o.action == "append" else default)
     subcommand: str | None = None
     i = 0
     while i < len(args):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fake_server.forkserver import launcher_argv
-from fake_server.paths import BOOT, LAUNCH, MARKER, SITE_DIRS, SOURCE_ROOT
+from fake_server.paths import BOOT, LAUNCH, LAUNCH_MAIN, MARKER, SITE_DIRS, SOURCE_ROOT
 from harness.record.exec_script import ExecScript, write_executable
 from harness.replay.matching import DEFAULT_ORDER
 
@@ -87,20 +87,31 @@ def write_bin_dir(directory: str | Path, command: FakeCodexCommand) -> Path:
     """A directory with an executable `codex` that starts the fake; put it first on PATH."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    exe = directory / "codex"
     warm = launcher_argv(command.fake_args()[:-1])  # everything but the default "app-server"
+    if warm is not None:
+        write_launcher(directory / "codex", warm[4:], "serving one cassette through a fork server")
+    else:
+        _write_sh(directory / "codex", command.cold_argv()[:-1], "serving one cassette")
+    return directory
+
+
+def write_launcher(exe: Path, fixed: list[str], what: str) -> None:
+    """An executable `codex` that is the warm launcher with ``fixed`` (socket, site dirs,
+    fake arguments) built in; codex's own arguments pass through."""
     shebang = f"#!{sys.executable} -SI"
-    if warm is not None and len(shebang) <= _SHEBANG_MAX and not any(c.isspace() for c in sys.executable):
+    if len(shebang) <= _SHEBANG_MAX and not any(c.isspace() for c in sys.executable):
         # The launcher itself, with its arguments built in: no sh to start first.
         write_executable(exe,
             f"{shebang}\n"
-            f"# {MARKER}: a fake codex serving one cassette through a fork server; "
-            "codex's own arguments pass through.\n"
+            f"# {MARKER}: a fake codex {what}; codex's own arguments pass through.\n"
             "import sys\n"
             f"sys.path[0:0] = [{os.path.dirname(LAUNCH)!r}]\n"
             "import _launch\n"
-            f"_launch.main([*{warm[4:]!r}, *sys.argv[1:]], _launch.BOOT)\n")
-        return directory
-    ExecScript(command=warm or command.cold_argv()[:-1], prepend={"PYTHONPATH": SOURCE_ROOT},
-               comment=f"{MARKER}: a fake codex serving one cassette; codex's own arguments pass through.").write(exe)
-    return directory
+            f"_launch.main([*{fixed!r}, *sys.argv[1:]], _launch.BOOT)\n")
+    else:
+        _write_sh(exe, [sys.executable, "-S", "-I", LAUNCH_MAIN, *fixed], what)
+
+
+def _write_sh(exe: Path, command: list[str], what: str) -> None:
+    ExecScript(command=command, prepend={"PYTHONPATH": SOURCE_ROOT},
+               comment=f"{MARKER}: a fake codex {what}; codex's own arguments pass through.").write(exe)

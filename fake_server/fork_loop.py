@@ -53,9 +53,12 @@ class _Spare:
 
 
 class _Server:
-    def __init__(self, listener: socket.socket, parent_fd: int, path: str) -> None:
+    def __init__(self, listener: socket.socket, parent_fd: int, path: str, idle_exit: float | None = None) -> None:
         self.listener = listener
-        self.parent_fd = parent_fd
+        self.parent_fd = parent_fd  # -1: detached (`codex-cassette warm start`), no parent to watch
+        self.idle_exit = idle_exit  # seconds with no launcher and no child before we go by ourselves
+        self.last_busy = time.monotonic()
+        self.stopping = False
         self.path = path
         self.directory = os.path.dirname(path)
         self.conns: dict[int, _Conn] = {}   # by socket fd
@@ -70,16 +73,22 @@ class _Server:
 
     # The loop ------------------------------------------------------------------------------
 
+    def _stop(self, *_: object) -> None:
+        self.stopping = True
+
     def run(self) -> None:
         signal.set_wakeup_fd(self.wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd hears of it
+        signal.signal(signal.SIGTERM, self._stop)  # `warm stop`: the children get their grace
         self._reap()
         while True:
-            watched = [self.listener.fileno(), self.parent_fd, self.wake_r, *self.conns]
+            watched = [self.listener.fileno(), self.wake_r, *self.conns]
+            if self.parent_fd >= 0:
+                watched.append(self.parent_fd)
             # Bounded anyway: a SIGCHLD lost between reaping and select is found within a second.
             chores = self.idle_imports or (self.spare is None and self.spare_failures < SPARE_FAILURES)
             ready = select.select(watched, [], [], IDLE if chores else 1.0)[0]
-            if self.parent_fd in ready:
+            if self.parent_fd in ready or self.stopping or self._idle_too_long():
                 return
             if self.wake_r in ready:
                 try:
@@ -98,6 +107,13 @@ class _Server:
                 _preload([self.idle_imports.pop(0)])
             elif not ready and self.spare is None and self.spare_failures < SPARE_FAILURES:
                 self._fork_spare()
+
+    def _idle_too_long(self) -> bool:
+        now = time.monotonic()
+        if self.conns or self.children:
+            self.last_busy = now
+            return False
+        return self.idle_exit is not None and now - self.last_busy > self.idle_exit
 
     def _accept(self) -> None:
         try:
@@ -257,7 +273,8 @@ def _close_all(server: _Server, keep: tuple[int, ...]) -> None:
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for fd in (server.wake_r, server.wake_w, server.parent_fd):
-        os.close(fd)
+        if fd >= 0:  # no parent_fd when detached
+            os.close(fd)
     for conn in server.conns.values():
         conn.sock.close()
         # Another launcher's pipes, received while its request is still coming in: a child
@@ -299,8 +316,10 @@ def _preload(modules: Sequence[str]) -> None:
 
 
 def server_main() -> None:
-    """``python -S -c ... SOURCE_ROOT SITE_DIRS LISTEN_FD PARENT_FD SOCKET_PATH PATHSEP`` (see start_server)."""
+    """``python -S -c ... SOURCE_ROOT SITE_DIRS LISTEN_FD PARENT_FD SOCKET_PATH PATHSEP [IDLE_EXIT]``
+    (see start_server); PARENT_FD -1: detached, gone after IDLE_EXIT seconds without a launch."""
     listen_fd, parent_fd, path = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+    idle_exit = float(sys.argv[7]) if len(sys.argv) > 7 else None
     sys.path[:] = [p for p in sys.path if p]  # nothing relative to whatever cwd a child gets
     for name in (signal.SIGINT, signal.SIGHUP):
         signal.signal(name, signal.SIG_IGN)  # only our parent's going ends us
@@ -318,7 +337,7 @@ def server_main() -> None:
         pass
     listener = socket.socket(fileno=listen_fd)
     listener.setblocking(False)
-    server = _Server(listener, parent_fd, path)
+    server = _Server(listener, parent_fd, path, idle_exit)
     try:
         server.run()
     finally:

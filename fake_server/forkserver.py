@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from fake_server.paths import LAUNCH, LAUNCH_MAIN, READY_SUFFIX, SITE_DIRS, SOCKET_NAME, SOURCE_ROOT, SWITCH
 
@@ -112,8 +113,11 @@ def _compile_launcher() -> None:
         pass  # a read-only install: the launcher compiles itself on each start, a little slower
 
 
-def start_server() -> ForkServer:
-    """Start a fork server child of this process (its own, not the singleton's)."""
+def start_server(idle_exit: float | None = None, stderr: Any = None) -> ForkServer:
+    """Start a fork server child of this process (its own, not the singleton's). With
+    ``idle_exit`` it is detached: nothing of ours tells it to go, it goes by itself after
+    that many seconds without a launch (or on SIGTERM). ``stderr``: where its complaints go
+    (default ours; a detached one must not hold its starter's stderr open)."""
     _compile_launcher()
     directory = _private_dir()
     path = os.path.join(directory, SOCKET_NAME)
@@ -125,15 +129,17 @@ def start_server() -> ForkServer:
     try:
         listener.bind(path)
         listener.listen(128)
-        server_end, parent_end = os.pipe()
+        if idle_exit is None:
+            server_end, parent_end = os.pipe()
         code = ("import sys; sys.path[0:0] = [sys.argv[1], *sys.argv[2].split(sys.argv[6])]; "
                 "from fake_server.fork_loop import server_main; server_main()")
         # A session of its own: a Ctrl-C at the terminal reaches the launchers, which forward it.
         process = subprocess.Popen(
             [sys.executable, "-S", "-c", code, SOURCE_ROOT, SITE_DIRS,
-             str(listener.fileno()), str(server_end), path, os.pathsep],
-            pass_fds=(listener.fileno(), server_end), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            start_new_session=True, close_fds=True)
+             str(listener.fileno()), str(server_end), path, os.pathsep,
+             *([] if idle_exit is None else [repr(float(idle_exit))])],
+            pass_fds=tuple(fd for fd in (listener.fileno(), server_end) if fd >= 0), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=stderr, start_new_session=True, close_fds=True)
     except BaseException:
         if parent_end >= 0:
             os.close(parent_end)

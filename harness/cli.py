@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "codex": "harness.live.install",
     "faults": "harness.faults.cli",
     "scan": "harness.format.scan",
+    "warm": "fake_server.warm",
 }
 
 

@@ -64,7 +64,8 @@ def test_the_sweep_finds_the_hang_optio_has_when_codex_dies_mid_turn(tmp_path: P
         midturn = 12 <= variant["point"] <= 28        # after the thread/start answer, before turn/completed
         assert variant["outcome"] == ("hung" if midturn else "survived"), variant
         if midturn:
-            assert variant["message"].endswith("the client hung for 8 s") and variant["seconds"] < 8 + 2
+            assert variant["message"].endswith("the client hung: quiet for 2.0 s after the fault"), variant
+            assert variant["rule"] == "quiet" and variant["seconds"] < 8
         written = load_cassette(variant["cassette"])       # a variant that replays alone
         assert written.meta["fault"]["id"] == variant["id"]
     hung = [v for v in report["variants"] if v["outcome"] == "hung"]
@@ -84,7 +85,7 @@ def test_background_crashes_are_found_and_a_hung_run_leaves_nothing_behind(tmp_p
     out = done.stdout
     assert "crash@2: after crash at cassette line 2 (after client initialize (id 1)) the client crashed in the " \
            "background: ConnectionError: codex ended before answering initialize" in out
-    assert "stall@2: after stall at cassette line 2 (after client initialize (id 1)) the client hung for 4 s" in out
+    assert "stall@2: after stall at cassette line 2 (after client initialize (id 1)) the client hung: quiet for 2.0 s after the fault" in out
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line[:5].strip().isdigit()}
     assert rows["2"][-2:] == ["CC", "H"]                   # crash, crash with stdout closed first; stall
     assert rows["3"][-2:] == ["..", "-"]                   # it had its answer: nothing to stall

@@ -94,7 +94,7 @@ def test_marker_sweeps_a_test_and_a_hang_fails_it(pytester: pytest.Pytester) -> 
         "test_client[fault:stall-2]": "FAILED", "test_client[fault:stall-5]": "FAILED",
         "test_client[fault:stall-6]": "PASSED"}                # its answer came before the stall
     result.stdout.fnmatch_lines(["*after stall at cassette line 5 (after client thread/start (id 2)) "
-                                 "the client hung for 2 s*"])
+                                 "the client hung: deadline 2 s*"])
 
 
 def test_expectations_xfail_known_bugs_and_a_test_asking_for_the_fault_keeps_its_verdict(
@@ -120,7 +120,7 @@ def test_expectations_xfail_known_bugs_and_a_test_asking_for_the_fault_keeps_its
     assert got["test_known_bug[fault:stall-6]"] == "FAILED"   # strict: it did not hang there
     result.stdout.fnmatch_lines(["*expected the client to be hung under stall at cassette line 6*"
                                  "(this client has no timeout), but after stall*the client ended*"])
-    result.stdout.fnmatch_lines(["*this client has no timeout [[]after stall at cassette line 2*hung for 2 s]*"])
+    result.stdout.fnmatch_lines(["*this client has no timeout [[]after stall at cassette line 2*hung: deadline 2 s]*"])
     own = {k: v for k, v in got.items() if k.startswith("test_own_assertions")}
     assert own.pop("test_own_assertions[fault:none]") == "PASSED"
     assert len(own) == 2 and set(own.values()) == {"FAILED"}  # EOFError/BrokenPipe: its own verdict

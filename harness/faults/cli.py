@@ -29,6 +29,10 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", default="0", help="the sampling seed (default 0): same seed, same variants")
     p.add_argument("--deadline", type=float, default=10.0, metavar="SECONDS",
                    help="seconds a client has to end under a fault before it counts as hung (default 10)")
+    p.add_argument("--quiet", type=float, default=None, metavar="S",
+                   help="seconds in which the client's process tree uses no CPU and moves no byte after "
+                        "the fault before it counts as hung, without waiting for the deadline "
+                        "(default 2; 0: the deadline alone decides; docs/faults.md)")
     p.add_argument("--format", choices=FORMATS, default="text", help=FORMAT_HELP)
     p.add_argument("--write-variants", type=Path, default=None, metavar="DIR",
                    help="write every variant cassette here (each replays alone: codex-cassette replay)")
@@ -70,8 +74,8 @@ def run(args: argparse.Namespace) -> int:
     if not command:
         raise UsageError("no client command: put it after `--`, e.g. "
                          "`codex-cassette faults session.jsonl -- python my_client.py`")
-    if args.deadline <= 0 or args.jobs < 1 or (args.max is not None and args.max < 0):
-        raise UsageError("--deadline must be positive, -j at least 1, --max not negative")
+    if args.deadline <= 0 or args.jobs < 1 or (args.max is not None and args.max < 0) or (args.quiet or 0) < 0:
+        raise UsageError("--deadline must be positive, -j at least 1, --max and --quiet not negative")
     cassette = open_cassette(args.cassette)
     novelties = None
     if args.schema_diff is not None:
@@ -85,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="codex-faults-"))
     try:
         sweep = Sweep(cassette, command, workdir, FaultTiming(args.deadline), args.write_variants)
+        if args.quiet is not None:
+            sweep.quiet = args.quiet
         clean = sweep.clean_run()
         if clean.failed or clean.exit_code != 0 or clean.server:
             why = clean.server or clean.message() + (f", exit code {clean.exit_code}" if clean.exit_code else "")

@@ -18,6 +18,8 @@ from harness.faults.catalogue import Fault
 from harness.format.redact import Redactor
 
 SURVIVED, HUNG, CRASHED = "survived", "hung", "crashed"
+# Which rule said "hung": the client's tree was quiet long enough, or the deadline passed.
+QUIET_RULE, DEADLINE_RULE = "quiet", "deadline"
 OUTCOMES = (SURVIVED, HUNG, CRASHED)
 # What a client process prints when a background part of it died and nobody noticed:
 # asyncio's task never awaited, threading's uncaught exception, a Rust panic.
@@ -38,6 +40,8 @@ class Verdict:
     said: str = ""               # the client's last words (stderr's last line), or what crashed
     server: str = ""             # what the fake made of the client meanwhile (a divergence)
     variant_path: str | None = None
+    rule: str = DEADLINE_RULE    # what decided a hang (QUIET_RULE or DEADLINE_RULE)
+    quiet: float = 0.0           # the quiet period that was in force (0: none)
 
     @property
     def failed(self) -> bool:
@@ -48,20 +52,28 @@ class Verdict:
         return self.fault.id if self.fault is not None else "clean"
 
     def message(self) -> str:
-        """`after crash at cassette line 23 (after server item/agentMessage/delta) the client hung for 10 s`."""
+        """`after crash at cassette line 23 (after server item/agentMessage/delta) the client hung:
+        quiet for 2.0 s after the fault` (or `hung: deadline 10 s`)."""
         what = f"after {self.fault.describe()}" if self.fault is not None else "on the clean cassette"
         if self.outcome == HUNG:
-            return f"{what} the client hung for {self.deadline:g} s"
+            return f"{what} the client hung: {self.hung_by()}"
         if self.outcome == CRASHED:
             return f"{what} the client crashed in the background: {self.said}"
         return f"{what} the client ended in {self.seconds:.1f} s" + (f" ({self.said})" if self.said else "")
+
+    def hung_by(self) -> str:
+        """The rule that decided a hang, in words."""
+        if self.rule == QUIET_RULE:
+            return f"quiet for {self.quiet:.1f} s after the fault"
+        return f"deadline {self.deadline:g} s"
 
     def to_json(self) -> dict[str, Any]:
         fault = self.fault
         return {"id": self.id, "kind": fault.kind if fault else None, "point": fault.point if fault else None,
                 "variant": fault.variant if fault else None, "outcome": self.outcome,
                 "seconds": round(self.seconds, 3), "deadline": self.deadline, "exit_code": self.exit_code,
-                "said": self.said, "server": self.server, "message": self.message(),
+                "said": self.said, "server": self.server,
+                "rule": self.rule if self.outcome == HUNG else None, "message": self.message(),
                 "cassette": self.variant_path}
 
 
@@ -81,10 +93,11 @@ _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Closed|Exit|Inte
 
 
 def judge_process(fault: Fault | None, *, returncode: int | None, stderr: str, seconds: float,
-                  deadline: float, killed: bool) -> Verdict:
-    """The verdict on a client process: ``killed`` means the deadline ended it."""
+                  deadline: float, killed: bool, rule: str = DEADLINE_RULE, quiet: float = 0.0) -> Verdict:
+    """The verdict on a client process: ``killed`` means ``rule`` (the deadline, or a quiet
+    tree for ``quiet`` seconds) ended it."""
     if killed:
-        return Verdict(fault, HUNG, seconds, deadline, returncode, last_words(stderr))
+        return Verdict(fault, HUNG, seconds, deadline, returncode, last_words(stderr), rule=rule, quiet=quiet)
     crashed_by = None
     if returncode is not None and returncode < 0 and -returncode in CRASH_SIGNALS:
         crashed_by = f"died of {signal.Signals(-returncode).name}"

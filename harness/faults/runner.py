@@ -5,8 +5,12 @@ the fake serving it (warm, through this process's fork server), the fake's repor
 the client's output. The shim is first on PATH and ``CODEX_BIN`` names it, so a
 client finds it whichever way it looks for codex.
 
-A hung run costs its deadline and no more: the client's whole process tree is
-stopped (SIGTERM, then SIGKILL), and so is a fake it launched in a session of its own.
+A hung run costs no more than its deadline, and usually much less: a client whose
+process tree has done nothing for ``quiet`` seconds (no CPU, no wake-up, no byte moved:
+harness.faults.quiescence) is called hung then. The fake plays at instant pace, so a
+quiet tree means the session is stuck, before the fault's line as after it. Either way the
+client's whole process tree is stopped (SIGTERM, then SIGKILL), and so is a fake it
+launched in a session of its own.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from typing import Callable, Sequence
 
 from harness.errors import UsageError
 from harness.faults.catalogue import Fault
-from harness.faults.oracle import Verdict, judge_process
+from harness.faults.oracle import DEADLINE_RULE, QUIET_RULE, Verdict, judge_process
+from harness.faults.quiescence import QUIET, SAMPLE, QuietWatch, process_tree
 from harness.faults.variants import FaultTiming, write_variant
 from harness.format.cassette import Cassette
 from harness.format.writer import dump_cassette
@@ -44,6 +49,7 @@ class Sweep:
     timing: FaultTiming = field(default_factory=FaultTiming)
     keep_dir: Path | None = None      # --write-variants: every variant cassette is written here
     cwd: Path | None = None           # where the client runs (default: this process's)
+    quiet: float = QUIET              # seconds of a quiet tree that make a run hung; 0: the deadline only
 
     def clean_run(self) -> Verdict:
         """The client against the cassette as recorded: it must pass before a fault means anything."""
@@ -96,16 +102,38 @@ class Sweep:
             except OSError as exc:
                 raise UsageError(f"cannot run the client command {self.command[0]!r}: "
                                  f"{exc.strerror or exc}") from None
-            killed = False
-            try:
-                proc.wait(timeout=deadline)
-            except subprocess.TimeoutExpired:
-                killed = True
-                _stop_tree(proc)
+            rule = self._watch(proc, start, deadline, self._quiet_for(fault))
             seconds = time.monotonic() - start
+            if rule is not None:
+                _stop_tree(proc)
         stop_running(run_dir, STOP_GRACE, kill=True)  # a fake the client left (it outwaits the deadline)
         return judge_process(fault, returncode=proc.returncode, stderr=_tail(err_path), seconds=seconds,
-                             deadline=deadline, killed=killed)
+                             deadline=deadline, killed=rule is not None, rule=rule or "",
+                             quiet=self._quiet_for(fault))
+
+    def _quiet_for(self, fault: Fault | None) -> float:
+        """The quiet period that decides this run, 0 for none. A delay fault's server sleeps and
+        then goes on, and the client must take the late answer: only its deadline decides. The
+        clean run must not hang at all: a slow client is not to be called hung there either."""
+        if fault is None or fault.kind == "delay":
+            return 0.0
+        return self.quiet
+
+    @staticmethod
+    def _watch(proc: subprocess.Popen, start: float, deadline: float, quiet: float) -> str | None:
+        """Wait for the client to end: None if it did, else the rule that says it hung."""
+        watch = QuietWatch(proc.pid)
+        while True:
+            left = start + deadline - time.monotonic()
+            if left <= 0:
+                return DEADLINE_RULE
+            try:
+                proc.wait(timeout=min(left, SAMPLE) if quiet > 0 else left)
+                return None
+            except subprocess.TimeoutExpired:
+                pass
+            if quiet > 0 and watch.quiet_for(time.monotonic()) >= quiet:
+                return QUIET_RULE
 
 
 def _shim(run_dir: Path, cassette_path: Path, timing: FaultTiming) -> Path:
@@ -124,34 +152,10 @@ def _tail(path: Path) -> str:
         return fh.read().decode("utf-8", "replace")
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (by /proc), including those in sessions of their own."""
-    children: dict[int, list[int]] = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return []
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def _stop_tree(proc: subprocess.Popen) -> None:
     """SIGTERM the client and everything it started (a fake relays it and writes its report),
     then SIGKILL whatever is left."""
-    tree = [proc.pid, *_descendants(proc.pid)]
+    tree = process_tree(proc.pid)
     try:
         os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
