@@ -20,6 +20,16 @@ ROOT = Path(__file__).resolve().parent
 WAIT = 10.0  # the longest any test waits for one thing to happen
 
 
+@pytest.fixture(autouse=True)
+def _inner_pytest_as_on_a_desk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An inner pytest run (pytester) prints as on a developer's machine. With $CI or
+    $BUILD_NUMBER set (as .ci/run has it), pytest repeats each failure's whole message in
+    its short summary, and the tests that count what a user reads would count that too."""
+    if "pytester" in request.fixturenames:
+        monkeypatch.delenv("CI", raising=False)
+        monkeypatch.delenv("BUILD_NUMBER", raising=False)
+
+
 @dataclass
 class OptioSession:
     """A CodexConversation attached to a handle, with its events and messages collected."""
