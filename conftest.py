@@ -12,7 +12,7 @@ import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -28,6 +28,17 @@ def _inner_pytest_as_on_a_desk(request: pytest.FixtureRequest, monkeypatch: pyte
     if "pytester" in request.fixturenames:
         monkeypatch.delenv("CI", raising=False)
         monkeypatch.delenv("BUILD_NUMBER", raising=False)
+
+
+@pytest.fixture(name="server", scope="module")
+def fork_server_per_module() -> Iterator[Any]:
+    """A warm fork server for one test module (the launcher tests hand it to `launcher_argv`)."""
+    from fake_server.forkserver import start_server
+
+    server = start_server()
+    assert server.wait_ready(WAIT * 3)
+    yield server
+    server.stop()
 
 
 @dataclass

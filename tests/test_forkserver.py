@@ -11,7 +11,6 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -39,12 +38,6 @@ WAITING = """
     """
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ForkServer]:
-    server = start_server()
-    assert server.wait_ready(WAIT * 3)
-    yield server
-    server.stop()
 
 
 def scenario(tmp_path: Path, text: str = SIMPLE, name: str = "s.yaml") -> Path:

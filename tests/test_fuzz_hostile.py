@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fake_server.commands import FakeCodexCommand
-from fake_server.forkserver import ForkServer, launcher_argv, start_server
+from fake_server.forkserver import ForkServer, launcher_argv
 from harness.errors import ERROR_CAP, HarnessError
 from harness.format.cassette import Cassette
 from harness.format.load import open_cassette
@@ -251,12 +251,6 @@ def test_hostile_streams_against_the_stdio_channel_over_pipes(cassette: Cassette
         assert "the client stopped reading at" in report.divergence.message
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ForkServer]:
-    server = start_server()
-    assert server.wait_ready(WAIT * 3)
-    yield server
-    server.stop()
 
 
 @fuzz(30)

@@ -15,12 +15,11 @@ import termios
 import textwrap
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from fake_server.commands import FakeCodexCommand
-from fake_server.forkserver import ForkServer, launcher_argv, start_server
+from fake_server.forkserver import ForkServer, launcher_argv
 from harness.format.load import open_cassette
 from harness.format.wire import encode
 from harness.replay.engine import DIVERGED_EXIT
@@ -35,12 +34,6 @@ FLOOD = "steps:\n  - expect: initialize\n    reply: {}\n" + "".join(
     f"  - notify: n/{n}\n    params: {{text: {'x' * 4000}}}\n" for n in range(100)) + "  - expect: initialized\n"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ForkServer]:
-    server = start_server()
-    assert server.wait_ready(WAIT * 3)
-    yield server
-    server.stop()
 
 
 def launch(kind: str, server: ForkServer, command: FakeCodexCommand, stdout: int | None = None,

@@ -10,14 +10,14 @@ import signal
 import subprocess
 import textwrap
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from fake_server import FakeCodexCommand
-from fake_server.forkserver import ForkServer, launcher_argv, start_server
+from fake_server.forkserver import ForkServer, launcher_argv
 from fake_server.inprocess import InProcessCodex
 from harness.errors import CassetteError
 from harness.format.cassette import load_cassette
@@ -171,12 +171,6 @@ KILLED = """
 INITIALIZE = b'{"id":1,"method":"initialize"}\n'
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ForkServer]:
-    server = start_server()
-    assert server.wait_ready(WAIT * 3)
-    yield server
-    server.stop()
 
 
 @pytest.mark.parametrize("name", ["SIGKILL", "SIGTERM", "SIGSEGV"])
